@@ -1,0 +1,159 @@
+//! Presence and the message cache in one mutex, so a last leave deletes the cache
+//! atomically with the member (the same guarantee the Redis scripts give).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::domain::{Message, RoomId, Seq, User, UserId};
+use crate::ports::{MessageCache, Presence, Unavailable};
+
+#[derive(Default)]
+struct RoomState {
+    /// Present users and their names.
+    members: HashMap<UserId, String>,
+    ready: bool,
+    cached: BTreeMap<Seq, Message>,
+}
+
+pub struct MemoryRoomState {
+    capacity: usize,
+    rooms: Mutex<HashMap<RoomId, RoomState>>,
+}
+
+impl MemoryRoomState {
+    /// `capacity`: messages kept per room (`CACHE_MESSAGES`).
+    pub fn new(capacity: usize) -> MemoryRoomState {
+        MemoryRoomState {
+            capacity,
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn with_rooms<T>(&self, f: impl FnOnce(&mut HashMap<RoomId, RoomState>) -> T) -> T {
+        // A panic while holding the lock cannot leave a room half-updated: every update
+        // below is a single insert/remove, so the data is usable after poisoning.
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut rooms)
+    }
+
+    fn trim(&self, state: &mut RoomState) {
+        while state.cached.len() > self.capacity {
+            state.cached.pop_first();
+        }
+    }
+}
+
+#[async_trait]
+impl Presence for MemoryRoomState {
+    async fn join(&self, room: RoomId, user: &User) -> Result<bool, Unavailable> {
+        Ok(self.with_rooms(|rooms| {
+            rooms
+                .entry(room)
+                .or_default()
+                .members
+                .insert(user.id, user.username.clone())
+                .is_none()
+        }))
+    }
+
+    async fn leave(&self, room: RoomId, user: UserId) -> Result<bool, Unavailable> {
+        Ok(self.with_rooms(|rooms| {
+            let Some(state) = rooms.get_mut(&room) else {
+                return false;
+            };
+            let removed = state.members.remove(&user).is_some();
+            if state.members.is_empty() {
+                rooms.remove(&room);
+            }
+            removed
+        }))
+    }
+
+    async fn members(&self, room: RoomId) -> Result<Vec<String>, Unavailable> {
+        let mut names = self.with_rooms(|rooms| {
+            rooms
+                .get(&room)
+                .map(|s| s.members.values().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        });
+        names.sort();
+        Ok(names)
+    }
+
+    async fn online_counts(
+        &self,
+        wanted: &[RoomId],
+    ) -> Result<HashMap<RoomId, usize>, Unavailable> {
+        Ok(self.with_rooms(|rooms| {
+            wanted
+                .iter()
+                .filter_map(|id| rooms.get(id).map(|s| (*id, s.members.len())))
+                .collect()
+        }))
+    }
+}
+
+#[async_trait]
+impl MessageCache for MemoryRoomState {
+    async fn latest(
+        &self,
+        room: RoomId,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, Unavailable> {
+        Ok(self.with_rooms(|rooms| {
+            let state = rooms.get(&room).filter(|s| s.ready)?;
+            let skip = state.cached.len().saturating_sub(limit);
+            Some(state.cached.values().skip(skip).cloned().collect())
+        }))
+    }
+
+    async fn after(
+        &self,
+        room: RoomId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, Unavailable> {
+        Ok(self.with_rooms(|rooms| {
+            let state = rooms.get(&room).filter(|s| s.ready)?;
+            let complete = match state.cached.first_key_value() {
+                Some((oldest, _)) => *oldest <= after + 1,
+                // Ready and empty: the room had no messages when filled and none since.
+                None => true,
+            };
+            complete.then(|| {
+                state
+                    .cached
+                    .range(after + 1..)
+                    .take(limit)
+                    .map(|(_, m)| m.clone())
+                    .collect()
+            })
+        }))
+    }
+
+    async fn fill(&self, room: RoomId, tail: &[Message]) -> Result<(), Unavailable> {
+        self.with_rooms(|rooms| {
+            let Some(state) = rooms.get_mut(&room) else {
+                return;
+            };
+            for message in tail {
+                state.cached.insert(message.seq, message.clone());
+            }
+            state.ready = true;
+            self.trim(state);
+        });
+        Ok(())
+    }
+
+    async fn add(&self, room: RoomId, message: &Message) -> Result<(), Unavailable> {
+        self.with_rooms(|rooms| {
+            if let Some(state) = rooms.get_mut(&room) {
+                state.cached.insert(message.seq, message.clone());
+                self.trim(state);
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! Implementations of the ports, one folder per technology. The only code that names a driver.
+
+pub mod memory;
+pub mod sqlite;

@@ -1,0 +1,289 @@
+//! Registration, login, sessions. Argon2id hashing runs off the async threads, a few at a
+//! time, so a login flood cannot starve the runtime.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio::sync::{OnceCell, Semaphore};
+
+use super::throttle::FailureThrottle;
+use super::{store_call, ChatError, ChatService};
+use crate::domain::{Password, User, Username};
+use crate::ports::{BusEvent, StoreError};
+
+/// Failed logins allowed per username, and per address, in [`FAILURE_WINDOW`].
+const LOGIN_FAILURES_PER_USER: usize = 5;
+const FAILURES_PER_ADDRESS: usize = 20;
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+pub(crate) struct Accounts {
+    hashing: Semaphore,
+    /// Verified against for unknown usernames, so they cost as much as a wrong password.
+    dummy_hash: OnceCell<String>,
+    login_failures_by_user: FailureThrottle,
+    login_failures_by_address: FailureThrottle,
+    register_failures_by_address: FailureThrottle,
+}
+
+impl Accounts {
+    pub fn new() -> Accounts {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Accounts {
+            hashing: Semaphore::new(cores),
+            dummy_hash: OnceCell::new(),
+            login_failures_by_user: FailureThrottle::new(LOGIN_FAILURES_PER_USER, FAILURE_WINDOW),
+            login_failures_by_address: FailureThrottle::new(FAILURES_PER_ADDRESS, FAILURE_WINDOW),
+            register_failures_by_address: FailureThrottle::new(
+                FAILURES_PER_ADDRESS,
+                FAILURE_WINDOW,
+            ),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ChatError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ChatError::Unavailable("hashing is shut down".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ChatError::Unavailable(Box::new(e)))
+    }
+
+    async fn hash(&self, password: Password) -> Result<String, ChatError> {
+        self.blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            argon2()
+                .hash_password(password.expose().as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+        })
+        .await?
+        .map_err(|e| ChatError::Unavailable(e.to_string().into()))
+    }
+
+    async fn verify(&self, password: Password, hash: String) -> Result<bool, ChatError> {
+        self.blocking(move || match PasswordHash::new(&hash) {
+            Ok(parsed) => argon2()
+                .verify_password(password.expose().as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        })
+        .await
+    }
+
+    async fn dummy_hash(&self) -> Result<String, ChatError> {
+        self.dummy_hash
+            .get_or_try_init(|| async {
+                let mut random = [0u8; 24];
+                rand::thread_rng().fill_bytes(&mut random);
+                let password =
+                    Password::parse(&URL_SAFE_NO_PAD.encode(random)).expect("32 characters");
+                self.hash(password).await
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// Argon2id with the OWASP minimum: 19 MiB, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    Argon2::new(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        Params::new(19 * 1024, 2, 1, None).expect("valid Argon2 parameters"),
+    )
+}
+
+/// A session just created: the token goes into the cookie and nowhere else.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token: String,
+    pub user: User,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A request's valid session.
+#[derive(Debug, Clone)]
+pub struct AuthSession {
+    pub user: User,
+    pub expires_at: DateTime<Utc>,
+    /// Names the session's sockets in the hub.
+    pub token_hash: Bytes,
+}
+
+fn token_hash(token: &str) -> Bytes {
+    Bytes::copy_from_slice(&Sha256::digest(token.as_bytes()))
+}
+
+impl ChatService {
+    /// Creates the account and signs it in. `password_confirm` is checked when given (forms).
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        password_confirm: Option<&str>,
+        address: IpAddr,
+    ) -> Result<NewSession, ChatError> {
+        let address_key = address.to_string();
+        let by_address = &self.accounts.register_failures_by_address;
+        by_address
+            .check(&address_key)
+            .map_err(|retry_after| ChatError::TooManyAttempts { retry_after })?;
+        let result = async {
+            let username = Username::parse(username).map_err(ChatError::InvalidUsername)?;
+            let password = Password::parse(password).map_err(ChatError::InvalidPassword)?;
+            if password_confirm.is_some_and(|confirm| confirm != password.expose()) {
+                return Err(ChatError::PasswordMismatch);
+            }
+            let hash = self.accounts.hash(password).await?;
+            match store_call(async {
+                match self.store.create_user(&username, &hash).await {
+                    Err(StoreError::Duplicate) => Ok(None),
+                    other => other.map(Some),
+                }
+            })
+            .await?
+            {
+                Some(user) => Ok(user),
+                None => Err(ChatError::UsernameTaken),
+            }
+        }
+        .await;
+        match result {
+            Ok(user) => self.start_session(user).await,
+            Err(e @ ChatError::Unavailable(_)) => Err(e),
+            Err(e) => {
+                by_address.record_failure(&address_key);
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        address: IpAddr,
+    ) -> Result<NewSession, ChatError> {
+        let accounts = &self.accounts;
+        let user_key = format!("user:{}", username.to_ascii_lowercase());
+        let address_key = address.to_string();
+        for (throttle, key) in [
+            (&accounts.login_failures_by_user, &user_key),
+            (&accounts.login_failures_by_address, &address_key),
+        ] {
+            throttle
+                .check(key)
+                .map_err(|retry_after| ChatError::TooManyAttempts { retry_after })?;
+        }
+        let fail = || {
+            accounts.login_failures_by_user.record_failure(&user_key);
+            accounts
+                .login_failures_by_address
+                .record_failure(&address_key);
+            ChatError::InvalidCredentials
+        };
+        // Malformed input cannot match an account; refuse it without hashing a huge password.
+        let (Ok(username), Ok(password)) = (Username::parse(username), Password::parse(password))
+        else {
+            return Err(fail());
+        };
+        let found = store_call(self.store.find_credentials(&username)).await?;
+        let (user, hash) = match found {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, accounts.dummy_hash().await?),
+        };
+        let matches = accounts.verify(password, hash).await?;
+        match user {
+            Some(user) if matches => {
+                accounts.login_failures_by_user.clear(&user_key);
+                self.start_session(user).await
+            }
+            _ => Err(fail()),
+        }
+    }
+
+    async fn start_session(&self, user: User) -> Result<NewSession, ChatError> {
+        let mut random = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut random);
+        let token = URL_SAFE_NO_PAD.encode(random);
+        let ttl = chrono::Duration::from_std(self.settings.session_ttl)
+            .unwrap_or(chrono::Duration::days(14));
+        let expires_at = Utc::now() + ttl;
+        store_call(
+            self.store
+                .create_session(&token_hash(&token), user.id, expires_at),
+        )
+        .await?;
+        Ok(NewSession {
+            token,
+            user,
+            expires_at,
+        })
+    }
+
+    /// The session behind a cookie's token, if it is live.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<AuthSession>, ChatError> {
+        // A real token is 43 characters; anything far off is not worth a query.
+        if token.is_empty() || token.len() > 128 {
+            return Ok(None);
+        }
+        let hash = token_hash(token);
+        let record = store_call(self.store.find_session(&hash, Utc::now())).await?;
+        Ok(record.map(|record| AuthSession {
+            user: record.user,
+            expires_at: record.expires_at,
+            token_hash: hash,
+        }))
+    }
+
+    /// Ends the session and closes its sockets, on every process.
+    pub async fn logout(&self, token: &str) -> Result<(), ChatError> {
+        let hash = token_hash(token);
+        store_call(self.store.delete_session(&hash)).await?;
+        if let Err(e) = self
+            .bus
+            .publish(BusEvent::SessionEnded { token_hash: hash })
+            .await
+        {
+            tracing::warn!(error = %e, "could not announce a logout; its sockets close at their next check");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passwords_are_stored_as_argon2id_with_owasp_parameters_and_a_salt_each() {
+        let accounts = Accounts::new();
+        let password = || Password::parse("correct horse battery").unwrap();
+        let first = accounts.hash(password()).await.unwrap();
+        let second = accounts.hash(password()).await.unwrap();
+        assert!(
+            first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{first}"
+        );
+        assert_ne!(first, second, "a random salt per password");
+        assert!(accounts.verify(password(), first.clone()).await.unwrap());
+        assert!(!accounts
+            .verify(Password::parse("wrong horse battery").unwrap(), first)
+            .await
+            .unwrap());
+    }
+}

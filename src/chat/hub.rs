@@ -1,0 +1,319 @@
+//! The process's local fan-out: one broadcast channel per room with local members, fed
+//! by the bus, read by every socket of the room.
+//!
+//! A frame is serialized once by its sender; the hub hands every socket a clone of the same
+//! `Bytes`. Each room's channel is a bounded ring: a socket that falls behind loses its
+//! place (and is told to `resync`) instead of growing memory.
+//!
+//! Messages reach the hub out of order when sends commit concurrently (or on different
+//! processes). The hub keeps the next `seq` it expects per room and holds later ones back;
+//! if a hole is not filled within [`GAP_WAIT`], it reads the missing messages from the
+//! store. Sockets therefore see `seq` in order without gaps.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+
+use crate::domain::{HistoryRange, Room, RoomId, Seq, UserId};
+use crate::ports::{BusEvent, BusListener, Store};
+use crate::protocol::{MessageView, ServerFrame};
+use crate::telemetry::Metrics;
+
+/// How long a later message waits for an earlier one before the hub asks the store.
+const GAP_WAIT: Duration = Duration::from_millis(50);
+/// Frames a room's ring holds; a socket further behind than this gets `resync`.
+const ROOM_RING: usize = 1024;
+
+/// One frame for every socket of a room. `seq` is set for `message` frames.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub seq: Option<Seq>,
+    pub frame: Bytes,
+}
+
+/// Why the server closes a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The session ended (logout or expiry): close code 1008.
+    SessionEnded,
+}
+
+/// What a room needs while it has local members.
+pub(crate) struct RoomChannel {
+    pub room: Room,
+    sender: broadcast::Sender<Delivery>,
+    /// Set once the bus delivers the room here and the expected `seq` is known.
+    pub ready: tokio::sync::OnceCell<()>,
+    /// Joiners of a room with a cold cache share one fill (single-flight).
+    pub fill: tokio::sync::Mutex<()>,
+}
+
+struct RoomEntry {
+    channel: Arc<RoomChannel>,
+    /// Local connections per user.
+    users: HashMap<UserId, usize>,
+    /// `None` until the room's last stored `seq` is known; messages wait in `pending`.
+    next_seq: Option<Seq>,
+    pending: BTreeMap<Seq, Bytes>,
+    gap_timer_armed: bool,
+}
+
+#[derive(Default)]
+struct HubState {
+    rooms: HashMap<RoomId, RoomEntry>,
+    /// Open sockets by session token hash, so a logout closes them.
+    sessions: HashMap<Bytes, HashMap<u64, watch::Sender<Option<CloseReason>>>>,
+    next_connection: u64,
+}
+
+pub(crate) struct Hub {
+    me: Weak<Hub>,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    state: Mutex<HubState>,
+}
+
+/// A socket's place in the hub, returned by [`Hub::attach`].
+pub(crate) struct Attachment {
+    pub channel: Arc<RoomChannel>,
+    pub receiver: broadcast::Receiver<Delivery>,
+    pub closed: watch::Receiver<Option<CloseReason>>,
+    pub connection: u64,
+    /// This is the user's first connection to the room on this process.
+    pub first_for_user: bool,
+}
+
+/// What [`Hub::detach`] left behind.
+pub(crate) struct Detached {
+    /// The user has no other connection to the room on this process.
+    pub last_for_user: bool,
+    /// The room has no local connection left.
+    pub room_empty: bool,
+}
+
+impl Hub {
+    pub fn new(store: Arc<dyn Store>, metrics: Metrics) -> Arc<Hub> {
+        Arc::new_cyclic(|me| Hub {
+            me: me.clone(),
+            store,
+            metrics,
+            state: Mutex::new(HubState::default()),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, HubState> {
+        // Every update under this lock is small and leaves the state consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn attach(&self, room: &Room, user: UserId, session: &Bytes) -> Attachment {
+        let mut state = self.state();
+        let connection = state.next_connection;
+        state.next_connection += 1;
+        let (close_tx, closed) = watch::channel(None);
+        state
+            .sessions
+            .entry(session.clone())
+            .or_default()
+            .insert(connection, close_tx);
+
+        let entry = state.rooms.entry(room.id).or_insert_with(|| {
+            self.metrics.rooms_active.inc();
+            RoomEntry {
+                channel: Arc::new(RoomChannel {
+                    room: room.clone(),
+                    sender: broadcast::channel(ROOM_RING).0,
+                    ready: tokio::sync::OnceCell::new(),
+                    fill: tokio::sync::Mutex::new(()),
+                }),
+                users: HashMap::new(),
+                next_seq: None,
+                pending: BTreeMap::new(),
+                gap_timer_armed: false,
+            }
+        });
+        let count = entry.users.entry(user).or_insert(0);
+        *count += 1;
+        Attachment {
+            channel: entry.channel.clone(),
+            receiver: entry.channel.sender.subscribe(),
+            closed,
+            connection,
+            first_for_user: *count == 1,
+        }
+    }
+
+    pub fn detach(&self, room: RoomId, user: UserId, session: &Bytes, connection: u64) -> Detached {
+        let mut state = self.state();
+        if let Some(connections) = state.sessions.get_mut(session) {
+            connections.remove(&connection);
+            if connections.is_empty() {
+                state.sessions.remove(session);
+            }
+        }
+        let Some(entry) = state.rooms.get_mut(&room) else {
+            return Detached {
+                last_for_user: true,
+                room_empty: true,
+            };
+        };
+        let mut last_for_user = true;
+        if let Some(count) = entry.users.get_mut(&user) {
+            *count -= 1;
+            last_for_user = *count == 0;
+            if last_for_user {
+                entry.users.remove(&user);
+            }
+        }
+        let room_empty = entry.users.is_empty();
+        if room_empty {
+            state.rooms.remove(&room);
+            self.metrics.rooms_active.dec();
+        }
+        Detached {
+            last_for_user,
+            room_empty,
+        }
+    }
+
+    /// Whether this process still has a connection in the room.
+    pub fn has_local_members(&self, room: RoomId) -> bool {
+        self.state().rooms.contains_key(&room)
+    }
+
+    /// Starts ordered delivery: messages up to `last_seq` are in the store already.
+    pub fn start_ordering(&self, room: RoomId, last_seq: Seq) {
+        let mut state = self.state();
+        let Some(entry) = state.rooms.get_mut(&room) else {
+            return;
+        };
+        if entry.next_seq.is_some() {
+            return;
+        }
+        entry.next_seq = Some(last_seq + 1);
+        entry.pending = entry.pending.split_off(&(last_seq + 1));
+        self.drain(room, entry);
+    }
+
+    fn deliver_ordered(&self, room: RoomId, seq: Seq, frame: Bytes) {
+        let mut state = self.state();
+        let Some(entry) = state.rooms.get_mut(&room) else {
+            return;
+        };
+        match entry.next_seq {
+            Some(next) if seq < next => {}
+            _ => {
+                entry.pending.insert(seq, frame);
+                self.drain(room, entry);
+            }
+        }
+    }
+
+    /// Sends every pending message that is next in line; arms the gap timer if a hole remains.
+    fn drain(&self, room: RoomId, entry: &mut RoomEntry) {
+        let Some(mut next) = entry.next_seq else {
+            return;
+        };
+        while let Some(frame) = entry.pending.remove(&next) {
+            let _ = entry.channel.sender.send(Delivery {
+                seq: Some(next),
+                frame,
+            });
+            next += 1;
+        }
+        entry.next_seq = Some(next);
+        if !entry.pending.is_empty() && !entry.gap_timer_armed {
+            entry.gap_timer_armed = true;
+            if let Some(hub) = self.me.upgrade() {
+                tokio::spawn(async move {
+                    tokio::time::sleep(GAP_WAIT).await;
+                    hub.fill_gap(room).await;
+                });
+            }
+        }
+    }
+
+    /// Reads a hole that did not fill by itself from the store; skips it if the store fails
+    /// (sockets see the jump and clients ask for `history`).
+    async fn fill_gap(&self, room: RoomId) {
+        let (channel, from, until) = {
+            let mut state = self.state();
+            let Some(entry) = state.rooms.get_mut(&room) else {
+                return;
+            };
+            entry.gap_timer_armed = false;
+            match (entry.next_seq, entry.pending.first_key_value()) {
+                (Some(next), Some((&first, _))) if first > next => {
+                    (entry.channel.clone(), next, first)
+                }
+                _ => return,
+            }
+        };
+        let limit = (until - from).clamp(1, 1000) as u32;
+        let missing = self
+            .store
+            .messages(&channel.room, HistoryRange::After(from - 1), limit)
+            .await;
+        let mut state = self.state();
+        let Some(entry) = state.rooms.get_mut(&room) else {
+            return;
+        };
+        match missing {
+            Ok(messages) => {
+                for message in messages.iter().filter(|m| m.seq < until) {
+                    let frame = ServerFrame::Message(MessageView::from(message)).to_json();
+                    entry
+                        .pending
+                        .entry(message.seq)
+                        .or_insert_with(|| Bytes::from(frame));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, room = room.0, "could not fill a gap in a room's messages")
+            }
+        }
+        if let (Some(next), Some((&first, _))) = (entry.next_seq, entry.pending.first_key_value()) {
+            if first > next && first <= until {
+                entry.next_seq = Some(first);
+            }
+        }
+        self.drain(room, entry);
+    }
+
+    fn deliver_unordered(&self, room: RoomId, frame: Bytes) {
+        let state = self.state();
+        if let Some(entry) = state.rooms.get(&room) {
+            let _ = entry.channel.sender.send(Delivery { seq: None, frame });
+        }
+    }
+
+    fn end_session(&self, token_hash: &Bytes) {
+        let state = self.state();
+        if let Some(connections) = state.sessions.get(token_hash) {
+            for close in connections.values() {
+                let _ = close.send(Some(CloseReason::SessionEnded));
+            }
+        }
+    }
+}
+
+impl BusListener for Hub {
+    fn deliver(&self, event: BusEvent) {
+        match event {
+            BusEvent::Room {
+                room,
+                seq: Some(seq),
+                frame,
+            } => self.deliver_ordered(room, seq, frame),
+            BusEvent::Room {
+                room,
+                seq: None,
+                frame,
+            } => self.deliver_unordered(room, frame),
+            BusEvent::SessionEnded { token_hash } => self.end_session(&token_hash),
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Joining and leaving a room: presence, `member_joined`/`member_left`, and the history a
+//! joiner gets (CONTRACT §6: the first joiner fills the cache, later joiners read it, the
+//! last leaver's presence removal deletes it).
+//!
+//! Order that loses nothing: attach to the hub and subscribe on the bus (confirmed) →
+//! presence → read history → the socket sends `history`, then live frames with a `seq`
+//! above the history's last. A message is either in what the joiner read, or published
+//! after the joiner was listening.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+
+use super::hub::RoomChannel;
+use super::messages::RESUME_MAX;
+use super::{store_call, AuthSession, ChatError, ChatService, CloseReason, Delivery};
+use crate::domain::{HistoryRange, Message, Room, Seq, User};
+use crate::ports::BusEvent;
+use crate::protocol::ServerFrame;
+
+/// A socket's membership of a room, from [`ChatService::join`] until [`ChatService::leave`].
+pub struct Membership {
+    pub room: Room,
+    pub user: User,
+    /// Usernames online in the room, the joiner included, sorted.
+    pub members: Vec<String>,
+    pub history: Vec<Message>,
+    /// More than [`RESUME_MAX`] messages were missed; the client should page on.
+    pub truncated: bool,
+    /// Live frames for the room.
+    pub deliveries: broadcast::Receiver<Delivery>,
+    /// Becomes `Some` when the server must close the socket.
+    pub closed: watch::Receiver<Option<CloseReason>>,
+    session: Bytes,
+    connection: u64,
+    channel: Arc<RoomChannel>,
+}
+
+impl ChatService {
+    pub async fn join(
+        &self,
+        session: &AuthSession,
+        room: Room,
+        since: Option<Seq>,
+    ) -> Result<Membership, ChatError> {
+        let user = session.user.clone();
+        let attachment = self.hub.attach(&room, user.id, &session.token_hash);
+        let mut membership = Membership {
+            room,
+            user,
+            members: Vec::new(),
+            history: Vec::new(),
+            truncated: false,
+            deliveries: attachment.receiver,
+            closed: attachment.closed,
+            session: session.token_hash.clone(),
+            connection: attachment.connection,
+            channel: attachment.channel,
+        };
+        self.metrics.ws_connections.inc();
+        match self
+            .enter(&mut membership, attachment.first_for_user, since)
+            .await
+        {
+            Ok(()) => Ok(membership),
+            Err(e) => {
+                self.leave(membership).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn enter(
+        &self,
+        membership: &mut Membership,
+        first_for_user: bool,
+        since: Option<Seq>,
+    ) -> Result<(), ChatError> {
+        let room = membership.room.clone();
+        membership
+            .channel
+            .ready
+            .get_or_try_init(|| async {
+                self.bus.subscribe(room.id).await?;
+                let last_seq = store_call(self.store.last_seq(room.id)).await?;
+                self.hub.start_ordering(room.id, last_seq);
+                Ok::<_, ChatError>(())
+            })
+            .await?;
+
+        if first_for_user && self.presence.join(room.id, &membership.user).await? {
+            self.announce(
+                &room,
+                ServerFrame::MemberJoined {
+                    user: membership.user.username.clone(),
+                },
+            )
+            .await;
+        }
+        membership.members = self.presence.members(room.id).await?;
+
+        let (history, truncated) = match since {
+            Some(since) => self.history_since(&room, since).await?,
+            None => (self.history_on_join(membership).await?, false),
+        };
+        membership.history = history;
+        membership.truncated = truncated;
+        Ok(())
+    }
+
+    async fn history_on_join(&self, membership: &Membership) -> Result<Vec<Message>, ChatError> {
+        let room = &membership.room;
+        let wanted = self.settings.history_on_join;
+        if let Some(cached) = self.cache.latest(room.id, wanted).await? {
+            self.count_history_load("cache");
+            return Ok(cached);
+        }
+        // Cold cache: one joiner per process reads the store and fills; the rest wait and read the cache.
+        let _fill = membership.channel.fill.lock().await;
+        if let Some(cached) = self.cache.latest(room.id, wanted).await? {
+            self.count_history_load("cache");
+            return Ok(cached);
+        }
+        let limit = self.settings.cache_messages as u32;
+        let tail = store_call(self.store.messages(room, HistoryRange::Latest, limit)).await?;
+        self.cache.fill(room.id, &tail).await?;
+        self.count_history_load("store");
+        let skip = tail.len().saturating_sub(wanted);
+        Ok(tail[skip..].to_vec())
+    }
+
+    /// Every message after `since`, up to [`RESUME_MAX`].
+    async fn history_since(
+        &self,
+        room: &Room,
+        since: Seq,
+    ) -> Result<(Vec<Message>, bool), ChatError> {
+        let since = since.max(0);
+        let mut messages = match self.cache.after(room.id, since, RESUME_MAX + 1).await? {
+            Some(cached) => {
+                self.count_history_load("cache");
+                cached
+            }
+            None => {
+                self.count_history_load("store");
+                let limit = RESUME_MAX as u32 + 1;
+                store_call(self.store.messages(room, HistoryRange::After(since), limit)).await?
+            }
+        };
+        let truncated = messages.len() > RESUME_MAX;
+        messages.truncate(RESUME_MAX);
+        Ok((messages, truncated))
+    }
+
+    fn count_history_load(&self, source: &str) {
+        self.metrics
+            .history_loads
+            .with_label_values(&[source])
+            .inc();
+    }
+
+    /// Ends a membership: the user's last connection here leaves presence; the room's last
+    /// local connection unsubscribes this process from it.
+    pub async fn leave(&self, membership: Membership) {
+        let room = membership.room;
+        self.metrics.ws_connections.dec();
+        let detached = self.hub.detach(
+            room.id,
+            membership.user.id,
+            &membership.session,
+            membership.connection,
+        );
+        if detached.last_for_user {
+            match self.presence.leave(room.id, membership.user.id).await {
+                Ok(true) => {
+                    self.announce(
+                        &room,
+                        ServerFrame::MemberLeft {
+                            user: membership.user.username.clone(),
+                        },
+                    )
+                    .await
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "presence unavailable on leave"),
+            }
+        }
+        if detached.room_empty && !self.hub.has_local_members(room.id) {
+            if let Err(e) = self.bus.unsubscribe(room.id).await {
+                tracing::warn!(error = %e, "could not unsubscribe from a room");
+            }
+        }
+    }
+
+    async fn announce(&self, room: &Room, frame: ServerFrame) {
+        let event = BusEvent::Room {
+            room: room.id,
+            seq: None,
+            frame: Bytes::from(frame.to_json()),
+        };
+        if let Err(e) = self.bus.publish(event).await {
+            tracing::warn!(error = %e, "could not announce a presence change");
+        }
+    }
+}

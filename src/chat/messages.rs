@@ -1,0 +1,141 @@
+//! Sending and reading messages.
+//!
+//! A send goes: validate → resend? (answer with the stored message, no limit) → rate
+//! limiter → store (durable) → cache → bus. Ack and fan-out happen only after the commit.
+
+use bytes::Bytes;
+
+use super::{store_call, ChatError, ChatService};
+use crate::domain::{
+    ClientId, HistoryRange, Message, MessageBody, NewMessage, Room, Seq, User, ValueError,
+};
+use crate::ports::{Admission, BusEvent};
+use crate::protocol::{MessageView, ServerFrame};
+
+/// The answer to an accepted send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub client_id: Option<String>,
+    pub id: i64,
+    pub seq: Seq,
+}
+
+impl Ack {
+    fn of(message: &Message) -> Ack {
+        Ack {
+            client_id: message.client_id.clone(),
+            id: message.id,
+            seq: message.seq,
+        }
+    }
+}
+
+/// Most messages one history request returns.
+pub const HISTORY_PAGE_MAX: u32 = 100;
+/// Most messages a resume (`?since=`) returns before saying `truncated`.
+pub const RESUME_MAX: usize = 1000;
+
+impl ChatService {
+    /// Stores `body` as `user`'s message in `room` and fans it out; identity and room come
+    /// from the caller's session and socket, never from the frame.
+    pub async fn send(
+        &self,
+        user: &User,
+        room: &Room,
+        body: &str,
+        client_id: Option<&str>,
+    ) -> Result<Ack, ChatError> {
+        let body = MessageBody::parse(body).map_err(|e| match e {
+            ValueError::EmptyBody => ChatError::EmptyBody,
+            ValueError::BodyTooLong => ChatError::BodyTooLong,
+            other => ChatError::InvalidFrame(other.to_string()),
+        })?;
+        let client_id = client_id
+            .map(ClientId::parse)
+            .transpose()
+            .map_err(|e| ChatError::InvalidFrame(e.to_string()))?;
+
+        // A resend is answered before the limiter, so it is not limited again.
+        if let Some(client_id) = &client_id {
+            if let Some(stored) =
+                store_call(self.store.find_by_client_id(user.id, client_id.as_str())).await?
+            {
+                return Ok(Ack::of(&stored));
+            }
+        }
+
+        let slot = match self.limiter.acquire(user.id).await? {
+            Admission::Granted(slot) => slot,
+            Admission::Refused { retry_after } => {
+                self.metrics.rate_limited.inc();
+                return Err(ChatError::RateLimited { retry_after });
+            }
+        };
+
+        let new = NewMessage {
+            room: room.clone(),
+            user: user.clone(),
+            body,
+            client_id,
+        };
+        let appended = match store_call(self.store.append_message(new)).await {
+            Ok(appended) => appended,
+            Err(e) => {
+                if let Err(release) = self.limiter.release(user.id, slot).await {
+                    tracing::warn!(error = %release, "could not give back a rate-limit slot");
+                }
+                return Err(e);
+            }
+        };
+        if !appended.fresh {
+            // Two racing resends: the other one stored it; this one took a slot for nothing.
+            let _ = self.limiter.release(user.id, slot).await;
+            return Ok(Ack::of(&appended.message));
+        }
+        self.metrics.messages.inc();
+        self.publish_message(&appended.message).await;
+        Ok(Ack::of(&appended.message))
+    }
+
+    /// Cache, then bus: a joiner either read the message from the cache or store, or hears it.
+    async fn publish_message(&self, message: &Message) {
+        if let Err(e) = self.cache.add(message.room_id, message).await {
+            tracing::warn!(error = %e, "message stored but not cached");
+        }
+        let frame = Bytes::from(ServerFrame::Message(MessageView::from(message)).to_json());
+        let event = BusEvent::Room {
+            room: message.room_id,
+            seq: Some(message.seq),
+            frame,
+        };
+        if let Err(e) = self.bus.publish(event).await {
+            // Stored and acked; members get it through `history` when they notice the gap.
+            tracing::warn!(error = %e, "message stored but not fanned out");
+        }
+    }
+
+    /// A page of history, oldest first; `truncated` when more messages lie beyond it.
+    pub async fn history(
+        &self,
+        room: &Room,
+        range: HistoryRange,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool), ChatError> {
+        if !(1..=HISTORY_PAGE_MAX).contains(&limit) {
+            return Err(ChatError::InvalidRequest(format!(
+                "limit must be 1 to {HISTORY_PAGE_MAX}"
+            )));
+        }
+        let mut messages = store_call(self.store.messages(room, range, limit + 1)).await?;
+        let truncated = messages.len() > limit as usize;
+        if truncated {
+            match range {
+                HistoryRange::After(_) => messages.truncate(limit as usize),
+                _ => {
+                    messages.remove(0);
+                }
+            }
+        }
+        Ok((messages, truncated))
+    }
+}

@@ -1,0 +1,103 @@
+//! The chat service: the product's rules. Imports no axum, sqlx or redis.
+//!
+//! [`ChatService`] holds one `Arc<dyn Port>` per port and the process's [`hub`]; its
+//! methods (spread over the files of this module by resource) are what the HTTP edge calls.
+
+mod accounts;
+mod error;
+mod hub;
+mod membership;
+mod messages;
+mod rooms;
+mod throttle;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use accounts::{AuthSession, NewSession};
+pub use error::ChatError;
+pub use hub::{CloseReason, Delivery};
+pub use membership::Membership;
+pub use messages::Ack;
+pub use rooms::RoomListing;
+
+use crate::ports::{Bus, MessageCache, Presence, RateLimiter, Store, StoreError};
+use crate::telemetry::Metrics;
+
+/// A store call that has not answered by then fails with `unavailable` (CONTRACT §7).
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The numbers the rules depend on.
+#[derive(Debug, Clone)]
+pub struct ChatSettings {
+    pub history_on_join: usize,
+    pub cache_messages: usize,
+    pub session_ttl: Duration,
+}
+
+/// The ports the service talks to.
+pub struct Ports {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<dyn MessageCache>,
+    pub presence: Arc<dyn Presence>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub bus: Arc<dyn Bus>,
+}
+
+pub struct ChatService {
+    store: Arc<dyn Store>,
+    cache: Arc<dyn MessageCache>,
+    presence: Arc<dyn Presence>,
+    limiter: Arc<dyn RateLimiter>,
+    bus: Arc<dyn Bus>,
+    hub: Arc<hub::Hub>,
+    metrics: Metrics,
+    settings: ChatSettings,
+    accounts: accounts::Accounts,
+}
+
+impl ChatService {
+    pub fn new(ports: Ports, settings: ChatSettings, metrics: Metrics) -> ChatService {
+        let hub = hub::Hub::new(ports.store.clone(), metrics.clone());
+        ports.bus.start(hub.clone());
+        ChatService {
+            store: ports.store,
+            cache: ports.cache,
+            presence: ports.presence,
+            limiter: ports.limiter,
+            bus: ports.bus,
+            hub,
+            metrics,
+            settings,
+            accounts: accounts::Accounts::new(),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// True while the store answers (`/readyz`).
+    pub async fn ready(&self) -> bool {
+        matches!(
+            tokio::time::timeout(STORE_TIMEOUT, self.store.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Lets pending writes finish and closes the store (at shutdown).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}
+
+/// Runs a store call with the service's deadline; a timeout is `Unavailable`.
+async fn store_call<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result<T, ChatError> {
+    match tokio::time::timeout(STORE_TIMEOUT, call).await {
+        Ok(result) => result.map_err(ChatError::from),
+        Err(_) => Err(ChatError::Unavailable(
+            "the store did not answer in time".into(),
+        )),
+    }
+}

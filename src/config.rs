@@ -1,0 +1,464 @@
+//! Configuration: the only code that reads the environment.
+//!
+//! [`Config::from_env`] reads the process environment (after `main` has loaded `.env`);
+//! tests call [`Config::from_lookup`] with a map. Every error names its variable and never
+//! echoes a secret. The original Django project's variables (`POSTGRES_DB_*`,
+//! `DJANGO_SECRET_KEY`, `DOMAIN`, `HOST`) are understood here and nowhere else.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Everything natter needs to start, parsed and validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where `natter serve` listens (port 0 picks a free port).
+    pub bind: SocketAddr,
+    pub database: DatabaseUrl,
+    /// When set, cache, presence, rate limiter and fan-out live in Redis.
+    pub redis_url: Option<String>,
+    pub redis_key_prefix: String,
+    pub secret_key: SecretKey,
+    /// Origins allowed to open WebSockets and post forms, besides the request's own host.
+    pub allowed_origins: Vec<String>,
+    /// Messages sent to a client when it joins a room.
+    pub history_on_join: usize,
+    /// Most recent messages kept in the cache per active room.
+    pub cache_messages: usize,
+    pub session_ttl: Duration,
+}
+
+/// The store to use.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    // A Postgres URL may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(url) => write!(f, "Sqlite({url:?})"),
+            DatabaseUrl::Postgres(_) => write!(f, "Postgres([redacted])"),
+        }
+    }
+}
+
+/// The key that signs CSRF tokens. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretKey {
+    bytes: Vec<u8>,
+    /// True when no key was configured and a random one was made for this start.
+    pub generated: bool,
+}
+
+impl SecretKey {
+    pub fn expose(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn random() -> Self {
+        use rand::RngCore;
+        let mut bytes = vec![0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        SecretKey {
+            bytes,
+            generated: true,
+        }
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn error(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// Characters escaped in the userinfo part of a URL (the original `.env`'s secrets have `$ % (`).
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+impl Config {
+    /// The process environment, falling back to `.env` in the working directory.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let file = match std::fs::read_to_string(".env") {
+            Ok(text) => parse_dotenv(&text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => return Err(error(".env", format!("could not be read: {e}"))),
+        };
+        Config::from_lookup(|name| std::env::var(name).ok().or_else(|| file.get(name).cloned()))
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        // An empty variable means "not set", as in most .env tooling.
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let bind = match get("BIND") {
+            Some(v) => v.trim().parse().map_err(|_| {
+                error(
+                    "BIND",
+                    format!("{v:?} is not host:port (e.g. 127.0.0.1:8000)"),
+                )
+            })?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+        };
+
+        let database = match get("DATABASE_URL") {
+            Some(url) => parse_database_url(url.trim())?,
+            None => match get("POSTGRES_DB_HOST") {
+                Some(host) => DatabaseUrl::Postgres(postgres_url_from_parts(&host, &get)?),
+                None => DatabaseUrl::Sqlite("sqlite://natter.db".to_owned()),
+            },
+        };
+
+        let redis_url = match get("REDIS_URL") {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url),
+            Some(_) => return Err(error("REDIS_URL", "must start with redis:// or rediss://")),
+            None => None,
+        };
+
+        let secret_key = match get("SECRET_KEY").or_else(|| get("DJANGO_SECRET_KEY")) {
+            Some(key) if key.len() < 16 => {
+                return Err(error(
+                    "SECRET_KEY",
+                    "is shorter than 16 characters; use a long random string",
+                ))
+            }
+            Some(key) => SecretKey {
+                bytes: key.into_bytes(),
+                generated: false,
+            },
+            None => SecretKey::random(),
+        };
+
+        let mut allowed_origins = Vec::new();
+        if let Some(list) = get("ALLOWED_ORIGINS") {
+            for origin in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                allowed_origins.push(parse_origin(origin).ok_or_else(|| {
+                    error(
+                        "ALLOWED_ORIGINS",
+                        format!("{origin:?} is not an origin like https://chat.example.com"),
+                    )
+                })?);
+            }
+        }
+        if let Some(host) = get("HOST") {
+            allowed_origins.push(parse_origin(host.trim()).ok_or_else(|| {
+                error(
+                    "HOST",
+                    format!("{host:?} is not a URL like http://127.0.0.1:8000/"),
+                )
+            })?);
+        }
+        if let Some(domain) = get("DOMAIN") {
+            let domain = domain.trim();
+            if domain.contains('/') || domain.contains(' ') {
+                return Err(error(
+                    "DOMAIN",
+                    format!("{domain:?} is not a host name like chat.example.com"),
+                ));
+            }
+            allowed_origins.push(format!("http://{domain}").to_ascii_lowercase());
+            allowed_origins.push(format!("https://{domain}").to_ascii_lowercase());
+        }
+        allowed_origins.sort();
+        allowed_origins.dedup();
+
+        let redis_key_prefix = get("REDIS_KEY_PREFIX").unwrap_or_else(|| "natter:".to_owned());
+        let history_on_join = parse_number(&get, "HISTORY_ON_JOIN", 50, 0, 1000)?;
+        let cache_messages = parse_number(&get, "CACHE_MESSAGES", 100, 1, 10_000)?;
+        if history_on_join > cache_messages {
+            return Err(error(
+                "HISTORY_ON_JOIN",
+                format!("{history_on_join} is more than CACHE_MESSAGES ({cache_messages}); the cache must hold a joiner's history"),
+            ));
+        }
+        let session_ttl = Duration::from_secs(parse_number(
+            &get,
+            "SESSION_TTL",
+            1_209_600,
+            1,
+            31_536_000,
+        )? as u64);
+
+        Ok(Config {
+            bind,
+            database,
+            redis_url,
+            redis_key_prefix,
+            secret_key,
+            allowed_origins,
+            history_on_join,
+            cache_messages,
+            session_ttl,
+        })
+    }
+}
+
+/// Parses a `.env` file: `KEY=value` lines, `#` comments, optional `export ` and quotes.
+///
+/// Values are taken literally: no `$VAR` expansion, so a secret such as the original
+/// project's (`…o7$v6*0^6l…`) arrives unchanged, as Django's reader left it.
+pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, ConfigError> {
+    let mut vars = HashMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(error(
+                ".env",
+                format!("line {} is not KEY=value", number + 1),
+            ));
+        };
+        let value = value.trim();
+        let value = match value.as_bytes().first() {
+            Some(&quote @ (b'"' | b'\''))
+                if value.len() >= 2 && value.as_bytes()[value.len() - 1] == quote =>
+            {
+                &value[1..value.len() - 1]
+            }
+            // An unquoted value ends at a comment that follows whitespace.
+            _ => value.split(" #").next().unwrap_or(value).trim_end(),
+        };
+        vars.insert(key.trim().to_owned(), value.to_owned());
+    }
+    Ok(vars)
+}
+
+fn parse_number(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ConfigError> {
+    let Some(raw) = get(variable) else {
+        return Ok(default);
+    };
+    let value: usize = raw
+        .trim()
+        .parse()
+        .map_err(|_| error(variable, format!("{raw:?} is not a whole number")))?;
+    if !(min..=max).contains(&value) {
+        return Err(error(variable, format!("{value} is outside {min}..={max}")));
+    }
+    Ok(value)
+}
+
+fn parse_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
+    if url.starts_with("sqlite:") {
+        Ok(DatabaseUrl::Sqlite(url.to_owned()))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DatabaseUrl::Postgres(url.to_owned()))
+    } else {
+        // Not echoed: a mistyped URL may still carry a password.
+        Err(error(
+            "DATABASE_URL",
+            "must start with sqlite:// or postgres://",
+        ))
+    }
+}
+
+fn postgres_url_from_parts(
+    host: &str,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let user = get("POSTGRES_DB_USER").unwrap_or_else(|| "postgres".to_owned());
+    let password = get("POSTGRES_DB_PASSWORD");
+    let name = get("POSTGRES_DB_NAME").unwrap_or_else(|| "postgres".to_owned());
+    let port: u16 = match get("POSTGRES_DB_PORT") {
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| error("POSTGRES_DB_PORT", format!("{raw:?} is not a port number")))?,
+        None => 5432,
+    };
+    let userinfo = match password {
+        Some(password) => format!(
+            "{}:{}",
+            utf8_percent_encode(&user, USERINFO),
+            utf8_percent_encode(&password, USERINFO)
+        ),
+        None => utf8_percent_encode(&user, USERINFO).to_string(),
+    };
+    Ok(format!(
+        "postgres://{userinfo}@{}:{port}/{}",
+        host.trim(),
+        utf8_percent_encode(&name, USERINFO)
+    ))
+}
+
+/// `scheme://host[:port]`, lower-cased, from an origin or a URL with a path.
+fn parse_origin(value: &str) -> Option<String> {
+    let (scheme, rest) = value.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split('/').next()?;
+    if authority.is_empty() || authority.contains(' ') || authority.contains('@') {
+        return None;
+    }
+    Some(format!("{scheme}://{authority}").to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup_on_port_8000() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:8000".parse().unwrap());
+        assert_eq!(c.database, DatabaseUrl::Sqlite("sqlite://natter.db".into()));
+        assert!(c.redis_url.is_none());
+        assert!(c.secret_key.generated);
+        assert_eq!((c.history_on_join, c.cache_messages), (50, 100));
+        assert_eq!(c.session_ttl, Duration::from_secs(1_209_600));
+        assert_eq!(c.redis_key_prefix, "natter:");
+    }
+
+    #[test]
+    fn the_original_django_env_is_accepted_unchanged() {
+        let map = parse_dotenv(include_str!("../tests/fixtures/original.env")).unwrap();
+        let c = Config::from_lookup(|name| map.get(name).cloned()).unwrap();
+        let DatabaseUrl::Postgres(url) = &c.database else {
+            panic!("POSTGRES_DB_* must select PostgreSQL");
+        };
+        assert_eq!(url, "postgres://postgres:postgres@postgres:5432/postgres");
+        assert_eq!(c.redis_url.as_deref(), Some("redis://redis:6379"));
+        assert!(!c.secret_key.generated);
+        assert_eq!(
+            c.secret_key.expose(),
+            b"django-insecure-1!p(mrem9s2(bi9vu%24g+mr1!o7$v6*0^6l^421)0-6)&74r="
+        );
+        assert!(c
+            .allowed_origins
+            .contains(&"http://127.0.0.1:8000".to_string()));
+    }
+
+    #[test]
+    fn a_postgres_password_is_percent_encoded() {
+        let c = config(&[
+            ("POSTGRES_DB_HOST", "db"),
+            ("POSTGRES_DB_PASSWORD", "p@ss:w/rd%$("),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.database,
+            DatabaseUrl::Postgres(
+                "postgres://postgres:p%40ss%3Aw%2Frd%25%24%28@db:5432/postgres".into()
+            )
+        );
+    }
+
+    #[test]
+    fn database_url_wins_over_postgres_parts() {
+        let c = config(&[
+            ("DATABASE_URL", "sqlite://x.db"),
+            ("POSTGRES_DB_HOST", "db"),
+        ])
+        .unwrap();
+        assert_eq!(c.database, DatabaseUrl::Sqlite("sqlite://x.db".into()));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (pairs, variable) in [
+            (vec![("BIND", "abc")], "BIND"),
+            (
+                vec![("DATABASE_URL", "mysql://u:secret@h/db")],
+                "DATABASE_URL",
+            ),
+            (vec![("REDIS_URL", "http://x")], "REDIS_URL"),
+            (vec![("HISTORY_ON_JOIN", "lots")], "HISTORY_ON_JOIN"),
+            (vec![("CACHE_MESSAGES", "0")], "CACHE_MESSAGES"),
+            (vec![("HISTORY_ON_JOIN", "200")], "HISTORY_ON_JOIN"),
+            (vec![("SESSION_TTL", "-5")], "SESSION_TTL"),
+            (
+                vec![("POSTGRES_DB_HOST", "db"), ("POSTGRES_DB_PORT", "x")],
+                "POSTGRES_DB_PORT",
+            ),
+            (
+                vec![("ALLOWED_ORIGINS", "not an origin")],
+                "ALLOWED_ORIGINS",
+            ),
+            (vec![("SECRET_KEY", "short")], "SECRET_KEY"),
+        ] {
+            let err = config(&pairs).unwrap_err();
+            assert_eq!(err.variable, variable, "{pairs:?}");
+            assert!(err.to_string().starts_with(variable));
+        }
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_secrets() {
+        let err = config(&[("DATABASE_URL", "mysql://u:hunter2hunter2@h/db")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"));
+        let c = config(&[
+            ("SECRET_KEY", "a-very-secret-key-value"),
+            ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+        ])
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("a-very-secret") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn dotenv_values_are_literal() {
+        let vars = parse_dotenv("# comment\nA=x$HOME(y)%z\nexport B=\"quoted # not a comment\"\nC='single' \nD=v # note\n").unwrap();
+        assert_eq!(vars["A"], "x$HOME(y)%z");
+        assert_eq!(vars["B"], "quoted # not a comment");
+        assert_eq!(vars["C"], "single");
+        assert_eq!(vars["D"], "v");
+        assert!(parse_dotenv("JUSTAWORD\n").is_err());
+    }
+
+    #[test]
+    fn allowed_origins_are_normalised() {
+        let c = config(&[(
+            "ALLOWED_ORIGINS",
+            "https://Chat.Example.com, http://127.0.0.1:8000/",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.allowed_origins,
+            vec!["http://127.0.0.1:8000", "https://chat.example.com"]
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! Always-valid values and the records the product talks about.
+//!
+//! A value of a type here has passed its `parse`: the rest of the code never re-checks a
+//! username's characters or a body's length. No I/O here.
+
+mod values;
+
+pub use values::{ClientId, MessageBody, Password, RoomName, Slug, Username, ValueError};
+
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub i64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomId(pub i64);
+
+/// A room's message number: 1, 2, 3, … with no gap, in store order.
+pub type Seq = i64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    pub id: RoomId,
+    pub slug: String,
+    pub name: String,
+}
+
+/// A room as the room list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub room: Room,
+    pub last_message_at: Option<DateTime<Utc>>,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: i64,
+    pub room_id: RoomId,
+    pub room_slug: String,
+    pub seq: Seq,
+    pub user_id: UserId,
+    pub username: String,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// A message before the store has given it an id, a `seq` and a time.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub room: Room,
+    pub user: User,
+    pub body: MessageBody,
+    pub client_id: Option<ClientId>,
+}
+
+/// Which part of a room's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRange {
+    /// The newest messages.
+    Latest,
+    /// The newest messages with `seq` below this one.
+    Before(Seq),
+    /// The oldest messages with `seq` above this one.
+    After(Seq),
+}

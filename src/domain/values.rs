@@ -1,0 +1,248 @@
+//! Validated values: each `parse` is the one place its rule lives.
+
+use sha2::{Digest, Sha256};
+
+/// Why a value was refused, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("username must be 3 to 32 characters of letters, digits, '_', '.' or '-'")]
+    Username,
+    #[error("password must be 8 to 128 characters")]
+    Password,
+    #[error("room name must be 1 to 64 characters, without control characters")]
+    RoomName,
+    #[error("message is empty")]
+    EmptyBody,
+    #[error("message is longer than 4000 characters")]
+    BodyTooLong,
+    #[error("message contains a NUL character")]
+    BodyHasNul,
+    #[error("client_id must be 1 to 64 characters")]
+    ClientId,
+}
+
+/// 3–32 characters of `A–Z a–z 0–9 _ . -`; unique case-insensitively (see [`Username::key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Username, ValueError> {
+        let ok_len = (3..=32).contains(&raw.len());
+        let ok_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if ok_len && ok_chars {
+            Ok(Username(raw.to_owned()))
+        } else {
+            Err(ValueError::Username)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form two usernames are compared in.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+/// 8–128 characters. Checked before any hashing, so a huge password costs nothing.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: &str) -> Result<Password, ValueError> {
+        // Count bytes first: a megabyte "password" must not even be walked char by char.
+        if raw.len() > 128 * 4 {
+            return Err(ValueError::Password);
+        }
+        let chars = raw.chars().count();
+        if (8..=128).contains(&chars) {
+            Ok(Password(raw.to_owned()))
+        } else {
+            Err(ValueError::Password)
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password([redacted])")
+    }
+}
+
+/// 1–64 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub fn parse(raw: &str) -> Result<RoomName, ValueError> {
+        let name = raw.trim();
+        let chars = name.chars().count();
+        if (1..=64).contains(&chars) && !name.chars().any(char::is_control) {
+            Ok(RoomName(name.to_owned()))
+        } else {
+            Err(ValueError::RoomName)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Lower-case `a–z 0–9 -`. A name with no such characters at all ("日本語") gets a
+    /// slug made from its hash, so every valid name has a slug.
+    pub fn slug(&self) -> Slug {
+        let mut slug = String::with_capacity(self.0.len());
+        for c in self.0.chars().flat_map(char::to_lowercase) {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c);
+            } else if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        while slug.ends_with('-') {
+            slug.pop();
+        }
+        if slug.is_empty() {
+            let digest = Sha256::digest(self.0.to_lowercase().as_bytes());
+            slug = format!("room-{}", hex(&digest[..5]));
+        }
+        Slug(slug)
+    }
+}
+
+/// A room's URL name: lower-case `a–z 0–9 -`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slug(String);
+
+impl Slug {
+    /// For slugs that arrive in a URL; `None` when it cannot be any room's slug.
+    pub fn parse(raw: &str) -> Option<Slug> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 80
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        ok.then(|| Slug(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// 1–4000 characters after trimming, no U+0000.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageBody(String);
+
+impl MessageBody {
+    pub fn parse(raw: &str) -> Result<MessageBody, ValueError> {
+        let body = raw.trim();
+        if body.is_empty() {
+            return Err(ValueError::EmptyBody);
+        }
+        if body.len() > 4000 && body.chars().count() > 4000 {
+            return Err(ValueError::BodyTooLong);
+        }
+        if body.contains('\0') {
+            return Err(ValueError::BodyHasNul);
+        }
+        Ok(MessageBody(body.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The client's name for a send, so a resend is stored once: 1–64 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(raw: &str) -> Result<ClientId, ValueError> {
+        if (1..=64).contains(&raw.chars().count()) {
+            Ok(ClientId(raw.to_owned()))
+        } else {
+            Err(ValueError::ClientId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_contract() {
+        for good in ["abc", "Alice_1.x-y", &"a".repeat(32)] {
+            assert!(Username::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["ab", &"a".repeat(33), "with space", "émile", "a/b", ""] {
+            assert_eq!(Username::parse(bad), Err(ValueError::Username), "{bad}");
+        }
+        assert_eq!(Username::parse("Alice").unwrap().key(), "alice");
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters() {
+        assert!(Password::parse("12345678").is_ok());
+        assert!(Password::parse("1234567").is_err());
+        assert!(Password::parse(&"é".repeat(128)).is_ok());
+        assert!(Password::parse(&"a".repeat(129)).is_err());
+        assert!(Password::parse(&"a".repeat(1_000_000)).is_err());
+    }
+
+    #[test]
+    fn room_names_are_trimmed_and_slugged() {
+        let name = RoomName::parse("  Rust & Friends!  ").unwrap();
+        assert_eq!(name.as_str(), "Rust & Friends!");
+        assert_eq!(name.slug().as_str(), "rust-friends");
+        assert_eq!(
+            RoomName::parse("General").unwrap().slug().as_str(),
+            "general"
+        );
+        let cjk = RoomName::parse("日本語").unwrap().slug();
+        assert!(cjk.as_str().starts_with("room-"));
+        assert_eq!(Slug::parse(cjk.as_str()), Some(cjk));
+        assert!(RoomName::parse("   ").is_err());
+        assert!(RoomName::parse("a\u{7}b").is_err());
+        assert!(RoomName::parse(&"x".repeat(65)).is_err());
+        assert!(RoomName::parse(&"é".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn bodies_are_trimmed_and_bounded() {
+        assert_eq!(MessageBody::parse("  hi \n").unwrap().as_str(), "hi");
+        assert_eq!(MessageBody::parse(" \n\t "), Err(ValueError::EmptyBody));
+        assert!(MessageBody::parse(&"é".repeat(4000)).is_ok());
+        assert_eq!(
+            MessageBody::parse(&"a".repeat(4001)),
+            Err(ValueError::BodyTooLong)
+        );
+        assert_eq!(MessageBody::parse("a\0b"), Err(ValueError::BodyHasNul));
+    }
+
+    #[test]
+    fn client_ids_are_bounded() {
+        assert!(ClientId::parse("c1").is_ok());
+        assert!(ClientId::parse(&"x".repeat(64)).is_ok());
+        assert!(ClientId::parse(&"x".repeat(65)).is_err());
+        assert!(ClientId::parse("").is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! Accounts: the register/login/logout forms and their JSON API twins.
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{status_of, ApiError, PageError, Refusal, Wants};
+use super::extract::{
+    cookie, expired_session_cookie, session_cookie, ApiJson, ApiSession, ClientAddr, SESSION_COOKIE,
+};
+use super::pages::{next_from, render, safe_next, LoginPage, NextQuery, RegisterPage};
+use super::security::{csrf_token, verify_csrf};
+use super::AppState;
+use crate::chat::{ChatError, NewSession};
+use crate::domain::User;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_form).post(login_submit))
+        .route("/register", get(register_form).post(register_submit))
+        .route("/logout", post(logout_submit))
+        .route("/api/register", post(api_register))
+        .route("/api/login", post(api_login))
+        .route("/api/logout", post(api_logout))
+        .route("/api/me", get(api_me))
+}
+
+pub fn user_json(user: &User) -> serde_json::Value {
+    json!({"id": user.id.0, "username": user.username})
+}
+
+fn with_session_cookie(
+    mut response: Response,
+    session: &NewSession,
+    headers: &HeaderMap,
+) -> Response {
+    if let Ok(value) = session_cookie(session, headers).parse() {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn form_or_refuse<T>(form: Result<Form<T>, FormRejection>) -> Result<T, PageError> {
+    form.map(|Form(f)| f).map_err(|e| {
+        Refusal::bad_request(format!("the form could not be read: {e}"), Wants::Html).into()
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<NextQuery>, QueryRejection>,
+) -> Response {
+    let csrf = csrf_token(&state.secret_key, &headers);
+    let page = LoginPage {
+        signed_in_as: None,
+        csrf: csrf.token,
+        next: next_from(&query),
+        username: String::new(),
+        error: None,
+    };
+    render(StatusCode::OK, &page, csrf.set_cookie)
+}
+
+async fn login_submit(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form_or_refuse(form)?;
+    verify_csrf(&state.secret_key, &headers, &form.csrf)?;
+    let next = safe_next(form.next.as_deref());
+    match state.chat.login(&form.username, &form.password, addr).await {
+        Ok(session) => Ok(with_session_cookie(
+            Redirect::to(&next).into_response(),
+            &session,
+            &headers,
+        )),
+        Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
+        Err(e) => {
+            let page = LoginPage {
+                signed_in_as: None,
+                csrf: csrf_token(&state.secret_key, &headers).token,
+                next,
+                username: form.username,
+                error: Some(e.to_string()),
+            };
+            Ok(render(status_of(&e), &page, None))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn register_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let csrf = csrf_token(&state.secret_key, &headers);
+    let page = RegisterPage {
+        signed_in_as: None,
+        csrf: csrf.token,
+        username: String::new(),
+        error: None,
+    };
+    render(StatusCode::OK, &page, csrf.set_cookie)
+}
+
+async fn register_submit(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    form: Result<Form<RegisterForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form_or_refuse(form)?;
+    verify_csrf(&state.secret_key, &headers, &form.csrf)?;
+    let registered = state
+        .chat
+        .register(
+            &form.username,
+            &form.password,
+            Some(&form.password_confirm),
+            addr,
+        )
+        .await;
+    match registered {
+        Ok(session) => Ok(with_session_cookie(
+            Redirect::to("/").into_response(),
+            &session,
+            &headers,
+        )),
+        Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
+        Err(e) => {
+            let page = RegisterPage {
+                signed_in_as: None,
+                csrf: csrf_token(&state.secret_key, &headers).token,
+                username: form.username,
+                error: Some(e.to_string()),
+            };
+            Ok(render(status_of(&e), &page, None))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<LogoutForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let form = form_or_refuse(form)?;
+    verify_csrf(&state.secret_key, &headers, &form.csrf)?;
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        state.chat.logout(&token).await?;
+    }
+    Ok((
+        [(header::SET_COOKIE, expired_session_cookie())],
+        Redirect::to("/login"),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+async fn api_register(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let session = state
+        .chat
+        .register(&credentials.username, &credentials.password, None, addr)
+        .await?;
+    let body = Json(json!({"user": user_json(&session.user)}));
+    Ok(with_session_cookie(
+        (StatusCode::CREATED, body).into_response(),
+        &session,
+        &headers,
+    ))
+}
+
+async fn api_login(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let session = state
+        .chat
+        .login(&credentials.username, &credentials.password, addr)
+        .await?;
+    let body = Json(json!({"user": user_json(&session.user)}));
+    Ok(with_session_cookie(
+        body.into_response(),
+        &session,
+        &headers,
+    ))
+}
+
+async fn api_logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+        state.chat.logout(&token).await?;
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, expired_session_cookie())],
+    )
+        .into_response())
+}
+
+async fn api_me(
+    session: Result<ApiSession, ApiError>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ApiSession(session) = session?;
+    Ok(Json(json!({"user": user_json(&session.user)})))
+}

@@ -1,0 +1,172 @@
+//! Errors at the HTTP edge: one mapping from [`ChatError`] to a status, rendered as the
+//! contract's JSON error body for `/api` or as an HTML error page for people.
+
+use std::time::Duration;
+
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::pages::render_error_page;
+use crate::chat::ChatError;
+
+/// Who reads the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wants {
+    Json,
+    Html,
+}
+
+impl Wants {
+    pub fn of(uri: &Uri) -> Wants {
+        if uri.path().starts_with("/api/") {
+            Wants::Json
+        } else {
+            Wants::Html
+        }
+    }
+}
+
+/// A refused request: status, contract code, a message for humans.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+    pub wants: Wants,
+}
+
+pub fn status_of(error: &ChatError) -> StatusCode {
+    match error {
+        ChatError::InvalidUsername(_)
+        | ChatError::InvalidPassword(_)
+        | ChatError::PasswordMismatch
+        | ChatError::InvalidRoomName(_)
+        | ChatError::EmptyBody
+        | ChatError::BodyTooLong
+        | ChatError::InvalidFrame(_)
+        | ChatError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        ChatError::UsernameTaken => StatusCode::CONFLICT,
+        ChatError::InvalidCredentials | ChatError::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ChatError::TooManyAttempts { .. } | ChatError::RateLimited { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        ChatError::RoomNotFound => StatusCode::NOT_FOUND,
+        ChatError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+impl Refusal {
+    pub fn from_chat(error: ChatError, wants: Wants) -> Refusal {
+        if let ChatError::Unavailable(source) = &error {
+            tracing::error!(error = %source, "request failed: service unavailable");
+        }
+        Refusal {
+            status: status_of(&error),
+            code: error.code(),
+            message: error.to_string(),
+            retry_after: error.retry_after(),
+            wants,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>, wants: Wants) -> Refusal {
+        Refusal {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_request",
+            message: message.into(),
+            retry_after: None,
+            wants,
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>, wants: Wants) -> Refusal {
+        Refusal {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: message.into(),
+            retry_after: None,
+            wants,
+        }
+    }
+
+    pub fn not_found(wants: Wants) -> Refusal {
+        Refusal {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: "there is nothing here".into(),
+            retry_after: None,
+            wants,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = match self.wants {
+            Wants::Json => (
+                self.status,
+                Json(json!({"error": {"code": self.code, "message": self.message}})),
+            )
+                .into_response(),
+            Wants::Html => render_error_page(self.status, &self.message),
+        };
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.max(1).into());
+        }
+        response
+    }
+}
+
+/// An `/api` handler's error: JSON.
+#[derive(Debug)]
+pub struct ApiError(pub Refusal);
+
+impl From<ChatError> for ApiError {
+    fn from(e: ChatError) -> Self {
+        ApiError(Refusal::from_chat(e, Wants::Json))
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError(r)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+/// A page handler's error: an HTML page.
+#[derive(Debug)]
+pub struct PageError(pub Refusal);
+
+impl From<ChatError> for PageError {
+    fn from(e: ChatError) -> Self {
+        PageError(Refusal::from_chat(e, Wants::Html))
+    }
+}
+
+impl From<Refusal> for PageError {
+    fn from(r: Refusal) -> Self {
+        PageError(r)
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+pub async fn not_found(uri: Uri) -> Refusal {
+    Refusal::not_found(Wants::of(&uri))
+}

@@ -1,0 +1,79 @@
+//! The HTTP edge: axum routes, pages, the JSON API and the WebSocket endpoint.
+//!
+//! Handlers call [`ChatService`] and nothing else: no SQL, no Redis here. Errors become
+//! responses in one place, [`error`].
+
+mod accounts;
+mod error;
+mod extract;
+mod ops;
+mod pages;
+mod rooms;
+mod security;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::middleware;
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::chat::ChatService;
+use crate::config::SecretKey;
+
+pub use security::OriginPolicy;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub chat: Arc<ChatService>,
+    pub secret_key: Arc<SecretKey>,
+    pub origins: Arc<OriginPolicy>,
+    /// Cancelled on SIGTERM: sockets close with 1001.
+    pub shutdown: CancellationToken,
+    /// Every WebSocket task, so shutdown can wait for them.
+    pub sockets: TaskTracker,
+}
+
+/// Forms and JSON bodies are small; anything bigger is refused before it is read.
+const BODY_LIMIT: usize = 64 * 1024;
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(pages::router())
+        .merge(accounts::router())
+        .merge(rooms::router())
+        .merge(ws::router())
+        .merge(ops::router())
+        .fallback(error::not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::refuse_foreign_origins,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,244 @@
+//! Server-rendered pages (askama templates, auto-escaped) and the static files they use.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::SecondsFormat;
+use serde::Deserialize;
+
+use super::error::PageError;
+use super::extract::MaybeSession;
+use super::security::csrf_token;
+use super::AppState;
+use crate::chat::RoomListing;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub signed_in_as: Option<String>,
+    pub csrf: String,
+    pub next: String,
+    pub username: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct RegisterPage {
+    pub signed_in_as: Option<String>,
+    pub csrf: String,
+    pub username: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "rooms.html")]
+pub struct RoomsPage {
+    pub signed_in_as: Option<String>,
+    pub csrf: String,
+    pub rooms: Vec<RoomRow>,
+    pub room_name: String,
+    pub error: Option<String>,
+}
+
+pub struct RoomRow {
+    pub slug: String,
+    pub name: String,
+    pub online: usize,
+    pub last_message_at: Option<String>,
+}
+
+impl From<RoomListing> for RoomRow {
+    fn from(listing: RoomListing) -> Self {
+        RoomRow {
+            slug: listing.room.slug,
+            name: listing.room.name,
+            online: listing.online,
+            last_message_at: listing
+                .last_message_at
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "room.html")]
+pub struct RoomPage {
+    pub signed_in_as: Option<String>,
+    pub csrf: String,
+    pub slug: String,
+    pub name: String,
+    pub username: String,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub signed_in_as: Option<String>,
+    pub csrf: String,
+    pub title: String,
+    pub message: String,
+}
+
+/// Renders a page; a template that fails to render is a bug, answered with a plain 500.
+pub fn render(status: StatusCode, page: &impl Template, set_cookie: Option<String>) -> Response {
+    match page.render() {
+        Ok(html) => {
+            let mut response = (status, Html(html)).into_response();
+            if let Some(cookie) = set_cookie.and_then(|c| c.parse().ok()) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+pub fn render_error_page(status: StatusCode, message: &str) -> Response {
+    let page = ErrorPage {
+        signed_in_as: None,
+        csrf: String::new(),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        message: message.to_owned(),
+    };
+    render(status, &page, None)
+}
+
+/// Where to send a visitor who must sign in first.
+pub fn login_redirect(next: &str) -> Response {
+    // Slashes stay readable: `/login?next=/rooms/general`.
+    const NEXT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let mut target = String::from("/login?next=");
+    target.extend(percent_encoding::utf8_percent_encode(next, NEXT));
+    Redirect::to(&target).into_response()
+}
+
+/// `next` is followed only to a path on this site: `/x`, never `//evil` or `/\evil`.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.contains(['\r', '\n']) =>
+        {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(room_list))
+        .route("/rooms/{slug}", get(room))
+        .route("/static/app.js", get(app_js))
+        .route("/static/style.css", get(style_css))
+}
+
+pub async fn room_list_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    username: String,
+    status: StatusCode,
+    room_name: String,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let rooms = state.chat.list_rooms().await?;
+    let csrf = csrf_token(&state.secret_key, headers);
+    let page = RoomsPage {
+        signed_in_as: Some(username),
+        csrf: csrf.token,
+        rooms: rooms.into_iter().map(RoomRow::from).collect(),
+        room_name,
+        error,
+    };
+    Ok(render(status, &page, csrf.set_cookie))
+}
+
+async fn room_list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    MaybeSession(session): MaybeSession,
+) -> Result<Response, PageError> {
+    let Some(session) = session else {
+        return Ok(login_redirect("/"));
+    };
+    room_list_page(
+        &state,
+        &headers,
+        session.user.username,
+        StatusCode::OK,
+        String::new(),
+        None,
+    )
+    .await
+}
+
+async fn room(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    MaybeSession(session): MaybeSession,
+) -> Result<Response, PageError> {
+    let Some(session) = session else {
+        return Ok(login_redirect(&format!("/rooms/{slug}")));
+    };
+    let room = state.chat.find_room(&slug).await?;
+    let csrf = csrf_token(&state.secret_key, &headers);
+    let page = RoomPage {
+        signed_in_as: Some(session.user.username.clone()),
+        csrf: csrf.token,
+        slug: room.slug,
+        name: room.name,
+        username: session.user.username,
+    };
+    Ok(render(StatusCode::OK, &page, csrf.set_cookie))
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    pub next: Option<String>,
+}
+
+pub fn next_from(
+    query: &Result<Query<NextQuery>, axum::extract::rejection::QueryRejection>,
+) -> String {
+    safe_next(query.as_ref().ok().and_then(|Query(q)| q.next.as_deref()))
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn app_js() -> Response {
+    static_file(
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/app.js"),
+    )
+}
+
+async fn style_css() -> Response {
+    static_file(
+        "text/css; charset=utf-8",
+        include_str!("../../static/style.css"),
+    )
+}

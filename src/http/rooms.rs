@@ -1,0 +1,146 @@
+//! Rooms: the create-or-join form, and the rooms and history API.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use chrono::SecondsFormat;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{status_of, ApiError, PageError, Refusal, Wants};
+use super::extract::{ApiJson, ApiSession, MaybeSession};
+use super::pages::{login_redirect, room_list_page};
+use super::security::verify_csrf;
+use super::AppState;
+use crate::chat::ChatError;
+use crate::domain::{HistoryRange, Room};
+use crate::protocol::MessageView;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/rooms", post(create_submit))
+        .route("/api/rooms", get(api_list).post(api_create))
+        .route("/api/rooms/{slug}/messages", get(api_messages))
+}
+
+fn room_json(room: &Room) -> serde_json::Value {
+    json!({"slug": room.slug, "name": room.name})
+}
+
+#[derive(Deserialize)]
+struct CreateForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn create_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    MaybeSession(session): MaybeSession,
+    form: Result<Form<CreateForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Some(session) = session else {
+        return Ok(login_redirect("/"));
+    };
+    let Form(form) = form.map_err(|e| {
+        Refusal::bad_request(format!("the form could not be read: {e}"), Wants::Html)
+    })?;
+    verify_csrf(&state.secret_key, &headers, &form.csrf)?;
+    match state.chat.create_room(&form.name).await {
+        Ok((room, _)) => Ok(Redirect::to(&format!("/rooms/{}", room.slug)).into_response()),
+        Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
+        Err(e) => {
+            room_list_page(
+                &state,
+                &headers,
+                session.user.username,
+                status_of(&e),
+                form.name,
+                Some(e.to_string()),
+            )
+            .await
+        }
+    }
+}
+
+async fn api_list(
+    State(state): State<AppState>,
+    session: Result<ApiSession, ApiError>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    session?;
+    let rooms = state.chat.list_rooms().await?;
+    let rooms: Vec<_> = rooms
+        .iter()
+        .map(|listing| {
+            json!({
+                "slug": listing.room.slug,
+                "name": listing.room.name,
+                "online": listing.online,
+                "last_message_at": listing.last_message_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "rooms": rooms })))
+}
+
+#[derive(Deserialize)]
+struct CreateRoom {
+    name: String,
+}
+
+async fn api_create(
+    State(state): State<AppState>,
+    session: Result<ApiSession, ApiError>,
+    ApiJson(body): ApiJson<CreateRoom>,
+) -> Result<Response, ApiError> {
+    session?;
+    let (room, created) = state.chat.create_room(&body.name).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({"room": room_json(&room)}))).into_response())
+}
+
+/// Parses an optional whole-number query parameter; a bad value is a `400`.
+fn number_param(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    query
+        .get(name)
+        .map(|raw| {
+            raw.parse::<i64>().map_err(|_| {
+                Refusal::bad_request(format!("{name} must be a whole number"), Wants::Json).into()
+            })
+        })
+        .transpose()
+}
+
+async fn api_messages(
+    State(state): State<AppState>,
+    session: Result<ApiSession, ApiError>,
+    Path(slug): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    session?;
+    let Query(query) =
+        query.map_err(|e| Refusal::bad_request(format!("bad query: {e}"), Wants::Json))?;
+    let before = number_param(&query, "before")?;
+    let limit = number_param(&query, "limit")?.unwrap_or(50);
+    if before.is_some_and(|b| b < 1) {
+        return Err(Refusal::bad_request("before must be 1 or more", Wants::Json).into());
+    }
+    let limit = u32::try_from(limit)
+        .map_err(|_| ApiError::from(ChatError::InvalidRequest("limit must be 1 to 100".into())))?;
+    let room = state.chat.find_room(&slug).await?;
+    let range = before.map_or(HistoryRange::Latest, HistoryRange::Before);
+    let (messages, _) = state.chat.history(&room, range, limit).await?;
+    let messages: Vec<_> = messages.iter().map(MessageView::from).collect();
+    Ok(Json(json!({ "messages": messages })))
+}

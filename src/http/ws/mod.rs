@@ -1,0 +1,70 @@
+//! `GET /ws/rooms/{slug}`: checks session (`401`), Origin (`403`) and room (`404`) before
+//! upgrading, then hands the socket to [`connection`].
+
+mod connection;
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::extract::MaybeSession;
+use super::AppState;
+use crate::chat::ChatError;
+
+/// Frames (and messages) above this are refused with `frame_too_large`.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/ws/rooms/{slug}", get(upgrade))
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    session: Result<MaybeSession, super::error::Refusal>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let session = match session {
+        Ok(MaybeSession(Some(session))) => session,
+        Ok(MaybeSession(None)) => {
+            return (StatusCode::UNAUTHORIZED, "sign in first").into_response()
+        }
+        Err(refusal) => return (refusal.status, refusal.message).into_response(),
+    };
+    if !state.origins.allows(&headers) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let room = match state.chat.find_room(&slug).await {
+        Ok(room) => room,
+        Err(ChatError::RoomNotFound) => {
+            return (StatusCode::NOT_FOUND, "no such room").into_response()
+        }
+        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response(),
+    };
+    let since = match query.as_ref().ok().and_then(|Query(q)| q.get("since")) {
+        None => None,
+        Some(raw) => match raw.parse::<i64>() {
+            Ok(seq) if seq >= 0 => Some(seq),
+            _ => return (StatusCode::BAD_REQUEST, "since must be a whole number").into_response(),
+        },
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let sockets = state.sockets.clone();
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| {
+            sockets.track_future(connection::run(socket, state, session, room, since))
+        })
+}

@@ -1,0 +1,98 @@
+//! The `natter` binary: `natter serve` (the default) or `natter migrate`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use natter::app::{self, App};
+use natter::config::Config;
+use natter::telemetry;
+
+/// A real-time chat server. Configuration comes from the environment and `.env`.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP and WebSockets (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+/// The whole shutdown (sockets, requests, store) must end within the contract's 10 s.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(9);
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("natter: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => match app::migrate(&config).await {
+            Ok(()) => {
+                tracing::info!("migrations applied");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("natter: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve => serve(config).await,
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let app = match App::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("natter: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("natter listening on http://{}", app.local_addr());
+    let shutdown = app.shutdown_token();
+    let running = tokio::spawn(app.run());
+    wait_for_signal().await;
+    tracing::info!("signal received; stopping");
+    shutdown.cancel();
+    match tokio::time::timeout(SHUTDOWN_LIMIT, running).await {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(_) => {
+            tracing::error!("shutdown took too long; exiting anyway");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

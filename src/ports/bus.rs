@@ -1,0 +1,37 @@
+//! The fan-out bus: carries frames to every process that has members of a room.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::Unavailable;
+use crate::domain::{RoomId, Seq};
+
+#[derive(Debug, Clone)]
+pub enum BusEvent {
+    /// A frame for every member of a room: its JSON text, serialized once by the sender.
+    Room {
+        room: RoomId,
+        seq: Option<Seq>,
+        frame: Bytes,
+    },
+    /// A session ended (logout): its sockets must close.
+    SessionEnded { token_hash: Bytes },
+}
+
+/// Receives what the bus delivers to this process.
+pub trait BusListener: Send + Sync + 'static {
+    fn deliver(&self, event: BusEvent);
+}
+
+/// Publishing is at-most-once; subscriptions decide which rooms this process hears.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Called once, before anything is published, with where deliveries go.
+    fn start(&self, listener: Arc<dyn BusListener>);
+    async fn publish(&self, event: BusEvent) -> Result<(), Unavailable>;
+    /// Returns once deliveries for the room reach this process.
+    async fn subscribe(&self, room: RoomId) -> Result<(), Unavailable>;
+    async fn unsubscribe(&self, room: RoomId) -> Result<(), Unavailable>;
+}

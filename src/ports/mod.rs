@@ -1,0 +1,23 @@
+//! The small traits the chat service needs from the outside world.
+//!
+//! Each port names a role, not a technology; adapters in [`crate::adapters`] implement
+//! them. A port's error says what went wrong for the caller, never which driver failed.
+
+pub mod bus;
+pub mod message_cache;
+pub mod presence;
+pub mod rate_limiter;
+pub mod store;
+
+pub use bus::{Bus, BusEvent, BusListener};
+pub use message_cache::MessageCache;
+pub use presence::Presence;
+pub use rate_limiter::{Admission, RateLimiter, SendSlot};
+pub use store::{Appended, SessionRecord, Store, StoreError};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A service behind a port (cache, presence, limiter, bus) did not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("backing service unavailable: {0}")]
+pub struct Unavailable(#[source] pub BoxError);

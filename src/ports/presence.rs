@@ -1,0 +1,26 @@
+//! Presence: who is connected to which room, across every process.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use super::Unavailable;
+use crate::domain::{RoomId, User, UserId};
+
+/// The chat service calls `join` on a user's first connection to a room in this process
+/// and `leave` after their last one closes here.
+///
+/// Presence and the [`super::MessageCache`] are one adapter: when `leave` removes a room's
+/// last member, the room's cache is deleted in the same atomic step, so a join cannot
+/// slip between "room is empty" and "cache deleted".
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// Marks the user present; true when they were not present in the room before.
+    async fn join(&self, room: RoomId, user: &User) -> Result<bool, Unavailable>;
+    /// True when the user is no longer present in the room anywhere.
+    async fn leave(&self, room: RoomId, user: UserId) -> Result<bool, Unavailable>;
+    /// Usernames present, sorted.
+    async fn members(&self, room: RoomId) -> Result<Vec<String>, Unavailable>;
+    /// Distinct users present, per room; rooms with nobody may be missing.
+    async fn online_counts(&self, rooms: &[RoomId]) -> Result<HashMap<RoomId, usize>, Unavailable>;
+}

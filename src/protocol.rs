@@ -1,0 +1,153 @@
+//! The WebSocket's JSON frames, exactly as CONTRACT.md §4 spells them.
+//!
+//! Shared by the chat service (which serializes a broadcast once, here) and the WebSocket
+//! edge (which parses client frames and answers). No I/O here.
+
+use chrono::SecondsFormat;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Message, Seq};
+
+/// A message object as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MessageView {
+    pub id: i64,
+    pub room: String,
+    pub seq: Seq,
+    pub user: String,
+    pub body: String,
+    pub sent_at: String,
+}
+
+impl From<&Message> for MessageView {
+    fn from(m: &Message) -> Self {
+        MessageView {
+            id: m.id,
+            room: m.room_slug.clone(),
+            seq: m.seq,
+            user: m.username.clone(),
+            body: m.body.clone(),
+            sent_at: m.sent_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoomView {
+    pub slug: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserView {
+    pub id: i64,
+    pub username: String,
+}
+
+/// Server → client.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Joined {
+        room: RoomView,
+        user: UserView,
+        members: Vec<String>,
+    },
+    History {
+        messages: Vec<MessageView>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
+    Message(MessageView),
+    Ack {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        id: i64,
+        seq: Seq,
+    },
+    Resync {
+        after: Seq,
+    },
+    MemberJoined {
+        user: String,
+    },
+    MemberLeft {
+        user: String,
+    },
+    Error {
+        code: &'static str,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    Pong,
+}
+
+impl ServerFrame {
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).expect("server frames serialize")
+    }
+}
+
+/// Client → server. Unknown fields are ignored: who and where come from the session.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    Send {
+        body: String,
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    History {
+        #[serde(default)]
+        before: Option<Seq>,
+        #[serde(default)]
+        after: Option<Seq>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    Ping,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_message_frame_has_the_message_at_its_top_level() {
+        let frame = ServerFrame::Message(MessageView {
+            id: 123,
+            room: "general".into(),
+            seq: 7,
+            user: "alice".into(),
+            body: "text".into(),
+            sent_at: "2026-11-23T10:00:00.123Z".into(),
+        });
+        let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
+        assert_eq!(
+            value,
+            json!({"type":"message","id":123,"room":"general","seq":7,"user":"alice","body":"text","sent_at":"2026-11-23T10:00:00.123Z"})
+        );
+    }
+
+    #[test]
+    fn client_frames_ignore_identity_fields() {
+        let frame: ClientFrame = serde_json::from_str(
+            r#"{"type":"send","body":"hi","user":"mallory","room":"x","id":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            frame,
+            ClientFrame::Send {
+                body: "hi".into(),
+                client_id: None
+            }
+        );
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"send","body":5}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"dance"}"#).is_err());
+    }
+}

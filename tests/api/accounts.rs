@@ -1,0 +1,254 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{session_cookie, TestApp, PASSWORD};
+
+#[tokio::test]
+async fn registering_returns_the_user_and_an_http_only_session_cookie() {
+    let app = TestApp::spawn().await;
+    let client = app.browser();
+    let response = client
+        .post(app.url("/api/register"))
+        .json(&json!({"username": "Alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+        "{set_cookie}"
+    );
+    let token = session_cookie(&response).unwrap();
+    // At least 128 random bits: 32 bytes base64url-encoded.
+    assert!(token.len() >= "natter_session=".len() + 22, "{token}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["username"], "Alice");
+    assert!(body["user"]["id"].is_i64());
+
+    let me: Value = client
+        .get(app.url("/api/me"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"], body["user"]);
+}
+
+#[tokio::test]
+async fn a_taken_username_is_refused_whatever_its_case() {
+    let app = TestApp::spawn().await;
+    app.user("alice").await;
+    let response = app
+        .browser()
+        .post(app.url("/api/register"))
+        .json(&json!({"username": "ALICE", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "username_taken");
+}
+
+#[tokio::test]
+async fn bad_registrations_are_400_with_the_json_error_body() {
+    let app = TestApp::spawn().await;
+    let client = app.browser();
+    let long_password = "p".repeat(129);
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "application/json",
+            json!({"username": "ab", "password": PASSWORD}).to_string(),
+        ),
+        (
+            "application/json",
+            json!({"username": "has space", "password": PASSWORD}).to_string(),
+        ),
+        (
+            "application/json",
+            json!({"username": "bob", "password": "short"}).to_string(),
+        ),
+        (
+            "application/json",
+            json!({"username": "bob", "password": long_password}).to_string(),
+        ),
+        ("application/json", json!({"username": "bob"}).to_string()),
+        (
+            "application/json",
+            json!({"username": 5, "password": PASSWORD}).to_string(),
+        ),
+        ("application/json", "{not json".to_owned()),
+        (
+            "application/x-www-form-urlencoded",
+            "username=bob&password=whatever123".to_owned(),
+        ),
+        (
+            "text/plain",
+            json!({"username": "bob", "password": PASSWORD}).to_string(),
+        ),
+    ];
+    for (content_type, body) in cases {
+        let response = client
+            .post(app.url("/api/register"))
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{content_type} {body}");
+        let error: Value = response.json().await.unwrap();
+        let code = error["error"]["code"].as_str().unwrap();
+        assert!(
+            code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{code}"
+        );
+        assert!(error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    // None of them created an account.
+    let login = client
+        .post(app.url("/api/login"))
+        .json(&json!({"username": "bob", "password": "whatever123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 401);
+}
+
+#[tokio::test]
+async fn login_issues_a_new_session_and_wrong_credentials_are_401() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let client = app.browser();
+    for (username, password) in [("alice", "wrong password"), ("nobody", PASSWORD)] {
+        let response = client
+            .post(app.url("/api/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_credentials");
+    }
+    let response = client
+        .post(app.url("/api/login"))
+        .header("cookie", &alice.cookie)
+        .json(&json!({"username": "ALICE", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let fresh = session_cookie(&response).unwrap();
+    assert_ne!(
+        fresh, alice.cookie,
+        "a cookie set before login is never promoted"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["username"], "alice");
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_for_good() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let response = alice
+        .client
+        .post(app.url("/api/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    // Replaying the old cookie does not bring the session back.
+    let me = app
+        .browser()
+        .get(app.url("/api/me"))
+        .header("cookie", &alice.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+    let body: Value = me.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated");
+}
+
+#[tokio::test]
+async fn logout_closes_the_sessions_websockets_with_1008() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let mut ws = alice.connect(&slug).await;
+    alice
+        .client
+        .post(app.url("/api/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ws.closed().await, Some(1008));
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_for_one_username_get_429() {
+    let app = TestApp::spawn().await;
+    app.user("alice").await;
+    let client = app.browser();
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let response = client
+            .post(app.url("/api/login"))
+            .json(&json!({"username": "alice", "password": "not the password"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..5], &[401; 5]);
+    assert_eq!(&statuses[5..], &[429, 429]);
+    // Even the right password waits now: the throttle is on the name, not on the guess.
+    let response = client
+        .post(app.url("/api/login"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_attempts");
+}
+
+#[tokio::test]
+async fn repeated_failed_registrations_from_one_address_get_429() {
+    let app = TestApp::spawn().await;
+    let client = app.browser();
+    let mut last = 0;
+    for i in 0..25 {
+        let response = client
+            .post(app.url("/api/register"))
+            .json(&json!({"username": format!("user{i}"), "password": "short"}))
+            .send()
+            .await
+            .unwrap();
+        last = response.status().as_u16();
+    }
+    assert_eq!(last, 429);
+}
+
+#[tokio::test]
+async fn an_expired_session_closes_its_websockets_and_stops_working() {
+    let app = TestApp::spawn_with(&[("SESSION_TTL", "2")]).await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let mut ws = alice.connect(&slug).await;
+    let started = std::time::Instant::now();
+    assert_eq!(ws.closed().await, Some(1008));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let me = alice.client.get(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 401);
+}

@@ -1,0 +1,313 @@
+//! Starts a real natter on an ephemeral port, with its own SQLite file, and talks to it
+//! like a client: HTTP with a cookie jar, WebSockets with the session cookie.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use natter::app::App;
+use natter::config::Config;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+/// Every wait in a test is bounded by this, never a bare sleep.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    running: tokio::task::JoinHandle<()>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(&[]).await
+    }
+
+    /// Starts an app with these variables on top of the test defaults.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestApp::spawn_in(dir, vars).await
+    }
+
+    /// Starts an app whose SQLite file lives in `dir` (so a restart finds the same data).
+    pub async fn spawn_in(dir: tempfile::TempDir, vars: &[(&str, &str)]) -> TestApp {
+        let mut map: HashMap<String, String> = HashMap::from([
+            ("BIND".into(), "127.0.0.1:0".into()),
+            (
+                "DATABASE_URL".into(),
+                format!("sqlite://{}", dir.path().join("natter.db").display()),
+            ),
+            (
+                "SECRET_KEY".into(),
+                "test-secret-key-with-enough-length".into(),
+            ),
+        ]);
+        for (k, v) in vars {
+            map.insert(k.to_string(), v.to_string());
+        }
+        let config =
+            Config::from_lookup(|name| map.get(name).cloned()).expect("test config is valid");
+        let app = App::build(config).await.expect("app starts");
+        let addr = app.local_addr();
+        let shutdown = app.shutdown_token();
+        let running = tokio::spawn(app.run());
+        TestApp {
+            addr,
+            shutdown,
+            running,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A client that keeps cookies and does not follow redirects.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// A registered, signed-in user.
+    pub async fn user(&self, name: &str) -> TestUser {
+        let client = self.browser();
+        let response = client
+            .post(self.url("/api/register"))
+            .json(&json!({"username": name, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(response.status(), 201, "registering {name}");
+        let cookie = session_cookie(&response).expect("a session cookie");
+        let body: Value = response.json().await.unwrap();
+        TestUser {
+            client,
+            cookie,
+            id: body["user"]["id"].as_i64().unwrap(),
+            addr: self.addr,
+        }
+    }
+
+    /// The value of one Prometheus sample, e.g. `natter_history_loads_total{source="store"}`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+    }
+
+    /// Stops the app as SIGTERM would, and waits for it.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.running)
+            .await
+            .expect("app stops in time")
+            .expect("app task");
+        self.dir
+    }
+}
+
+/// `natter_session=…` from a response's Set-Cookie headers.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("natter_session=") && !v.starts_with("natter_session=;"))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+pub struct TestUser {
+    pub client: reqwest::Client,
+    /// `natter_session=…`, for WebSocket upgrades.
+    pub cookie: String,
+    pub id: i64,
+    addr: SocketAddr,
+}
+
+pub type RawSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+impl TestUser {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn create_room(&self, name: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/rooms"))
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "creating room {name}: {}",
+            response.status()
+        );
+        let body: Value = response.json().await.unwrap();
+        body["room"]["slug"].as_str().unwrap().to_owned()
+    }
+
+    /// Opens a socket with this user's cookie; `Err` carries the HTTP refusal.
+    pub async fn open(&self, path: &str, origin: Option<&str>) -> Result<RawSocket, u16> {
+        let mut request = format!("ws://{}{}", self.addr, path)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", HeaderValue::from_str(&self.cookie).unwrap());
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", HeaderValue::from_str(origin).unwrap());
+        }
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("upgrade answered in time")
+        {
+            Ok((socket, _)) => Ok(socket),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("websocket failed: {e}"),
+        }
+    }
+
+    /// A socket to the room that has read `joined` and `history`.
+    pub async fn connect(&self, slug: &str) -> Ws {
+        self.connect_path(&format!("/ws/rooms/{slug}")).await
+    }
+
+    pub async fn connect_path(&self, path: &str) -> Ws {
+        let socket = self.open(path, None).await.expect("upgrade accepted");
+        let mut ws = Ws::new(socket);
+        let joined = ws.next_frame().await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        let history = ws.next_frame().await;
+        assert_eq!(history["type"], "history", "{history}");
+        ws.joined = Some(joined);
+        ws.history = Some(history);
+        ws
+    }
+}
+
+pub struct Ws {
+    pub socket: RawSocket,
+    pub joined: Option<Value>,
+    pub history: Option<Value>,
+}
+
+impl Ws {
+    pub fn new(socket: RawSocket) -> Ws {
+        Ws {
+            socket,
+            joined: None,
+            history: None,
+        }
+    }
+
+    /// The `seq`s of the history received on join.
+    pub fn history_seqs(&self) -> Vec<i64> {
+        seqs(&self.history.as_ref().unwrap()["messages"])
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .expect("send frame");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.expect("send frame");
+    }
+
+    /// The next JSON frame, skipping control frames.
+    pub async fn next_frame(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("a frame in time")
+                .expect("socket open")
+                .expect("frame");
+            match message {
+                Message::Text(text) => {
+                    return serde_json::from_str(&text).expect("frames are JSON")
+                }
+                Message::Close(frame) => panic!("socket closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame of this type, skipping others (presence, other messages).
+    pub async fn next_of_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next_frame().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// Sends a `send` and returns its `ack` (or the `error` refusing it).
+    pub async fn say(&mut self, body: &str, client_id: &str) -> Value {
+        self.send(json!({"type": "send", "body": body, "client_id": client_id}))
+            .await;
+        loop {
+            let frame = self.next_frame().await;
+            if (frame["type"] == "ack" || frame["type"] == "error")
+                && frame["client_id"] == client_id
+            {
+                return frame;
+            }
+        }
+    }
+
+    /// Waits for the server to close; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("close in time")
+            {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
+
+pub fn seqs(messages: &Value) -> Vec<i64> {
+    messages
+        .as_array()
+        .expect("messages array")
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect()
+}

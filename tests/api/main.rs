@@ -1,0 +1,10 @@
+//! Black-box tests: a real natter on an ephemeral port, spoken to over HTTP and WebSocket.
+
+mod accounts;
+mod cache;
+mod helpers;
+mod operations;
+mod pages;
+mod rate_limits;
+mod rooms;
+mod websocket;

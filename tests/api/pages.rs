@@ -1,0 +1,299 @@
+use crate::helpers::{TestApp, PASSWORD};
+
+/// The hidden CSRF input's value in a page.
+fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("the form has a csrf field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn signed_out_visitors_are_sent_to_login_with_next() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser();
+    let response = browser.get(app.url("/")).send().await.unwrap();
+    assert!(response.status().is_redirection());
+    assert_eq!(location(&response), "/login?next=/");
+    let response = browser.get(app.url("/rooms/general")).send().await.unwrap();
+    assert_eq!(location(&response), "/login?next=/rooms/general");
+}
+
+#[tokio::test]
+async fn registering_through_the_form_signs_in_and_shows_the_room_list() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser();
+    let form = browser
+        .get(app.url("/register"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&form);
+    let response = browser
+        .post(app.url("/register"))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/");
+    let home = browser.get(app.url("/")).send().await.unwrap();
+    assert_eq!(home.status(), 200);
+    let html = home.text().await.unwrap();
+    assert!(html.contains("alice"));
+
+    // Create a room through the form; its page names it.
+    let csrf = csrf_of(&html);
+    let created = browser
+        .post(app.url("/rooms"))
+        .form(&[("name", "Book Club"), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&created), "/rooms/book-club");
+    let page = browser
+        .get(app.url("/rooms/book-club"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("data-slug=\"book-club\""));
+    assert!(page.contains("/static/app.js"));
+}
+
+#[tokio::test]
+async fn form_errors_are_shown_on_the_form() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser();
+    let csrf = csrf_of(
+        &browser
+            .get(app.url("/register"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let response = browser
+        .post(app.url("/register"))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("password_confirm", "different!"),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("passwords differ"));
+}
+
+#[tokio::test]
+async fn forms_without_a_valid_csrf_token_or_from_another_origin_are_refused() {
+    let app = TestApp::spawn().await;
+    let browser = app.browser();
+    let csrf = csrf_of(
+        &browser
+            .get(app.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let no_token = browser
+        .post(app.url("/register"))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), 403);
+    // A token from one browser is worthless in another.
+    let other_browser = app.browser();
+    other_browser.get(app.url("/login")).send().await.unwrap();
+    let stolen = other_browser
+        .post(app.url("/register"))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), 403);
+    let foreign = browser
+        .post(app.url("/register"))
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+}
+
+#[tokio::test]
+async fn login_follows_next_only_within_the_site() {
+    let app = TestApp::spawn().await;
+    app.user("alice").await;
+    for (next, expected) in [
+        ("/rooms/general", "/rooms/general"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example", "/"),
+    ] {
+        let browser = app.browser();
+        let csrf = csrf_of(
+            &browser
+                .get(app.url("/login"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+        let response = browser
+            .post(app.url("/login"))
+            .form(&[
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("next", next),
+                ("csrf", &csrf),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{next}");
+        assert_eq!(location(&response), expected);
+    }
+}
+
+#[tokio::test]
+async fn logout_through_the_form_ends_the_session() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let html = alice
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let response = alice
+        .client
+        .post(app.url("/logout"))
+        .form(&[("csrf", csrf_of(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&response), "/login");
+    let me = app
+        .browser()
+        .get(app.url("/api/me"))
+        .header("cookie", &alice.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401);
+}
+
+#[tokio::test]
+async fn pages_carry_safety_headers_and_escape_what_users_wrote() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    alice.create_room("<script>alert(1)</script>").await;
+    let response = alice.client.get(app.url("/")).send().await.unwrap();
+    let headers = response.headers().clone();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    for directive in [
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert!(headers.get("access-control-allow-origin").is_none());
+    let html = response.text().await.unwrap();
+    assert!(!html.contains("<script>alert(1)</script>"));
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") || html.contains("&#60;script&#62;")
+    );
+    assert!(!html.contains("<script>") || !html.contains("alert(1)</script>"));
+}
+
+#[tokio::test]
+async fn unknown_pages_and_rooms_are_404_pages() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let room = alice
+        .client
+        .get(app.url("/rooms/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(room.status(), 404);
+    assert!(room.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let api = alice
+        .client
+        .get(app.url("/api/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 404);
+    let body: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn the_script_and_stylesheet_are_served_by_natter() {
+    let app = TestApp::spawn().await;
+    let js = reqwest::get(app.url("/static/app.js")).await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(js.text().await.unwrap().contains("WebSocket"));
+    let css = reqwest::get(app.url("/static/style.css")).await.unwrap();
+    assert!(css.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+}

@@ -1,0 +1,155 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{seqs, TestApp};
+
+#[tokio::test]
+async fn creating_a_room_whose_slug_exists_joins_it() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let first = alice
+        .client
+        .post(app.url("/api/rooms"))
+        .json(&json!({"name": "  Rust & Friends  "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        first["room"],
+        json!({"slug": "rust-friends", "name": "Rust & Friends"})
+    );
+
+    let again = alice
+        .client
+        .post(app.url("/api/rooms"))
+        .json(&json!({"name": "rust friends"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["room"], first["room"]);
+}
+
+#[tokio::test]
+async fn bad_room_names_are_400() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    for body in [
+        json!({"name": "   "}),
+        json!({"name": "x".repeat(65)}),
+        json!({"name": "a\u{1}b"}),
+        json!({"name": 3}),
+        json!({}),
+    ] {
+        let response = alice
+            .client
+            .post(app.url("/api/rooms"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["code"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn the_room_list_counts_distinct_users_online() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let general = alice.create_room("general").await;
+    alice.create_room("quiet").await;
+    let _a1 = alice.connect(&general).await;
+    let _a2 = alice.connect(&general).await;
+    let _b = bob.connect(&general).await;
+
+    let list: Value = alice
+        .client
+        .get(app.url("/api/rooms"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rooms = list["rooms"].as_array().unwrap();
+    let online = |slug: &str| {
+        rooms.iter().find(|r| r["slug"] == slug).unwrap()["online"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(online("general"), 2);
+    assert_eq!(online("quiet"), 0);
+    assert!(rooms
+        .iter()
+        .all(|r| r["name"].is_string() && r.get("last_message_at").is_some()));
+}
+
+#[tokio::test]
+async fn room_routes_need_a_session() {
+    let app = TestApp::spawn().await;
+    let anonymous = app.browser();
+    for path in ["/api/rooms", "/api/rooms/general/messages", "/api/me"] {
+        let response = anonymous.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_history_api_pages_backwards_with_before_and_limit() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    // Five authors so the rate limit does not slow the test down.
+    let mut authors = Vec::new();
+    for i in 0..5 {
+        authors.push(app.user(&format!("author{i}")).await);
+    }
+    for (i, author) in authors.iter().enumerate() {
+        let mut ws = author.connect(&slug).await;
+        let ack = ws
+            .say(&format!("message {}", i + 1), &format!("c{i}"))
+            .await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+
+    let get = |query: &str| {
+        let url = app.url(&format!("/api/rooms/{slug}/messages{query}"));
+        let client = alice.client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let all: Value = get("").await.json().await.unwrap();
+    assert_eq!(seqs(&all["messages"]), vec![1, 2, 3, 4, 5]);
+    assert_eq!(all["messages"][0]["body"], "message 1");
+    assert_eq!(all["messages"][0]["user"], "author0");
+    assert_eq!(all["messages"][0]["room"], slug.as_str());
+
+    let page: Value = get("?before=5&limit=2").await.json().await.unwrap();
+    assert_eq!(seqs(&page["messages"]), vec![3, 4]);
+    let latest: Value = get("?limit=1").await.json().await.unwrap();
+    assert_eq!(seqs(&latest["messages"]), vec![5]);
+
+    for bad in [
+        "?limit=0",
+        "?limit=101",
+        "?limit=x",
+        "?before=-1",
+        "?before=abc",
+    ] {
+        let response = get(bad).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["code"].is_string());
+    }
+    let unknown = alice
+        .client
+        .get(app.url("/api/rooms/nowhere/messages"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}

@@ -1,0 +1,345 @@
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{TestApp, Ws};
+
+#[tokio::test]
+async fn upgrades_are_refused_before_the_handshake_without_session_origin_or_room() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+
+    let mut anonymous = app.user("bob").await;
+    anonymous.cookie = "natter_session=forged".into();
+    assert_eq!(
+        anonymous
+            .open(&format!("/ws/rooms/{slug}"), None)
+            .await
+            .err(),
+        Some(401)
+    );
+    assert_eq!(
+        alice
+            .open(&format!("/ws/rooms/{slug}"), Some("http://evil.example"))
+            .await
+            .err(),
+        Some(403)
+    );
+    assert_eq!(alice.open("/ws/rooms/nowhere", None).await.err(), Some(404));
+    assert_eq!(
+        alice
+            .open(&format!("/ws/rooms/{slug}?since=x"), None)
+            .await
+            .err(),
+        Some(400)
+    );
+    // The page's own origin is fine.
+    let own = format!("http://{}", app.addr);
+    assert!(alice
+        .open(&format!("/ws/rooms/{slug}"), Some(&own))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn joined_then_history_open_every_connection() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let slug = alice.create_room("General Chat").await;
+    let _alice_ws = alice.connect(&slug).await;
+    let bob_ws = bob.connect(&slug).await;
+    let joined = bob_ws.joined.as_ref().unwrap();
+    assert_eq!(
+        joined["room"],
+        json!({"slug": "general-chat", "name": "General Chat"})
+    );
+    assert_eq!(joined["user"], json!({"id": bob.id, "username": "bob"}));
+    assert_eq!(joined["members"], json!(["alice", "bob"]));
+    assert_eq!(bob_ws.history.as_ref().unwrap()["messages"], json!([]));
+}
+
+#[tokio::test]
+async fn a_message_reaches_every_member_with_identity_from_the_session() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let slug = alice.create_room("general").await;
+    let mut alice_ws = alice.connect(&slug).await;
+    let mut bob_ws = bob.connect(&slug).await;
+
+    alice_ws
+        .send(json!({"type": "send", "body": "  hello <b>bob</b> é 🎉  ", "client_id": "c1", "user": "mallory", "room": "elsewhere", "id": 99}))
+        .await;
+    let mut ack = None;
+    let mut own = None;
+    while ack.is_none() || own.is_none() {
+        let frame = alice_ws.next_frame().await;
+        match frame["type"].as_str() {
+            Some("ack") => ack = Some(frame),
+            Some("message") => own = Some(frame),
+            _ => {}
+        }
+    }
+    let ack = ack.unwrap();
+    assert_eq!(ack["client_id"], "c1");
+    assert_eq!(ack["seq"], 1);
+    let message = bob_ws.next_of_type("message").await;
+    assert_eq!(message, own.unwrap());
+    assert_eq!(message["id"], ack["id"]);
+    assert_eq!(message["user"], "alice");
+    assert_eq!(message["room"], slug.as_str());
+    assert_eq!(message["body"], "hello <b>bob</b> é 🎉");
+    let sent_at = message["sent_at"].as_str().unwrap();
+    assert!(
+        sent_at.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(sent_at).is_ok(),
+        "{sent_at}"
+    );
+}
+
+#[tokio::test]
+async fn a_resend_with_the_same_client_id_is_stored_once_and_not_limited_again() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let mut ws = alice.connect(&slug).await;
+    let first = ws.say("only once", "same").await;
+    assert_eq!(first["type"], "ack");
+    // Within the same second: a new message would be rate limited, the resend is not.
+    let second = ws.say("only once", "same").await;
+    assert_eq!(second["type"], "ack", "{second}");
+    assert_eq!(
+        (&second["id"], &second["seq"]),
+        (&first["id"], &first["seq"])
+    );
+    let stored: Value = alice
+        .client
+        .get(app.url(&format!("/api/rooms/{slug}/messages")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn since_resumes_with_every_message_after_it() {
+    let app = TestApp::spawn().await;
+    let slug = app.user("owner").await.create_room("general").await;
+    for i in 0..4 {
+        let author = app.user(&format!("author{i}")).await;
+        let mut ws = author.connect(&slug).await;
+        assert_eq!(ws.say(&format!("m{i}"), "c").await["type"], "ack");
+    }
+    let reader = app.user("reader").await;
+    let resumed = reader
+        .connect_path(&format!("/ws/rooms/{slug}?since=2"))
+        .await;
+    assert_eq!(resumed.history_seqs(), vec![3, 4]);
+    let fresh = reader.connect(&slug).await;
+    assert_eq!(fresh.history_seqs(), vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn ping_pong_and_history_requests_are_answered() {
+    let app = TestApp::spawn().await;
+    let slug = app.user("owner").await.create_room("general").await;
+    for i in 0..3 {
+        let author = app.user(&format!("author{i}")).await;
+        assert_eq!(
+            author.connect(&slug).await.say("x", "c").await["type"],
+            "ack"
+        );
+    }
+    let reader = app.user("reader").await;
+    let mut ws = reader.connect(&slug).await;
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.next_frame().await, json!({"type": "pong"}));
+    ws.send(json!({"type": "history", "before": 3, "limit": 1}))
+        .await;
+    let page = ws.next_of_type("history").await;
+    assert_eq!(crate::helpers::seqs(&page["messages"]), vec![2]);
+    ws.send(json!({"type": "history", "after": 1})).await;
+    let page = ws.next_of_type("history").await;
+    assert_eq!(crate::helpers::seqs(&page["messages"]), vec![2, 3]);
+    ws.send(json!({"type": "history", "after": 1, "limit": 500}))
+        .await;
+    assert_eq!(ws.next_frame().await["code"], "invalid_frame");
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_frames_and_the_connection_stays_open() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let mut ws = alice.connect(&slug).await;
+
+    let cases = [
+        (
+            json!({"type": "send", "body": "   ", "client_id": "e1"}),
+            "empty_body",
+        ),
+        (
+            json!({"type": "send", "body": "x".repeat(4001), "client_id": "e2"}),
+            "body_too_long",
+        ),
+        (
+            json!({"type": "send", "body": "a\u{0}b", "client_id": "e3"}),
+            "invalid_frame",
+        ),
+        (
+            json!({"type": "send", "body": 42, "client_id": "e4"}),
+            "invalid_frame",
+        ),
+        (
+            json!({"type": "send", "body": "x", "client_id": "c".repeat(65)}),
+            "invalid_frame",
+        ),
+        (json!({"type": "dance"}), "invalid_frame"),
+        (json!({"no_type": true}), "invalid_frame"),
+    ];
+    for (frame, code) in cases {
+        ws.send(frame.clone()).await;
+        let error = ws.next_of_type("error").await;
+        assert_eq!(error["code"], code, "{frame}");
+        assert!(error["message"].is_string());
+        if let Some(client_id) = frame.get("client_id") {
+            assert_eq!(
+                &error["client_id"], client_id,
+                "the refusal echoes the client_id"
+            );
+        }
+    }
+    ws.send_raw(Message::text("not json at all")).await;
+    assert_eq!(ws.next_of_type("error").await["code"], "invalid_frame");
+    ws.send_raw(Message::binary(vec![1, 2, 3])).await;
+    assert_eq!(ws.next_of_type("error").await["code"], "invalid_frame");
+    // Still open and working.
+    assert_eq!(ws.say("still here", "ok").await["type"], "ack");
+}
+
+#[tokio::test]
+async fn a_frame_over_64_kib_is_refused() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let mut ws = alice.connect(&slug).await;
+    ws.send(json!({"type": "send", "body": "x".repeat(70 * 1024)}))
+        .await;
+    let mut saw_refusal = false;
+    loop {
+        match tokio::time::timeout(
+            crate::helpers::WAIT,
+            futures_util::StreamExt::next(&mut ws.socket),
+        )
+        .await
+        .expect("answered in time")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "error" {
+                    assert_eq!(frame["code"], "frame_too_large");
+                    saw_refusal = true;
+                }
+            }
+            Some(Ok(Message::Close(Some(close)))) => {
+                assert_eq!(u16::from(close.code), 1009);
+                saw_refusal = true;
+                break;
+            }
+            Some(Ok(Message::Close(None))) | Some(Err(_)) | None => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(
+        saw_refusal,
+        "the oversized frame was refused with frame_too_large / 1009"
+    );
+    // Nothing was stored.
+    let stored: Value = alice
+        .client
+        .get(app.url(&format!("/api/rooms/{slug}/messages")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["messages"], json!([]));
+}
+
+#[tokio::test]
+async fn members_are_announced_on_first_join_and_last_leave() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let slug = alice.create_room("general").await;
+    let mut alice_ws = alice.connect(&slug).await;
+
+    let bob_first = bob.connect(&slug).await;
+    assert_eq!(alice_ws.next_of_type("member_joined").await["user"], "bob");
+    let bob_second = bob.connect(&slug).await;
+    drop(bob_first);
+    drop(bob_second);
+    // One member_left for bob, after his last connection closed; no second member_joined.
+    let frame = alice_ws.next_frame().await;
+    assert_eq!(frame, json!({"type": "member_left", "user": "bob"}));
+    alice_ws.send(json!({"type": "ping"})).await;
+    assert_eq!(alice_ws.next_frame().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn more_than_20_other_frames_a_second_are_rate_limited() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let mut ws = alice.connect(&slug).await;
+    for _ in 0..25 {
+        ws.send(json!({"type": "ping"})).await;
+    }
+    let mut pongs = 0;
+    let mut limited = 0;
+    for _ in 0..25 {
+        let frame = ws.next_frame().await;
+        match frame["type"].as_str().unwrap() {
+            "pong" => pongs += 1,
+            "error" => {
+                assert_eq!(frame["code"], "rate_limited");
+                assert!(frame["retry_after_ms"].as_u64().unwrap() <= 1000);
+                limited += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((pongs, limited), (20, 5));
+}
+
+#[tokio::test]
+async fn many_senders_are_delivered_in_seq_order_without_gaps() {
+    let app = TestApp::spawn().await;
+    let slug = app.user("owner").await.create_room("busy").await;
+    let reader = app.user("reader").await;
+    let mut reader_ws = reader.connect(&slug).await;
+    let mut senders: Vec<Ws> = Vec::new();
+    for i in 0..12 {
+        senders.push(app.user(&format!("sender{i}")).await.connect(&slug).await);
+    }
+    // Every sender sends at once; the store commits them in some order, the hub orders them.
+    let sends = senders
+        .iter_mut()
+        .enumerate()
+        .map(|(i, ws)| async move { ws.say(&format!("burst {i}"), &format!("b{i}")).await });
+    let acks = futures_util::future::join_all(sends).await;
+    assert!(acks.iter().all(|a| a["type"] == "ack"));
+    let mut seen = Vec::new();
+    while seen.len() < 12 {
+        seen.push(
+            reader_ws.next_of_type("message").await["seq"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen, (1..=12).collect::<Vec<_>>());
+}

@@ -1,0 +1,303 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use natter::domain::{
+    ClientId, HistoryRange, MessageBody, NewMessage, Room, RoomName, User, Username,
+};
+use natter::ports::{Store, StoreError};
+
+macro_rules! store_suite {
+    ($adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
+        mod $adapter {
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    let Some(fixture) = $fixture().await else { return };
+                    super::$behaviour(fixture.store.clone()).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    sqlite,
+    crate::fixtures::sqlite_store,
+    [
+        usernames_are_unique_case_insensitively,
+        sessions_are_found_by_hash_until_they_expire_or_are_deleted,
+        creating_a_room_twice_returns_the_first,
+        seq_has_no_gaps_under_concurrent_appends,
+        a_client_id_is_stored_once,
+        history_ranges_are_oldest_first,
+        bodies_come_back_exactly_as_stored,
+        the_room_list_knows_the_last_message_time,
+    ]
+);
+
+async fn user(store: &dyn Store, name: &str) -> User {
+    store
+        .create_user(&Username::parse(name).unwrap(), "$argon2id$dummy")
+        .await
+        .unwrap()
+}
+
+async fn room(store: &dyn Store, name: &str) -> Room {
+    let name = RoomName::parse(name).unwrap();
+    store.create_room(&name.slug(), &name).await.unwrap().0
+}
+
+fn message(room: &Room, user: &User, body: &str, client_id: Option<&str>) -> NewMessage {
+    NewMessage {
+        room: room.clone(),
+        user: user.clone(),
+        body: MessageBody::parse(body).unwrap(),
+        client_id: client_id.map(|c| ClientId::parse(c).unwrap()),
+    }
+}
+
+async fn usernames_are_unique_case_insensitively(store: Arc<dyn Store>) {
+    let alice = user(&*store, "Alice").await;
+    let again = store
+        .create_user(&Username::parse("aLICE").unwrap(), "x")
+        .await;
+    assert!(matches!(again, Err(StoreError::Duplicate)), "{again:?}");
+    let (found, hash) = store
+        .find_credentials(&Username::parse("ALICE").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, alice);
+    assert_eq!(found.username, "Alice");
+    assert_eq!(hash, "$argon2id$dummy");
+    assert!(store
+        .find_credentials(&Username::parse("bob").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn sessions_are_found_by_hash_until_they_expire_or_are_deleted(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let expires = Utc::now() + Duration::hours(1);
+    store
+        .create_session(b"hash-one", alice.id, expires)
+        .await
+        .unwrap();
+    let found = store
+        .find_session(b"hash-one", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.user, alice);
+    assert!(store
+        .find_session(b"hash-two", Utc::now())
+        .await
+        .unwrap()
+        .is_none());
+    let later = expires + Duration::seconds(1);
+    assert!(
+        store
+            .find_session(b"hash-one", later)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    store.delete_session(b"hash-one").await.unwrap();
+    assert!(
+        store
+            .find_session(b"hash-one", Utc::now())
+            .await
+            .unwrap()
+            .is_none(),
+        "deleted"
+    );
+}
+
+async fn creating_a_room_twice_returns_the_first(store: Arc<dyn Store>) {
+    let name = RoomName::parse("General").unwrap();
+    let (first, created) = store.create_room(&name.slug(), &name).await.unwrap();
+    assert!(created);
+    let other_name = RoomName::parse("general!").unwrap();
+    let (second, created) = store
+        .create_room(&other_name.slug(), &other_name)
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(second, first);
+    assert_eq!(second.name, "General");
+    assert_eq!(store.find_room(&name.slug()).await.unwrap(), Some(first));
+}
+
+async fn seq_has_no_gaps_under_concurrent_appends(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let rooms = [room(&*store, "one").await, room(&*store, "two").await];
+    let appends = (0..60).map(|i| {
+        let store = store.clone();
+        let new = message(&rooms[i % 2], &alice, &format!("m{i}"), None);
+        tokio::spawn(async move { store.append_message(new).await.unwrap() })
+    });
+    let appended = futures_util::future::join_all(appends).await;
+    let ids: HashSet<i64> = appended
+        .iter()
+        .map(|a| a.as_ref().unwrap().message.id)
+        .collect();
+    assert_eq!(ids.len(), 60, "ids are unique");
+    for room in &rooms {
+        let mut seqs: Vec<i64> = appended
+            .iter()
+            .map(|a| &a.as_ref().unwrap().message)
+            .filter(|m| m.room_id == room.id)
+            .map(|m| m.seq)
+            .collect();
+        seqs.sort();
+        assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+        assert_eq!(store.last_seq(room.id).await.unwrap(), 30);
+    }
+}
+
+async fn a_client_id_is_stored_once(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let general = room(&*store, "general").await;
+    let first = store
+        .append_message(message(&general, &alice, "hi", Some("c1")))
+        .await
+        .unwrap();
+    assert!(first.fresh);
+    let again = store
+        .append_message(message(&general, &alice, "hi", Some("c1")))
+        .await
+        .unwrap();
+    assert!(!again.fresh);
+    assert_eq!(again.message, first.message);
+    assert_eq!(
+        store.last_seq(general.id).await.unwrap(),
+        1,
+        "a resend takes no seq"
+    );
+    // Another user's identical client_id is their own message.
+    let bobs = store
+        .append_message(message(&general, &bob, "hi", Some("c1")))
+        .await
+        .unwrap();
+    assert!(bobs.fresh);
+    assert_eq!(bobs.message.seq, 2);
+    let found = store
+        .find_by_client_id(alice.id, "c1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, first.message);
+    assert!(store
+        .find_by_client_id(alice.id, "c2")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let general = room(&*store, "general").await;
+    for i in 1..=7 {
+        store
+            .append_message(message(&general, &alice, &format!("m{i}"), None))
+            .await
+            .unwrap();
+    }
+    let seqs =
+        |messages: Vec<natter::domain::Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(
+            store
+                .messages(&general, HistoryRange::Latest, 3)
+                .await
+                .unwrap()
+        ),
+        vec![5, 6, 7]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .messages(&general, HistoryRange::Before(5), 2)
+                .await
+                .unwrap()
+        ),
+        vec![3, 4]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .messages(&general, HistoryRange::Before(2), 5)
+                .await
+                .unwrap()
+        ),
+        vec![1]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .messages(&general, HistoryRange::After(4), 2)
+                .await
+                .unwrap()
+        ),
+        vec![5, 6]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .messages(&general, HistoryRange::After(7), 5)
+                .await
+                .unwrap()
+        ),
+        Vec::<i64>::new()
+    );
+    let latest = store
+        .messages(&general, HistoryRange::Latest, 1)
+        .await
+        .unwrap();
+    assert_eq!(latest[0].body, "m7");
+    assert_eq!(latest[0].username, "alice");
+    assert_eq!(latest[0].room_slug, "general");
+}
+
+async fn bodies_come_back_exactly_as_stored(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let general = room(&*store, "general").await;
+    let bodies = [
+        "plain",
+        "émoji 🎉 and 日本語",
+        "<script>alert('x')</script> & \"quotes\" \\ backslash",
+        "multi\nline\r\ntext\twith tabs",
+        "%s %d $1 ${x} ' OR 1=1 --",
+    ];
+    for body in bodies {
+        store
+            .append_message(message(&general, &alice, body, None))
+            .await
+            .unwrap();
+    }
+    let stored = store
+        .messages(&general, HistoryRange::Latest, 10)
+        .await
+        .unwrap();
+    let stored: Vec<&str> = stored.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(stored, bodies);
+}
+
+async fn the_room_list_knows_the_last_message_time(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let quiet = room(&*store, "quiet").await;
+    let busy = room(&*store, "busy").await;
+    let before = Utc::now() - Duration::seconds(1);
+    store
+        .append_message(message(&busy, &alice, "hi", None))
+        .await
+        .unwrap();
+    let rooms = store.list_rooms().await.unwrap();
+    let find = |r: &Room| rooms.iter().find(|s| s.room == *r).unwrap().clone();
+    assert!(find(&quiet).last_message_at.is_none());
+    assert!(find(&busy).last_message_at.unwrap() > before);
+}
