@@ -17,11 +17,13 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::adapters::memory::{MemoryBus, MemoryRateLimiter, MemoryRoomState};
+use crate::adapters::postgres::PgStore;
+use crate::adapters::redis::{RedisBus, RedisRateLimiter, RedisRoomState};
 use crate::adapters::sqlite::SqliteStore;
 use crate::chat::{ChatService, ChatSettings, Ports};
 use crate::config::{Config, ConfigError, DatabaseUrl};
 use crate::http::{self, AppState, OriginPolicy};
-use crate::ports::{Store, StoreError};
+use crate::ports::{Store, StoreError, Unavailable, MAINTAIN_EVERY};
 use crate::telemetry::Metrics;
 
 /// Clients that have not sent a complete request head by then are dropped.
@@ -37,8 +39,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Unsupported(&'static str),
+    #[error("redis: {0}")]
+    Redis(#[from] Unavailable),
     #[error("cannot listen: {0}")]
     Bind(#[from] std::io::Error),
 }
@@ -52,9 +54,7 @@ pub struct App {
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     match &config.database {
         DatabaseUrl::Sqlite(url) => Ok(Arc::new(SqliteStore::connect(url).await?)),
-        DatabaseUrl::Postgres(_) => Err(StartError::Unsupported(
-            "DATABASE_URL: the PostgreSQL store is not built yet (issue 4); use sqlite://",
-        )),
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(PgStore::connect(url).await?)),
     }
 }
 
@@ -62,9 +62,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
 pub async fn migrate(config: &Config) -> Result<(), StartError> {
     match &config.database {
         DatabaseUrl::Sqlite(url) => Ok(SqliteStore::migrate(url).await?),
-        DatabaseUrl::Postgres(_) => Err(StartError::Unsupported(
-            "DATABASE_URL: the PostgreSQL store is not built yet (issue 4); use sqlite://",
-        )),
+        DatabaseUrl::Postgres(url) => Ok(PgStore::migrate(url).await?),
     }
 }
 
@@ -81,23 +79,36 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 impl App {
     /// Opens the store, builds everything and binds; serving starts with [`App::run`].
     pub async fn build(config: Config) -> Result<App, StartError> {
-        if config.redis_url.is_some() {
-            return Err(StartError::Unsupported(
-                "REDIS_URL: the Redis adapters are not built yet (issue 4); unset it to run on one process",
-            ));
-        }
         if config.secret_key.generated {
             tracing::warn!("SECRET_KEY is not set: using a random key, so forms open before a restart will fail after it");
         }
         let metrics = Metrics::new();
         let store = open_store(&config).await?;
-        let room_state = Arc::new(MemoryRoomState::new(config.cache_messages));
-        let ports = Ports {
-            store,
-            cache: room_state.clone(),
-            presence: room_state,
-            limiter: Arc::new(MemoryRateLimiter::new()),
-            bus: Arc::new(MemoryBus::new()),
+        let ports = match &config.redis_url {
+            None => {
+                let room_state = Arc::new(MemoryRoomState::new(config.cache_messages));
+                Ports {
+                    store,
+                    cache: room_state.clone(),
+                    presence: room_state,
+                    limiter: Arc::new(MemoryRateLimiter::new()),
+                    bus: Arc::new(MemoryBus::new()),
+                    fallback_limiter: None,
+                }
+            }
+            Some(url) => {
+                let prefix = &config.redis_key_prefix;
+                let room_state =
+                    Arc::new(RedisRoomState::connect(url, prefix, config.cache_messages).await?);
+                Ports {
+                    store,
+                    cache: room_state.clone(),
+                    presence: room_state,
+                    limiter: Arc::new(RedisRateLimiter::connect(url, prefix).await?),
+                    bus: Arc::new(RedisBus::connect(url, prefix).await?),
+                    fallback_limiter: Some(Arc::new(MemoryRateLimiter::new())),
+                }
+            }
         };
         let settings = ChatSettings {
             history_on_join: config.history_on_join,
@@ -140,6 +151,7 @@ impl App {
             state,
         } = self;
         let connections = TaskTracker::new();
+        let upkeep = tokio::spawn(upkeep(state.chat.clone(), state.shutdown.clone()));
         loop {
             tokio::select! {
                 _ = state.shutdown.cancelled() => break,
@@ -171,8 +183,21 @@ impl App {
         {
             tracing::warn!("some requests did not finish in time");
         }
+        let _ = upkeep.await;
         state.chat.close().await;
         tracing::info!("stopped");
+    }
+}
+
+/// Runs the chat service's periodic upkeep until shutdown.
+async fn upkeep(chat: Arc<ChatService>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(MAINTAIN_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = every.tick() => chat.maintain().await,
+        }
     }
 }
 

@@ -27,11 +27,14 @@ const GAP_WAIT: Duration = Duration::from_millis(50);
 /// Frames a room's ring holds; a socket further behind than this gets `resync`.
 const ROOM_RING: usize = 1024;
 
-/// One frame for every socket of a room. `seq` is set for `message` frames.
+/// What every socket of a room receives.
 #[derive(Debug, Clone)]
-pub struct Delivery {
-    pub seq: Option<Seq>,
-    pub frame: Bytes,
+pub enum Delivery {
+    /// One frame, serialized once; `seq` is set for `message` frames.
+    Frame { seq: Option<Seq>, frame: Bytes },
+    /// Frames may have been lost on the way here (the bus link dropped): the socket tells
+    /// its client to `resync` after the last `seq` it sent.
+    Resync,
 }
 
 /// Why the server closes a socket.
@@ -218,7 +221,7 @@ impl Hub {
             return;
         };
         while let Some(frame) = entry.pending.remove(&next) {
-            let _ = entry.channel.sender.send(Delivery {
+            let _ = entry.channel.sender.send(Delivery::Frame {
                 seq: Some(next),
                 frame,
             });
@@ -286,7 +289,10 @@ impl Hub {
     fn deliver_unordered(&self, room: RoomId, frame: Bytes) {
         let state = self.state();
         if let Some(entry) = state.rooms.get(&room) {
-            let _ = entry.channel.sender.send(Delivery { seq: None, frame });
+            let _ = entry
+                .channel
+                .sender
+                .send(Delivery::Frame { seq: None, frame });
         }
     }
 
@@ -314,6 +320,13 @@ impl BusListener for Hub {
                 frame,
             } => self.deliver_unordered(room, frame),
             BusEvent::SessionEnded { token_hash } => self.end_session(&token_hash),
+        }
+    }
+
+    fn link_restored(&self) {
+        let state = self.state();
+        for entry in state.rooms.values() {
+            let _ = entry.channel.sender.send(Delivery::Resync);
         }
     }
 }

@@ -15,8 +15,8 @@ use tokio::sync::{broadcast, watch};
 use super::hub::RoomChannel;
 use super::messages::RESUME_MAX;
 use super::{store_call, AuthSession, ChatError, ChatService, CloseReason, Delivery};
-use crate::domain::{HistoryRange, Message, Room, Seq, User};
-use crate::ports::BusEvent;
+use crate::domain::{HistoryRange, Message, Room, RoomId, Seq, User};
+use crate::ports::{BusEvent, Departure};
 use crate::protocol::ServerFrame;
 
 /// A socket's membership of a room, from [`ChatService::join`] until [`ChatService::leave`].
@@ -91,7 +91,7 @@ impl ChatService {
 
         if first_for_user && self.presence.join(room.id, &membership.user).await? {
             self.announce(
-                &room,
+                room.id,
                 ServerFrame::MemberJoined {
                     user: membership.user.username.clone(),
                 },
@@ -175,7 +175,7 @@ impl ChatService {
             match self.presence.leave(room.id, membership.user.id).await {
                 Ok(true) => {
                     self.announce(
-                        &room,
+                        room.id,
                         ServerFrame::MemberLeft {
                             user: membership.user.username.clone(),
                         },
@@ -190,12 +190,27 @@ impl ChatService {
             if let Err(e) = self.bus.unsubscribe(room.id).await {
                 tracing::warn!(error = %e, "could not unsubscribe from a room");
             }
+            // A joiner that arrived while this unsubscribe was on its way may have
+            // subscribed first; the bus keeps the last call, so subscribe again for it.
+            if self.hub.has_local_members(room.id) {
+                if let Err(e) = self.bus.subscribe(room.id).await {
+                    tracing::warn!(error = %e, "could not resubscribe to a room");
+                }
+            }
         }
     }
 
-    async fn announce(&self, room: &Room, frame: ServerFrame) {
+    /// A user whose process died without saying so (found by presence upkeep) has left.
+    pub(super) async fn announce_departure(&self, departure: Departure) {
+        let frame = ServerFrame::MemberLeft {
+            user: departure.username,
+        };
+        self.announce(departure.room, frame).await;
+    }
+
+    async fn announce(&self, room: RoomId, frame: ServerFrame) {
         let event = BusEvent::Room {
-            room: room.id,
+            room,
             seq: None,
             frame: Bytes::from(frame.to_json()),
         };

@@ -3,13 +3,15 @@
 //! A send goes: validate → resend? (answer with the stored message, no limit) → rate
 //! limiter → store (durable) → cache → bus. Ack and fan-out happen only after the commit.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::{store_call, ChatError, ChatService};
 use crate::domain::{
     ClientId, HistoryRange, Message, MessageBody, NewMessage, Room, Seq, User, ValueError,
 };
-use crate::ports::{Admission, BusEvent};
+use crate::ports::{Admission, BusEvent, RateLimiter, SendSlot};
 use crate::protocol::{MessageView, ServerFrame};
 
 /// The answer to an accepted send.
@@ -32,6 +34,8 @@ impl Ack {
 
 /// Most messages one history request returns.
 pub const HISTORY_PAGE_MAX: u32 = 100;
+/// Most failed cache additions kept for another try.
+const UNCACHED_MAX: usize = 10_000;
 /// Most messages a resume (`?since=`) returns before saying `truncated`.
 pub const RESUME_MAX: usize = 1000;
 
@@ -64,13 +68,7 @@ impl ChatService {
             }
         }
 
-        let slot = match self.limiter.acquire(user.id).await? {
-            Admission::Granted(slot) => slot,
-            Admission::Refused { retry_after } => {
-                self.metrics.rate_limited.inc();
-                return Err(ChatError::RateLimited { retry_after });
-            }
-        };
+        let (limiter, slot) = self.admit(user).await?;
 
         let new = NewMessage {
             room: room.clone(),
@@ -81,7 +79,7 @@ impl ChatService {
         let appended = match store_call(self.store.append_message(new)).await {
             Ok(appended) => appended,
             Err(e) => {
-                if let Err(release) = self.limiter.release(user.id, slot).await {
+                if let Err(release) = limiter.release(user.id, slot).await {
                     tracing::warn!(error = %release, "could not give back a rate-limit slot");
                 }
                 return Err(e);
@@ -89,7 +87,7 @@ impl ChatService {
         };
         if !appended.fresh {
             // Two racing resends: the other one stored it; this one took a slot for nothing.
-            let _ = self.limiter.release(user.id, slot).await;
+            let _ = limiter.release(user.id, slot).await;
             return Ok(Ack::of(&appended.message));
         }
         self.metrics.messages.inc();
@@ -97,10 +95,36 @@ impl ChatService {
         Ok(Ack::of(&appended.message))
     }
 
+    /// Asks the rate limiter for a send slot; returns the limiter that granted it (to give
+    /// it back if the store refuses the message).
+    async fn admit(&self, user: &User) -> Result<(&Arc<dyn RateLimiter>, SendSlot), ChatError> {
+        let mut limiter = &self.limiter;
+        let admission = match (limiter.acquire(user.id).await, &self.fallback_limiter) {
+            (Ok(admission), _) => admission,
+            (Err(e), Some(fallback)) => {
+                tracing::warn!(error = %e, "shared rate limiter unreachable; limiting per process");
+                limiter = fallback;
+                limiter.acquire(user.id).await?
+            }
+            (Err(e), None) => return Err(e.into()),
+        };
+        match admission {
+            Admission::Granted(slot) => Ok((limiter, slot)),
+            Admission::Refused { retry_after } => {
+                self.metrics.rate_limited.inc();
+                Err(ChatError::RateLimited { retry_after })
+            }
+        }
+    }
+
     /// Cache, then bus: a joiner either read the message from the cache or store, or hears it.
     async fn publish_message(&self, message: &Message) {
         if let Err(e) = self.cache.add(message.room_id, message).await {
-            tracing::warn!(error = %e, "message stored but not cached");
+            tracing::warn!(error = %e, "message stored but not cached; will retry");
+            self.uncached
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(message.clone());
         }
         let frame = Bytes::from(ServerFrame::Message(MessageView::from(message)).to_json());
         let event = BusEvent::Room {
@@ -111,6 +135,26 @@ impl ChatService {
         if let Err(e) = self.bus.publish(event).await {
             // Stored and acked; members get it through `history` when they notice the gap.
             tracing::warn!(error = %e, "message stored but not fanned out");
+        }
+    }
+
+    /// Caches what [`Self::publish_message`] could not; keeps what still fails.
+    pub(super) async fn retry_uncached(&self) {
+        let waiting = std::mem::take(&mut *self.uncached.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut failed = Vec::new();
+        for message in waiting {
+            if self.cache.add(message.room_id, &message).await.is_err() {
+                failed.push(message);
+            }
+        }
+        if !failed.is_empty() {
+            // Bounded: a long outage must not grow memory; a restarted Redis has no cache to
+            // repair anyway (the next joiner fills it from the store).
+            failed.truncate(UNCACHED_MAX);
+            self.uncached
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(failed);
         }
     }
 

@@ -43,6 +43,10 @@ pub struct Ports {
     pub presence: Arc<dyn Presence>,
     pub limiter: Arc<dyn RateLimiter>,
     pub bus: Arc<dyn Bus>,
+    /// A process-local limiter used only while a shared `limiter` is unreachable, so chat
+    /// keeps working through a Redis restart (limits then hold per process, not across
+    /// processes). `None` when `limiter` is process-local itself.
+    pub fallback_limiter: Option<Arc<dyn RateLimiter>>,
 }
 
 pub struct ChatService {
@@ -55,6 +59,10 @@ pub struct ChatService {
     metrics: Metrics,
     settings: ChatSettings,
     accounts: accounts::Accounts,
+    /// Stored messages the cache did not take (its service was down); retried by
+    /// [`ChatService::maintain`] so an active room's cache does not keep a hole.
+    uncached: std::sync::Mutex<Vec<crate::domain::Message>>,
+    fallback_limiter: Option<Arc<dyn RateLimiter>>,
 }
 
 impl ChatService {
@@ -71,6 +79,8 @@ impl ChatService {
             metrics,
             settings,
             accounts: accounts::Accounts::new(),
+            uncached: std::sync::Mutex::new(Vec::new()),
+            fallback_limiter: ports.fallback_limiter,
         }
     }
 
@@ -78,12 +88,27 @@ impl ChatService {
         &self.metrics
     }
 
-    /// True while the store answers (`/readyz`).
+    /// True while the store and the shared room state (Redis, when configured) answer
+    /// (`/readyz`).
     pub async fn ready(&self) -> bool {
-        matches!(
-            tokio::time::timeout(STORE_TIMEOUT, self.store.ping()).await,
-            Ok(Ok(()))
-        )
+        let store = tokio::time::timeout(STORE_TIMEOUT, self.store.ping());
+        let presence = tokio::time::timeout(STORE_TIMEOUT, self.presence.ping());
+        matches!(tokio::join!(store, presence), (Ok(Ok(())), Ok(Ok(()))))
+    }
+
+    /// Periodic upkeep, every [`MAINTAIN_EVERY`](crate::ports::MAINTAIN_EVERY): presence
+    /// heartbeats and the removal of members of processes that died (announced as
+    /// `member_left`), and another try at caching messages whose caching failed.
+    pub async fn maintain(&self) {
+        match self.presence.maintain().await {
+            Ok(departures) => {
+                for departure in departures {
+                    self.announce_departure(departure).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "presence upkeep failed"),
+        }
+        self.retry_uncached().await;
     }
 
     /// Lets pending writes finish and closes the store (at shutdown).

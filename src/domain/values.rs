@@ -17,7 +17,7 @@ pub enum ValueError {
     BodyTooLong,
     #[error("message contains a NUL character")]
     BodyHasNul,
-    #[error("client_id must be 1 to 64 characters")]
+    #[error("client_id must be 1 to 64 characters, without control characters")]
     ClientId,
 }
 
@@ -168,7 +168,9 @@ pub struct ClientId(String);
 
 impl ClientId {
     pub fn parse(raw: &str) -> Result<ClientId, ValueError> {
-        if (1..=64).contains(&raw.chars().count()) {
+        // No control characters: PostgreSQL text cannot hold U+0000, and a client_id is
+        // echoed in frames and logs.
+        if (1..=64).contains(&raw.chars().count()) && !raw.chars().any(char::is_control) {
             Ok(ClientId(raw.to_owned()))
         } else {
             Err(ValueError::ClientId)
@@ -244,5 +246,7 @@ mod tests {
         assert!(ClientId::parse(&"x".repeat(64)).is_ok());
         assert!(ClientId::parse(&"x".repeat(65)).is_err());
         assert!(ClientId::parse("").is_err());
+        assert!(ClientId::parse("a\u{0}b").is_err());
+        assert!(ClientId::parse("a\nb").is_err());
     }
 }

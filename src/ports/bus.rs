@@ -23,9 +23,15 @@ pub enum BusEvent {
 /// Receives what the bus delivers to this process.
 pub trait BusListener: Send + Sync + 'static {
     fn deliver(&self, event: BusEvent);
+    /// The link to the other processes was lost and is back: deliveries published in
+    /// between may be missing, so every socket must be told to `resync`.
+    fn link_restored(&self);
 }
 
 /// Publishing is at-most-once; subscriptions decide which rooms this process hears.
+///
+/// `subscribe` and `unsubscribe` for one room may race (a room's last local member leaves
+/// while a new one joins): an adapter must end in the state of the last call.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
     /// Called once, before anything is published, with where deliveries go.

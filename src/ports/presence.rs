@@ -23,4 +23,26 @@ pub trait Presence: Send + Sync + 'static {
     async fn members(&self, room: RoomId) -> Result<Vec<String>, Unavailable>;
     /// Distinct users present, per room; rooms with nobody may be missing.
     async fn online_counts(&self, rooms: &[RoomId]) -> Result<HashMap<RoomId, usize>, Unavailable>;
+    /// Whether the backing service answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), Unavailable> {
+        Ok(())
+    }
+    /// Upkeep the chat service runs every [`MAINTAIN_EVERY`]: a shared adapter renews this
+    /// process's heartbeat and re-asserts its members (after the backing service lost
+    /// them), and removes the members of processes whose heartbeat expired (deleting an
+    /// emptied room's cache). Returns the users that left rooms because of it, for the
+    /// service to announce.
+    async fn maintain(&self) -> Result<Vec<Departure>, Unavailable> {
+        Ok(Vec::new())
+    }
+}
+
+/// How often the chat service calls [`Presence::maintain`].
+pub const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A user no longer present in a room, found by [`Presence::maintain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub room: RoomId,
+    pub username: String,
 }

@@ -1,5 +1,10 @@
-//! Starts a real natter on an ephemeral port, with its own SQLite file, and talks to it
-//! like a client: HTTP with a cookie jar, WebSockets with the session cookie.
+//! Starts a real natter on an ephemeral port, with its own storage, and talks to it like a
+//! client: HTTP with a cookie jar, WebSockets with the session cookie.
+//!
+//! Storage is a fresh SQLite file by default. With `NATTER_TEST_BACKEND=shared` every app
+//! gets its own PostgreSQL database (from `TEST_DATABASE_URL`) and Redis key prefix (on
+//! `TEST_REDIS_URL`) instead, so the same tests prove the production topology; both are
+//! removed when the test ends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,11 +26,75 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 pub const PASSWORD: &str = "correct horse battery";
 
+pub use crate::postgres_support::TestDatabase;
+pub use crate::redis_support::TestRedis;
+
+/// A skipped service-backed test: loud, and a failure under `NATTER_REQUIRE_ALL=1`.
+pub fn skip(what: &str) {
+    if std::env::var("NATTER_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+        panic!("{what} is required (NATTER_REQUIRE_ALL=1) but not configured");
+    }
+    eprintln!("SKIPPED: {what} is not configured; this test did not run");
+}
+
+/// A PostgreSQL database and a Redis prefix of a test's own, or `None` (skipped) when
+/// `TEST_DATABASE_URL` / `TEST_REDIS_URL` are not set.
+pub async fn shared_services() -> Option<(TestDatabase, TestRedis)> {
+    let (Ok(database), Ok(redis)) = (
+        std::env::var("TEST_DATABASE_URL"),
+        std::env::var("TEST_REDIS_URL"),
+    ) else {
+        skip("PostgreSQL + Redis (TEST_DATABASE_URL, TEST_REDIS_URL)");
+        return None;
+    };
+    Some((
+        TestDatabase::create(&database).await,
+        TestRedis::new(&redis),
+    ))
+}
+
+/// Where an app keeps its data; kept across a restart of the app.
+pub struct Backend {
+    dir: tempfile::TempDir,
+    shared: Option<(TestDatabase, TestRedis)>,
+}
+
+impl Backend {
+    pub async fn new() -> Backend {
+        let shared =
+            match std::env::var("NATTER_TEST_BACKEND").as_deref() {
+                Ok("shared") => Some(shared_services().await.expect(
+                    "NATTER_TEST_BACKEND=shared needs TEST_DATABASE_URL and TEST_REDIS_URL",
+                )),
+                Ok("embedded") | Err(_) => None,
+                Ok(other) => panic!("NATTER_TEST_BACKEND={other}: use embedded or shared"),
+            };
+        Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            shared,
+        }
+    }
+
+    fn vars(&self) -> Vec<(String, String)> {
+        match &self.shared {
+            None => vec![(
+                "DATABASE_URL".into(),
+                format!("sqlite://{}", self.dir.path().join("natter.db").display()),
+            )],
+            Some((database, redis)) => vec![
+                ("DATABASE_URL".into(), database.url.clone()),
+                ("REDIS_URL".into(), redis.url.clone()),
+                ("REDIS_KEY_PREFIX".into(), redis.prefix.clone()),
+            ],
+        }
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     shutdown: CancellationToken,
     running: tokio::task::JoinHandle<()>,
-    pub dir: tempfile::TempDir,
+    pub backend: Backend,
 }
 
 impl TestApp {
@@ -35,23 +104,19 @@ impl TestApp {
 
     /// Starts an app with these variables on top of the test defaults.
     pub async fn spawn_with(vars: &[(&str, &str)]) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
-        TestApp::spawn_in(dir, vars).await
+        TestApp::spawn_in(Backend::new().await, vars).await
     }
 
-    /// Starts an app whose SQLite file lives in `dir` (so a restart finds the same data).
-    pub async fn spawn_in(dir: tempfile::TempDir, vars: &[(&str, &str)]) -> TestApp {
+    /// Starts an app on `backend` (so a restart finds the same data).
+    pub async fn spawn_in(backend: Backend, vars: &[(&str, &str)]) -> TestApp {
         let mut map: HashMap<String, String> = HashMap::from([
             ("BIND".into(), "127.0.0.1:0".into()),
-            (
-                "DATABASE_URL".into(),
-                format!("sqlite://{}", dir.path().join("natter.db").display()),
-            ),
             (
                 "SECRET_KEY".into(),
                 "test-secret-key-with-enough-length".into(),
             ),
         ]);
+        map.extend(backend.vars());
         for (k, v) in vars {
             map.insert(k.to_string(), v.to_string());
         }
@@ -65,7 +130,7 @@ impl TestApp {
             addr,
             shutdown,
             running,
-            dir,
+            backend,
         }
     }
 
@@ -75,31 +140,12 @@ impl TestApp {
 
     /// A client that keeps cookies and does not follow redirects.
     pub fn browser(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client")
+        browser()
     }
 
     /// A registered, signed-in user.
     pub async fn user(&self, name: &str) -> TestUser {
-        let client = self.browser();
-        let response = client
-            .post(self.url("/api/register"))
-            .json(&json!({"username": name, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(response.status(), 201, "registering {name}");
-        let cookie = session_cookie(&response).expect("a session cookie");
-        let body: Value = response.json().await.unwrap();
-        TestUser {
-            client,
-            cookie,
-            id: body["user"]["id"].as_i64().unwrap(),
-            addr: self.addr,
-        }
+        register(self.addr, name).await
     }
 
     /// The value of one Prometheus sample, e.g. `natter_history_loads_total{source="store"}`.
@@ -119,13 +165,42 @@ impl TestApp {
     }
 
     /// Stops the app as SIGTERM would, and waits for it.
-    pub async fn stop(self) -> tempfile::TempDir {
+    pub async fn stop(self) -> Backend {
         self.shutdown.cancel();
         tokio::time::timeout(WAIT, self.running)
             .await
             .expect("app stops in time")
             .expect("app task");
-        self.dir
+        self.backend
+    }
+}
+
+/// A client that keeps cookies and does not follow redirects.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Registers `name` with the server at `addr`; the user is signed in.
+pub async fn register(addr: SocketAddr, name: &str) -> TestUser {
+    let client = browser();
+    let response = client
+        .post(format!("http://{addr}/api/register"))
+        .json(&json!({"username": name, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(response.status(), 201, "registering {name}");
+    let cookie = session_cookie(&response).expect("a session cookie");
+    let body: Value = response.json().await.unwrap();
+    TestUser {
+        client,
+        cookie,
+        id: body["user"]["id"].as_i64().unwrap(),
+        addr,
     }
 }
 
@@ -151,6 +226,17 @@ pub struct TestUser {
 pub type RawSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 impl TestUser {
+    /// The same user (same session) talking to another server process.
+    #[allow(dead_code)] // used by tests/cluster
+    pub fn at(&self, addr: SocketAddr) -> TestUser {
+        TestUser {
+            client: self.client.clone(),
+            cookie: self.cookie.clone(),
+            id: self.id,
+            addr,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -8,3 +8,8 @@ mod pages;
 mod rate_limits;
 mod rooms;
 mod websocket;
+
+#[path = "../support/postgres.rs"]
+mod postgres_support;
+#[path = "../support/redis.rs"]
+mod redis_support;

@@ -39,14 +39,14 @@ async fn an_acknowledged_message_survives_a_restart() {
     let mut ws = alice.connect(&slug).await;
     let ack = ws.say("durable", "d1").await;
     assert_eq!(ack["type"], "ack");
-    let dir = app.stop().await;
+    let backend = app.stop().await;
     assert_eq!(
         ws.closed().await,
         Some(1001),
         "sockets close with 1001 on shutdown"
     );
 
-    let app = TestApp::spawn_in(dir, &[]).await;
+    let app = TestApp::spawn_in(backend, &[]).await;
     let client = app.browser();
     let login = client
         .post(app.url("/api/login"))

@@ -5,7 +5,10 @@
 //! Service-backed adapters read `TEST_DATABASE_URL` / `TEST_REDIS_URL`; without them their
 //! tests print that they were skipped, and fail instead when `NATTER_REQUIRE_ALL=1`.
 
+mod bus;
 mod fixtures;
+mod postgres_fixture;
 mod rate_limiter;
+mod redis_fixture;
 mod room_state;
 mod store;

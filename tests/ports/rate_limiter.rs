@@ -7,28 +7,59 @@ use std::time::Duration;
 use natter::domain::UserId;
 use natter::ports::{Admission, RateLimiter};
 
+/// What a fixture function returns: the limiter, plus whatever must live as long as the
+/// test (a Redis prefix to delete).
+trait LimiterFixture {
+    fn limiter(&self) -> Arc<dyn RateLimiter>;
+}
+
+impl LimiterFixture for Arc<dyn RateLimiter> {
+    fn limiter(&self) -> Arc<dyn RateLimiter> {
+        self.clone()
+    }
+}
+
+impl LimiterFixture for crate::redis_fixture::RedisLimiterFixture {
+    fn limiter(&self) -> Arc<dyn RateLimiter> {
+        self.limiter.clone()
+    }
+}
+
 macro_rules! limiter_suite {
     ($adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
         mod $adapter {
+            use super::LimiterFixture;
             $(
                 #[tokio::test]
                 async fn $behaviour() {
-                    let Some(limiter) = $fixture().await else { return };
-                    super::$behaviour(limiter).await;
+                    let Some(fixture) = $fixture().await else { return };
+                    super::$behaviour(fixture.limiter()).await;
+                    drop(fixture);
                 }
             )*
         }
     };
 }
 
-limiter_suite!(
-    memory,
-    crate::fixtures::memory_rate_limiter,
-    [
-        a_second_send_within_a_second_is_refused_for_the_rest_of_it,
-        a_released_slot_is_given_back,
-        users_are_limited_independently,
-    ]
+macro_rules! limiter_suites {
+    ($([$adapter:ident, $fixture:path]),* $(,)?) => {
+        $(
+            limiter_suite!(
+                $adapter,
+                $fixture,
+                [
+                    a_second_send_within_a_second_is_refused_for_the_rest_of_it,
+                    a_released_slot_is_given_back,
+                    users_are_limited_independently,
+                ]
+            );
+        )*
+    };
+}
+
+limiter_suites!(
+    [memory, crate::fixtures::memory_rate_limiter],
+    [redis, crate::redis_fixture::redis_rate_limiter],
 );
 
 async fn a_second_send_within_a_second_is_refused_for_the_rest_of_it(
@@ -66,4 +97,107 @@ async fn users_are_limited_independently(limiter: Arc<dyn RateLimiter>) {
         limiter.acquire(UserId(2)).await.unwrap(),
         Admission::Granted(_)
     ));
+}
+
+/// Several processes on one Redis: each `RedisRateLimiter` value is one process.
+mod redis_across_processes {
+    use std::time::Duration;
+
+    use natter::domain::UserId;
+    use natter::ports::{Admission, RateLimiter, SendSlot};
+
+    use crate::redis_fixture::{rate_limiter, test_redis, TestRedis};
+
+    fn refused_for(admission: Admission) -> Option<Duration> {
+        match admission {
+            Admission::Granted(_) => None,
+            Admission::Refused { retry_after } => Some(retry_after),
+        }
+    }
+
+    /// Records accepted sends `ago_ms` before Redis's now, as another process would have.
+    fn accepted_earlier(redis: &TestRedis, user: UserId, ago_ms: &[i64]) {
+        let mut raw = redis.connection().unwrap();
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query(&mut raw).unwrap();
+        let now = secs * 1000 + micros / 1000;
+        let key = format!("{}limit:{}", redis.prefix, user.0);
+        for ago in ago_ms {
+            let _: () = redis::cmd("ZADD")
+                .arg(&key)
+                .arg(now - ago)
+                .arg(now - ago)
+                .query(&mut raw)
+                .unwrap();
+        }
+    }
+
+    fn about(wait: Option<Duration>, expected_ms: u64) -> bool {
+        wait.is_some_and(|w| {
+            w <= Duration::from_millis(expected_ms)
+                && w > Duration::from_millis(expected_ms.saturating_sub(500))
+        })
+    }
+
+    #[tokio::test]
+    async fn the_one_second_rule_holds_across_processes() {
+        let Some(redis) = test_redis() else { return };
+        let (a, b) = (rate_limiter(&redis).await, rate_limiter(&redis).await);
+        assert_eq!(refused_for(a.acquire(UserId(1)).await.unwrap()), None);
+        let wait = refused_for(b.acquire(UserId(1)).await.unwrap()).expect("refused on b");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        assert_eq!(refused_for(b.acquire(UserId(2)).await.unwrap()), None);
+        tokio::time::sleep(wait).await;
+        assert_eq!(refused_for(b.acquire(UserId(1)).await.unwrap()), None);
+    }
+
+    #[tokio::test]
+    async fn the_ten_per_minute_rule_holds_across_processes() {
+        let Some(redis) = test_redis() else { return };
+        let (a, b) = (rate_limiter(&redis).await, rate_limiter(&redis).await);
+        let user = UserId(1);
+        // Nine sends 4 s apart, the first 50 s ago, the last 18 s ago.
+        let earlier: Vec<i64> = (0..9).map(|i| 50_000 - 4_000 * i).collect();
+        accepted_earlier(&redis, user, &earlier);
+        let Admission::Granted(tenth) = a.acquire(user).await.unwrap() else {
+            panic!("the tenth send in a minute is granted");
+        };
+        // The eleventh waits until the first leaves the window, 10 s from now.
+        assert!(about(refused_for(b.acquire(user).await.unwrap()), 10_000));
+        // A failed tenth send gives its slot back, on any process.
+        b.release(user, tenth).await.unwrap();
+        assert!(matches!(
+            a.acquire(user).await.unwrap(),
+            Admission::Granted(SendSlot(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_the_larger_wait_when_both_rules_apply() {
+        let Some(redis) = test_redis() else { return };
+        let limiter = rate_limiter(&redis).await;
+        // Ten in the window; the oldest leaves in 5 s, the newest is 1 s old.
+        let window_bound: Vec<i64> = (0..10).map(|i| 55_000 - 6_000 * i).collect();
+        accepted_earlier(&redis, UserId(1), &window_bound);
+        assert!(about(
+            refused_for(limiter.acquire(UserId(1)).await.unwrap()),
+            5_000
+        ));
+        // Ten in the window; the oldest leaves in 0.2 s, the newest is 0.2 s old.
+        let gap_bound: Vec<i64> = (0..10).map(|i| 59_800 - 6_622 * i).collect();
+        accepted_earlier(&redis, UserId(2), &gap_bound);
+        assert!(about(
+            refused_for(limiter.acquire(UserId(2)).await.unwrap()),
+            800
+        ));
+        // Nothing was recorded by the refusals.
+        let keys = redis.keys_matching("limit:*").unwrap();
+        let mut raw = redis.connection().unwrap();
+        for key in keys {
+            let n: usize = redis::cmd("ZCARD").arg(&key).query(&mut raw).unwrap();
+            assert_eq!(n, 10, "{key}");
+        }
+    }
 }

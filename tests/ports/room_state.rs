@@ -3,6 +3,9 @@ use natter::domain::{Message, RoomId, User, UserId};
 
 use crate::fixtures::{RoomStateFixture, CAPACITY};
 
+/// A fixture function returns a value with `presence` and `cache` fields, and possibly
+/// more that must live as long as the test (a Redis prefix to delete), so it is kept
+/// until the behaviour returns.
 macro_rules! room_state_suite {
     ($adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
         mod $adapter {
@@ -10,25 +13,42 @@ macro_rules! room_state_suite {
                 #[tokio::test]
                 async fn $behaviour() {
                     let Some(fixture) = $fixture().await else { return };
-                    super::$behaviour(fixture).await;
+                    let parts = crate::fixtures::RoomStateFixture {
+                        presence: fixture.presence.clone(),
+                        cache: fixture.cache.clone(),
+                    };
+                    super::$behaviour(parts).await;
+                    drop(fixture);
                 }
             )*
         }
     };
 }
 
-room_state_suite!(
-    memory,
-    crate::fixtures::memory_room_state,
-    [
-        presence_reports_first_arrivals_and_last_departures,
-        members_are_sorted_and_counted_per_room,
-        the_cache_is_not_ready_until_filled,
-        a_room_without_members_caches_nothing,
-        the_last_leave_deletes_the_cache,
-        the_cache_keeps_the_newest_messages_and_tolerates_repeats,
-        after_answers_only_when_the_cache_is_complete,
-    ]
+macro_rules! room_state_suites {
+    ($([$adapter:ident, $fixture:path]),* $(,)?) => {
+        $(
+            room_state_suite!(
+                $adapter,
+                $fixture,
+                [
+                    presence_reports_first_arrivals_and_last_departures,
+                    members_are_sorted_and_counted_per_room,
+                    the_cache_is_not_ready_until_filled,
+                    a_room_without_members_caches_nothing,
+                    the_last_leave_deletes_the_cache,
+                    the_cache_keeps_the_newest_messages_and_tolerates_repeats,
+                    after_answers_only_when_the_cache_is_complete,
+                    cached_messages_come_back_exactly,
+                ]
+            );
+        )*
+    };
+}
+
+room_state_suites!(
+    [memory, crate::fixtures::memory_room_state],
+    [redis, crate::redis_fixture::redis_room_state],
 );
 
 const ROOM: RoomId = RoomId(1);
@@ -176,4 +196,410 @@ async fn after_answers_only_when_the_cache_is_complete(f: RoomStateFixture) {
         Some(vec![6])
     );
     assert_eq!(seqs(f.cache.after(ROOM, 1, 10).await.unwrap()), None);
+}
+
+async fn cached_messages_come_back_exactly(f: RoomStateFixture) {
+    f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
+    let mut sent = message(1);
+    sent.body = "héllo \"there\" 👋\n<b>|</b>".into();
+    sent.client_id = Some("c-1".into());
+    sent.sent_at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+    f.cache.fill(ROOM, &[sent.clone()]).await.unwrap();
+    f.cache.add(ROOM, &message(2)).await.unwrap();
+    assert_eq!(
+        f.cache.latest(ROOM, 5).await.unwrap(),
+        Some(vec![sent.clone(), message(2)])
+    );
+    assert_eq!(f.cache.after(ROOM, 0, 1).await.unwrap(), Some(vec![sent]));
+}
+
+/// Several processes on one Redis: each `RedisRoomState` value is one process.
+mod redis_across_processes {
+    use std::collections::{BTreeSet, HashMap};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use natter::adapters::redis::RedisRoomState;
+    use natter::domain::{Message, RoomId, User, UserId};
+    use natter::ports::{Departure, MessageCache, Presence};
+
+    use super::{message, seqs, user, ROOM};
+    use crate::fixtures::CAPACITY;
+    use crate::redis_fixture::{room_state, test_redis, TestRedis};
+
+    const OTHER: RoomId = RoomId(2);
+
+    /// The room's keys, read with raw commands.
+    fn room_keys(redis: &TestRedis, room: RoomId) -> Vec<String> {
+        redis.keys_matching(&format!("room:{}:*", room.0)).unwrap()
+    }
+
+    fn sorted(mut departures: Vec<Departure>) -> Vec<(i64, String)> {
+        let mut pairs: Vec<_> = departures
+            .drain(..)
+            .map(|d| (d.room.0, d.username))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    #[tokio::test]
+    async fn two_processes_share_presence_and_the_cache() {
+        let Some(redis) = test_redis() else { return };
+        let (a, b) = (room_state(&redis).await, room_state(&redis).await);
+        let (alice, bob) = (user(1, "alice"), user(2, "bob"));
+        assert!(
+            a.join(ROOM, &alice).await.unwrap(),
+            "first arrival anywhere"
+        );
+        assert!(!b.join(ROOM, &alice).await.unwrap(), "already present on a");
+        assert!(b.join(ROOM, &bob).await.unwrap());
+        assert_eq!(a.members(ROOM).await.unwrap(), vec!["alice", "bob"]);
+        assert_eq!(
+            b.online_counts(&[ROOM, OTHER]).await.unwrap(),
+            HashMap::from([(ROOM, 2)])
+        );
+        a.fill(ROOM, &[message(1)]).await.unwrap();
+        b.add(ROOM, &message(2)).await.unwrap();
+        assert_eq!(seqs(b.latest(ROOM, 5).await.unwrap()), Some(vec![1, 2]));
+
+        assert!(
+            !a.leave(ROOM, alice.id).await.unwrap(),
+            "alice is still on b"
+        );
+        assert_eq!(a.members(ROOM).await.unwrap(), vec!["alice", "bob"]);
+        assert!(
+            b.leave(ROOM, alice.id).await.unwrap(),
+            "alice's last connection"
+        );
+        assert_eq!(
+            seqs(a.latest(ROOM, 5).await.unwrap()),
+            Some(vec![1, 2]),
+            "bob is still there"
+        );
+        assert!(b.leave(ROOM, bob.id).await.unwrap());
+        assert_eq!(seqs(a.latest(ROOM, 5).await.unwrap()), None);
+        assert_eq!(room_keys(&redis, ROOM), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn the_members_of_a_process_that_stopped_are_swept_once() {
+        let Some(redis) = test_redis() else { return };
+        let expiry = Duration::from_secs(1);
+        let live = room_state(&redis).await.with_instance_expiry(expiry);
+        let also_live = room_state(&redis).await.with_instance_expiry(expiry);
+        let stopped = room_state(&redis).await.with_instance_expiry(expiry);
+        let (alice, bob, carol) = (user(1, "alice"), user(2, "bob"), user(3, "carol"));
+        live.join(ROOM, &alice).await.unwrap();
+        stopped.join(ROOM, &bob).await.unwrap();
+        stopped.join(OTHER, &bob).await.unwrap();
+        stopped.join(OTHER, &carol).await.unwrap();
+        live.fill(ROOM, &[message(1)]).await.unwrap();
+        stopped.fill(OTHER, &[message(1)]).await.unwrap();
+        assert!(!room_keys(&redis, OTHER).is_empty());
+
+        tokio::time::sleep(expiry + Duration::from_millis(300)).await;
+        // Two live processes sweep at once: each departure is reported once.
+        let (x, y) = tokio::join!(live.maintain(), also_live.maintain());
+        let departures = [x.unwrap(), y.unwrap()].concat();
+        assert_eq!(
+            sorted(departures),
+            vec![
+                (ROOM.0, "bob".into()),
+                (OTHER.0, "bob".into()),
+                (OTHER.0, "carol".into())
+            ]
+        );
+        assert_eq!(live.members(ROOM).await.unwrap(), vec!["alice"]);
+        assert_eq!(
+            seqs(live.latest(ROOM, 5).await.unwrap()),
+            Some(vec![1]),
+            "alice keeps the room's cache"
+        );
+        assert_eq!(room_keys(&redis, OTHER), Vec::<String>::new(), "emptied");
+        assert!(live.maintain().await.unwrap().is_empty(), "reported once");
+
+        // The stopped process comes back: its members are present again.
+        assert!(stopped.maintain().await.unwrap().is_empty());
+        assert_eq!(live.members(ROOM).await.unwrap(), vec!["alice", "bob"]);
+        assert_eq!(live.members(OTHER).await.unwrap(), vec!["bob", "carol"]);
+        assert_eq!(
+            seqs(live.latest(OTHER, 5).await.unwrap()),
+            None,
+            "a new life of the room starts with a cold cache"
+        );
+    }
+
+    #[tokio::test]
+    async fn maintain_re_asserts_presence_that_redis_lost() {
+        let Some(redis) = test_redis() else { return };
+        let a = room_state(&redis).await;
+        let alice = user(1, "alice");
+        for room in [ROOM, OTHER] {
+            a.join(room, &alice).await.unwrap();
+            a.fill(room, &[message(1)]).await.unwrap();
+        }
+        let mut raw = redis.connection().unwrap();
+        // Everything about ROOM is lost; of OTHER only the members, so its cache is stale.
+        let _: () = redis::cmd("DEL")
+            .arg(room_keys(&redis, ROOM))
+            .arg(format!("{}room:{}:members", redis.prefix, OTHER.0))
+            .query(&mut raw)
+            .unwrap();
+        assert!(a.members(ROOM).await.unwrap().is_empty());
+
+        assert!(a.maintain().await.unwrap().is_empty());
+        for room in [ROOM, OTHER] {
+            assert_eq!(a.members(room).await.unwrap(), vec!["alice"]);
+            assert_eq!(seqs(a.latest(room, 5).await.unwrap()), None);
+            a.fill(room, &[message(1), message(2)]).await.unwrap();
+        }
+        // Every room key expires by itself if every process dies (3× the 20 s expiry).
+        for key in room_keys(&redis, ROOM) {
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut raw).unwrap();
+            assert!((1..=60_000).contains(&ttl), "{key} has ttl {ttl}");
+        }
+        for room in [ROOM, OTHER] {
+            assert!(a.leave(room, alice.id).await.unwrap());
+            assert_eq!(room_keys(&redis, room), Vec::<String>::new());
+        }
+    }
+
+    /// A TCP relay to the test's Redis that can be cut and restored on the same port: an
+    /// outage of Redis as one process sees it, without touching the shared server.
+    struct Relay {
+        port: u16,
+        target: String,
+        tasks: tokio::task::JoinSet<()>,
+    }
+
+    impl Relay {
+        async fn start(redis: &TestRedis) -> Relay {
+            let target = redis
+                .url
+                .trim_start_matches("redis://")
+                .trim_end_matches('/');
+            let mut relay = Relay {
+                port: 0,
+                target: target.to_owned(),
+                tasks: tokio::task::JoinSet::new(),
+            };
+            relay.restore().await;
+            relay
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        async fn restore(&mut self) {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+                .await
+                .unwrap();
+            self.port = listener.local_addr().unwrap().port();
+            let target = self.target.clone();
+            self.tasks.spawn(async move {
+                let mut links = tokio::task::JoinSet::new();
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let target = target.clone();
+                    links.spawn(async move {
+                        let mut server = tokio::net::TcpStream::connect(target).await.unwrap();
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    });
+                }
+            });
+        }
+
+        /// Closes the port and every connection through it.
+        async fn cut(&mut self) {
+            self.tasks.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn while_redis_is_unreachable_calls_fail_promptly_and_maintain_repairs_after() {
+        let Some(redis) = test_redis() else { return };
+        let mut relay = Relay::start(&redis).await;
+        let cut_off = RedisRoomState::connect(&relay.url(), &redis.prefix, CAPACITY)
+            .await
+            .unwrap();
+        let other = room_state(&redis).await;
+        let (alice, bob) = (user(1, "alice"), user(2, "bob"));
+        cut_off.join(ROOM, &alice).await.unwrap();
+        other.join(ROOM, &bob).await.unwrap();
+
+        relay.cut().await;
+        // Each call gives up within the adapter's 3 s deadline.
+        let prompt = Duration::from_millis(3_500);
+        let started = Instant::now();
+        assert!(cut_off.leave(ROOM, alice.id).await.is_err());
+        assert!(
+            started.elapsed() < prompt,
+            "leave took {:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        assert!(cut_off.ping().await.is_err());
+        assert!(
+            started.elapsed() < prompt,
+            "ping took {:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        assert!(cut_off.latest(ROOM, 5).await.is_err());
+        assert!(
+            started.elapsed() < prompt,
+            "latest took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(other.members(ROOM).await.unwrap(), vec!["alice", "bob"]);
+
+        // Back: the client reconnects by itself, and upkeep removes what the failed leave
+        // could not, announcing it.
+        relay.restore().await;
+        let mut departures = None;
+        for _ in 0..50 {
+            if let Ok(found) = cut_off.maintain().await {
+                departures = Some(found);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            departures.map(sorted),
+            Some(vec![(ROOM.0, "alice".to_owned())])
+        );
+        assert_eq!(other.members(ROOM).await.unwrap(), vec!["bob"]);
+        cut_off.ping().await.unwrap();
+    }
+
+    /// The cache's contents after a storm of joins, leaves, sends and fills from two
+    /// processes: every joiner's history holds what was cached before it joined, and the
+    /// cache ends equal to the store's tail, and gone with the last member.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_storm_of_joins_leaves_and_sends_keeps_the_cache_exact() {
+        let Some(redis) = test_redis() else { return };
+        let processes = [
+            Arc::new(room_state(&redis).await),
+            Arc::new(room_state(&redis).await),
+        ];
+        let world = Arc::new(World::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        for sender in 0..2 {
+            let (processes, world) = (processes.clone(), world.clone());
+            tasks.spawn(async move {
+                for i in 0..40 {
+                    let sent = world.commit();
+                    processes[(sender + i) % 2].add(ROOM, &sent).await.unwrap();
+                    world.added.lock().unwrap().insert(sent.seq);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+        }
+        for (p, process) in processes.iter().enumerate() {
+            // The same users on both processes: presence counts fields across them.
+            for u in 0..6 {
+                let (process, world) = (process.clone(), world.clone());
+                tasks.spawn(async move {
+                    let who = user(10 + u, &format!("user{u}"));
+                    for _ in 0..8 {
+                        world.visit(&process, &who).await;
+                        let gone = process.leave(ROOM, who.id).await.unwrap();
+                        world.count(&who, -i64::from(gone));
+                    }
+                });
+            }
+            let (anchor, world) = (process.clone(), world.clone());
+            tasks.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(10 + 20 * p as u64)).await;
+                world
+                    .visit(&anchor, &user(100 + p as i64, &format!("anchor{p}")))
+                    .await;
+            });
+            let upkeep = process.clone();
+            tasks.spawn(async move {
+                // Upkeep racing the joins and leaves of its own process changes nothing.
+                for _ in 0..200 {
+                    assert_eq!(upkeep.maintain().await.unwrap(), Vec::new());
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+
+        let tail = world.tail();
+        assert_eq!(tail.len(), CAPACITY);
+        for process in &processes {
+            assert_eq!(
+                process.latest(ROOM, CAPACITY).await.unwrap(),
+                Some(tail.clone())
+            );
+            assert_eq!(
+                process.members(ROOM).await.unwrap(),
+                vec!["anchor0", "anchor1"]
+            );
+        }
+        // Every user's first arrival was matched by one last departure, across processes.
+        let balance = world.balance.lock().unwrap().clone();
+        assert!(
+            balance.iter().all(|(id, n)| *n == i64::from(*id >= 100)),
+            "{balance:?}"
+        );
+        for (p, process) in processes.iter().enumerate() {
+            assert!(process.leave(ROOM, UserId(100 + p as i64)).await.unwrap());
+        }
+        assert_eq!(room_keys(&redis, ROOM), Vec::<String>::new());
+    }
+
+    /// The store of the storm test, and what its cache calls completed.
+    #[derive(Default)]
+    struct World {
+        store: Mutex<Vec<Message>>,
+        added: Mutex<BTreeSet<i64>>,
+        /// Per user: first arrivals minus last departures reported.
+        balance: Mutex<HashMap<i64, i64>>,
+    }
+
+    impl World {
+        fn commit(&self) -> Message {
+            let mut store = self.store.lock().unwrap();
+            let sent = message(store.len() as i64 + 1);
+            store.push(sent.clone());
+            sent
+        }
+
+        fn count(&self, who: &User, change: i64) {
+            *self.balance.lock().unwrap().entry(who.id.0).or_default() += change;
+        }
+
+        fn tail(&self) -> Vec<Message> {
+            let store = self.store.lock().unwrap();
+            store[store.len().saturating_sub(CAPACITY)..].to_vec()
+        }
+
+        /// Joins as the chat service does, then checks the history is complete.
+        async fn visit(&self, process: &RedisRoomState, who: &User) {
+            let cached_before: Vec<i64> = self.added.lock().unwrap().iter().copied().collect();
+            let first = process.join(ROOM, who).await.unwrap();
+            self.count(who, i64::from(first));
+            if process.latest(ROOM, CAPACITY).await.unwrap().is_none() {
+                let tail = self.tail();
+                // Reading the store takes a while; sends go on meanwhile.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                process.fill(ROOM, &tail).await.unwrap();
+            }
+            let history = seqs(process.latest(ROOM, CAPACITY).await.unwrap())
+                .expect("ready while a member is present");
+            for seq in cached_before {
+                let trimmed = history.len() == CAPACITY && seq < history[0];
+                assert!(
+                    trimmed || history.contains(&seq),
+                    "{} misses {seq}: {history:?}",
+                    who.username
+                );
+            }
+        }
+    }
 }

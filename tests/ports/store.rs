@@ -30,9 +30,28 @@ store_suite!(
         creating_a_room_twice_returns_the_first,
         seq_has_no_gaps_under_concurrent_appends,
         a_client_id_is_stored_once,
+        concurrent_sends_of_one_client_id_store_one_message,
         history_ranges_are_oldest_first,
         bodies_come_back_exactly_as_stored,
         the_room_list_knows_the_last_message_time,
+        times_read_back_as_written_to_the_millisecond,
+    ]
+);
+
+store_suite!(
+    postgres,
+    crate::postgres_fixture::postgres_store,
+    [
+        usernames_are_unique_case_insensitively,
+        sessions_are_found_by_hash_until_they_expire_or_are_deleted,
+        creating_a_room_twice_returns_the_first,
+        seq_has_no_gaps_under_concurrent_appends,
+        a_client_id_is_stored_once,
+        concurrent_sends_of_one_client_id_store_one_message,
+        history_ranges_are_oldest_first,
+        bodies_come_back_exactly_as_stored,
+        the_room_list_knows_the_last_message_time,
+        times_read_back_as_written_to_the_millisecond,
     ]
 );
 
@@ -198,6 +217,32 @@ async fn a_client_id_is_stored_once(store: Arc<dyn Store>) {
         .is_none());
 }
 
+/// A resend racing the original (two sockets, a reconnect) is still one message, and the
+/// losers are answered with the winner's message rather than an error.
+async fn concurrent_sends_of_one_client_id_store_one_message(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let rooms = [room(&*store, "one").await, room(&*store, "two").await];
+    let sends = (0..20).map(|i| {
+        let store = store.clone();
+        // The same client_id even from another room: it names the user's send.
+        let new = message(&rooms[i % 2], &alice, "hi", Some("c1"));
+        tokio::spawn(async move { store.append_message(new).await.unwrap() })
+    });
+    let appended: Vec<_> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(appended.iter().filter(|a| a.fresh).count(), 1);
+    let winner = &appended.iter().find(|a| a.fresh).unwrap().message;
+    assert!(appended.iter().all(|a| a.message == *winner));
+    let seqs = [
+        store.last_seq(rooms[0].id).await.unwrap(),
+        store.last_seq(rooms[1].id).await.unwrap(),
+    ];
+    assert_eq!(seqs[0] + seqs[1], 1, "the losers took no seq");
+}
+
 async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
     let general = room(&*store, "general").await;
@@ -300,4 +345,96 @@ async fn the_room_list_knows_the_last_message_time(store: Arc<dyn Store>) {
     let find = |r: &Room| rooms.iter().find(|s| s.room == *r).unwrap().clone();
     assert!(find(&quiet).last_message_at.is_none());
     assert!(find(&busy).last_message_at.unwrap() > before);
+}
+
+/// The time an ack carries is the time history, the room list and sessions read back: a
+/// client compares them.
+async fn times_read_back_as_written_to_the_millisecond(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let general = room(&*store, "general").await;
+    let expires = Utc::now() + Duration::hours(1);
+    store
+        .create_session(b"hash", alice.id, expires)
+        .await
+        .unwrap();
+    let session = store
+        .find_session(b"hash", Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        session.expires_at.timestamp_millis(),
+        expires.timestamp_millis()
+    );
+    let acked = store
+        .append_message(message(&general, &alice, "hi", None))
+        .await
+        .unwrap()
+        .message;
+    let stored = store
+        .messages(&general, HistoryRange::Latest, 1)
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![acked.clone()]);
+    let rooms = store.list_rooms().await.unwrap();
+    let listed = rooms.iter().find(|r| r.room == general).unwrap();
+    assert_eq!(listed.last_message_at, Some(acked.sent_at));
+}
+
+/// PostgreSQL only: while it is unreachable every call fails fast, and when it comes back
+/// the same store works again.
+mod postgres_outage {
+    use std::time::{Duration, Instant};
+
+    use natter::adapters::postgres::PgStore;
+    use natter::ports::{Store, StoreError};
+
+    use super::{message, room, user};
+    use crate::postgres_fixture::{address, postgres_store, with_address, Proxy};
+
+    /// Well before the chat service's own 5 s deadline.
+    const PROMPTLY: Duration = Duration::from_millis(4500);
+
+    async fn fails_promptly<T>(call: impl std::future::Future<Output = Result<T, StoreError>>) {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .expect("the call hung");
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "expected unavailable"
+        );
+        assert!(started.elapsed() < PROMPTLY, "took {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_fails_calls_promptly_and_the_store_recovers() {
+        let Some(fixture) = postgres_store().await else {
+            return;
+        };
+        let proxy = Proxy::start(address(&fixture.database.url)).await;
+        let url = with_address(&fixture.database.url, &format!("127.0.0.1:{}", proxy.port));
+        let store = PgStore::connect(&url).await.unwrap();
+        let alice = user(&store, "alice").await;
+        let general = room(&store, "general").await;
+        store
+            .append_message(message(&general, &alice, "before", None))
+            .await
+            .unwrap();
+
+        proxy.set_down(true);
+        fails_promptly(store.ping()).await;
+        fails_promptly(store.append_message(message(&general, &alice, "during", None))).await;
+        fails_promptly(store.last_seq(general.id)).await;
+        fails_promptly(PgStore::connect(&url)).await;
+
+        proxy.set_down(false);
+        store.ping().await.expect("the pool reconnects by itself");
+        let after = store
+            .append_message(message(&general, &alice, "after", None))
+            .await
+            .unwrap();
+        assert_eq!(after.message.seq, 2, "the failed send left no gap");
+        store.close().await;
+    }
 }

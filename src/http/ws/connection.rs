@@ -204,16 +204,25 @@ impl Socket {
     }
 
     async fn feed_delivery(&mut self, delivery: Delivery) -> Result<(), ()> {
-        if let Some(seq) = delivery.seq {
+        let (seq, frame) = match delivery {
+            Delivery::Frame { seq, frame } => (seq, frame),
+            Delivery::Resync => {
+                let resync = ServerFrame::Resync {
+                    after: self.last_seq,
+                };
+                return self.sink.feed(text(&resync)).await.map_err(drop);
+            }
+        };
+        if let Some(seq) = seq {
             // Already in the history this client was sent.
             if seq <= self.last_seq {
                 return Ok(());
             }
             self.last_seq = seq;
-        } else if delivery.frame == self.own_arrival {
+        } else if frame == self.own_arrival {
             return Ok(());
         }
-        let Ok(frame) = Utf8Bytes::try_from(delivery.frame) else {
+        let Ok(frame) = Utf8Bytes::try_from(frame) else {
             return Ok(());
         };
         self.sink.feed(Message::Text(frame)).await.map_err(drop)

@@ -1,0 +1,458 @@
+//! The PostgreSQL store: several natter processes can share one database.
+//!
+//! It behaves exactly as the SQLite store ([`crate::adapters::sqlite`]) does, and guarantees:
+//!
+//! - **An ack is a promise.** [`Store::append_message`] returns only after its transaction
+//!   committed, with `synchronous_commit=on` forced per connection, whatever the server's
+//!   default.
+//! - **`seq` has no gap.** Each append is one transaction whose `UPDATE rooms … last_seq + 1
+//!   RETURNING` takes the room's row lock, so a room's appends are serialised across
+//!   processes, and a failed append rolls its increment back with it.
+//! - **A `(user, client_id)` is stored once**, even when two sends race: the loser's insert
+//!   waits for the winner's commit (`ON CONFLICT … DO NOTHING`), then rolls back and
+//!   returns the winner's message with `fresh: false`.
+//! - **No call hangs.** Taking a connection, opening one included, gives up after
+//!   `ACQUIRE_TIMEOUT` (3 s), and a whole call after `CALL_TIMEOUT` (5 s), with `Unavailable`.
+//!   Pooled connections are tested before use, so when PostgreSQL comes back the pool
+//!   replaces its dead connections by itself.
+//! - **Times read back exactly as written**: they are stored truncated to the millisecond,
+//!   as the SQLite store's are.
+//!
+//! Appends are not group-committed as SQLite's are: PostgreSQL takes concurrent writers
+//! itself, and appends to different rooms do not wait for each other.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgExecutor, PgPool, PgPoolOptions};
+
+use crate::domain::{
+    HistoryRange, Message, NewMessage, Room, RoomId, RoomName, RoomSummary, Seq, Slug, User,
+    UserId, Username,
+};
+use crate::ports::{Appended, SessionRecord, Store, StoreError};
+
+const MAX_CONNECTIONS: u32 = 10;
+/// Longest wait for a pooled connection, including opening a new one.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest any call takes: bounds a connection that went silent mid-query, which
+/// [`ACQUIRE_TIMEOUT`] does not cover.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn migrator() -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(vec![Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            Cow::Borrowed(include_str!("../../../migrations/postgres/0001_init.sql")),
+            false,
+        )]),
+        ..Migrator::DEFAULT
+    }
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+fn from_sqlx(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
+        _ => unavailable(e),
+    }
+}
+
+/// Runs one call under [`CALL_TIMEOUT`] and maps its error.
+async fn bounded<T>(call: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, StoreError> {
+    tokio::time::timeout(CALL_TIMEOUT, call)
+        .await
+        .map_err(unavailable)?
+        .map_err(from_sqlx)
+}
+
+/// `time` truncated to the millisecond: what the SQLite store keeps, so what this one keeps.
+fn to_ms(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or(time)
+}
+
+async fn open(url: &str, max_connections: u32) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(unavailable)?
+        .application_name("natter")
+        .options([("synchronous_commit", "on")]);
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(from_sqlx)
+}
+
+impl PgStore {
+    /// Connects and applies pending migrations. Fails with `Unavailable` after
+    /// `ACQUIRE_TIMEOUT` when PostgreSQL cannot be reached.
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let pool = open(url, MAX_CONNECTIONS).await?;
+        // Not bounded: a migration may rightly take long, or wait for another process's.
+        migrator().run(&pool).await.map_err(unavailable)?;
+        Ok(PgStore { pool })
+    }
+
+    /// Applies pending migrations and returns (`natter migrate`).
+    pub async fn migrate(url: &str) -> Result<(), StoreError> {
+        let pool = open(url, 1).await?;
+        migrator().run(&pool).await.map_err(unavailable)?;
+        pool.close().await;
+        Ok(())
+    }
+
+    async fn append(&self, new: &NewMessage) -> Result<Appended, sqlx::Error> {
+        let client_id = new.client_id.as_ref().map(|c| c.as_str());
+        let mut tx = self.pool.begin().await?;
+        if let Some(client_id) = client_id {
+            if let Some(message) = find_by_client_id(&mut *tx, new.user.id, client_id).await? {
+                return Ok(Appended {
+                    message,
+                    fresh: false,
+                });
+            }
+        }
+        let sent_at = to_ms(Utc::now());
+        let seq: Seq = sqlx::query_scalar(
+            "UPDATE rooms SET last_seq = last_seq + 1, last_message_at = $1 WHERE id = $2 RETURNING last_seq",
+        )
+        .bind(sent_at)
+        .bind(new.room.id.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        // A concurrent send of the same client_id that inserted first makes this wait for
+        // its commit and then insert nothing.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING id",
+        )
+        .bind(new.room.id.0)
+        .bind(seq)
+        .bind(new.user.id.0)
+        .bind(new.body.as_str())
+        .bind(client_id)
+        .bind(sent_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            // Lost that race: give the seq back and answer with the winner's message.
+            tx.rollback().await?;
+            let winner = match client_id {
+                Some(client_id) => find_by_client_id(&self.pool, new.user.id, client_id).await?,
+                None => None,
+            };
+            return winner
+                .map(|message| Appended {
+                    message,
+                    fresh: false,
+                })
+                .ok_or(sqlx::Error::RowNotFound);
+        };
+        tx.commit().await?;
+        Ok(Appended {
+            message: Message {
+                id,
+                room_id: new.room.id,
+                room_slug: new.room.slug.clone(),
+                seq,
+                user_id: new.user.id,
+                username: new.user.username.clone(),
+                body: new.body.as_str().to_owned(),
+                client_id: client_id.map(str::to_owned),
+                sent_at,
+            },
+            fresh: true,
+        })
+    }
+}
+
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.room_id, r.slug, m.seq, m.user_id, u.username, m.body, m.client_id, m.sent_at \
+     FROM messages m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id";
+
+/// A row of [`MESSAGE_COLUMNS`].
+type MessageRow = (
+    i64,
+    i64,
+    String,
+    Seq,
+    i64,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+fn message_from_row(row: MessageRow) -> Message {
+    let (id, room_id, room_slug, seq, user_id, username, body, client_id, sent_at) = row;
+    Message {
+        id,
+        room_id: RoomId(room_id),
+        room_slug,
+        seq,
+        user_id: UserId(user_id),
+        username,
+        body,
+        client_id,
+        sent_at,
+    }
+}
+
+async fn find_by_client_id<'e>(
+    executor: impl PgExecutor<'e>,
+    user: UserId,
+    client_id: &str,
+) -> Result<Option<Message>, sqlx::Error> {
+    let row: Option<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} WHERE m.user_id = $1 AND m.client_id = $2"
+    ))
+    .bind(user.0)
+    .bind(client_id)
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(message_from_row))
+}
+
+fn room_from_row((id, slug, name): (i64, String, String)) -> Room {
+    Room {
+        id: RoomId(id),
+        slug,
+        name,
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        bounded(sqlx::query("SELECT 1").execute(&self.pool)).await?;
+        Ok(())
+    }
+
+    async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
+        let id: i64 = bounded(
+            sqlx::query_scalar(
+                "INSERT INTO users (username, username_key, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(username.as_str())
+            .bind(username.key())
+            .bind(password_hash)
+            .bind(to_ms(Utc::now()))
+            .fetch_one(&self.pool),
+        )
+        .await?;
+        Ok(User {
+            id: UserId(id),
+            username: username.as_str().to_owned(),
+        })
+    }
+
+    async fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<(User, String)>, StoreError> {
+        let row: Option<(i64, String, String)> = bounded(
+            sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username_key = $1")
+                .bind(username.key())
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(|(id, username, hash)| {
+            (
+                User {
+                    id: UserId(id),
+                    username,
+                },
+                hash,
+            )
+        }))
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &[u8],
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = to_ms(Utc::now());
+        bounded(async {
+            // Expired sessions are removed as new ones arrive; the index keeps it cheap.
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+            sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                .bind(token_hash)
+                .bind(user.0)
+                .bind(now)
+                .bind(to_ms(expires_at))
+                .execute(&self.pool)
+                .await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row: Option<(i64, String, DateTime<Utc>)> = bounded(
+            sqlx::query_as(
+                "SELECT u.id, u.username, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.token_hash = $1 AND s.expires_at > $2",
+            )
+            .bind(token_hash)
+            .bind(to_ms(now))
+            .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(|(id, username, expires_at)| SessionRecord {
+            user: User {
+                id: UserId(id),
+                username,
+            },
+            expires_at,
+        }))
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError> {
+        bounded(
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                .bind(token_hash)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn create_room(&self, slug: &Slug, name: &RoomName) -> Result<(Room, bool), StoreError> {
+        // A concurrent creator's insert makes this one wait for its commit, then do nothing.
+        let inserted = bounded(
+            sqlx::query_as(
+                "INSERT INTO rooms (slug, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING RETURNING id, slug, name",
+            )
+            .bind(slug.as_str())
+            .bind(name.as_str())
+            .bind(to_ms(Utc::now()))
+            .fetch_optional(&self.pool),
+        )
+        .await?;
+        if let Some(row) = inserted {
+            return Ok((room_from_row(row), true));
+        }
+        let existing = self.find_room(slug).await?;
+        existing
+            .map(|room| (room, false))
+            .ok_or_else(|| unavailable(sqlx::Error::RowNotFound))
+    }
+
+    async fn find_room(&self, slug: &Slug) -> Result<Option<Room>, StoreError> {
+        let row = bounded(
+            sqlx::query_as("SELECT id, slug, name FROM rooms WHERE slug = $1")
+                .bind(slug.as_str())
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(room_from_row))
+    }
+
+    async fn list_rooms(&self) -> Result<Vec<RoomSummary>, StoreError> {
+        let rows: Vec<(i64, String, String, Option<DateTime<Utc>>)> = bounded(
+            sqlx::query_as(
+                "SELECT id, slug, name, last_message_at FROM rooms ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC LIMIT 500",
+            )
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, slug, name, last_message_at)| RoomSummary {
+                room: room_from_row((id, slug, name)),
+                last_message_at,
+            })
+            .collect())
+    }
+
+    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
+        // As with the SQLite writer, any failure is `Unavailable` (a unique violation here
+        // would be a bug, not a user's duplicate).
+        tokio::time::timeout(CALL_TIMEOUT, self.append(&message))
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
+    }
+
+    async fn find_by_client_id(
+        &self,
+        user: UserId,
+        client_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        bounded(find_by_client_id(&self.pool, user, client_id)).await
+    }
+
+    async fn last_seq(&self, room: RoomId) -> Result<Seq, StoreError> {
+        let seq: Option<Seq> = bounded(
+            sqlx::query_scalar("SELECT last_seq FROM rooms WHERE id = $1")
+                .bind(room.0)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn messages(
+        &self,
+        room: &Room,
+        range: HistoryRange,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        // Every range is an open interval of seqs, read from the end it starts at.
+        let (after, before, newest_first) = match range {
+            HistoryRange::Latest => (Seq::MIN, Seq::MAX, true),
+            HistoryRange::Before(seq) => (Seq::MIN, seq, true),
+            HistoryRange::After(seq) => (seq, Seq::MAX, false),
+        };
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} WHERE m.room_id = $1 AND m.seq > $2 AND m.seq < $3 ORDER BY m.seq {order} LIMIT $4"
+        );
+        let rows: Vec<MessageRow> = bounded(
+            sqlx::query_as(&sql)
+                .bind(room.id.0)
+                .bind(after)
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        let mut messages: Vec<Message> = rows.into_iter().map(message_from_row).collect();
+        if newest_first {
+            messages.reverse();
+        }
+        Ok(messages)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,461 @@
+//! Fan-out between processes over Redis pub/sub.
+//!
+//! Guarantees and shape:
+//! - **At-most-once.** A publication reaches the processes subscribed to its channel at
+//!   that moment; nothing is stored or replayed.
+//! - **One subscriber connection per [`RedisBus`]** (so per process), owned by one
+//!   background task started in [`Bus::start`]. It is named
+//!   `CLIENT SETNAME natter-bus-<random>` ([`RedisBus::subscriber_name`]). It always
+//!   listens on `{prefix}bus:sessions`, plus `{prefix}bus:room:{id}` for every room this
+//!   process wants. It speaks RESP3 (Redis ≥ 6), so subscribing, pinging and receiving share
+//!   the one connection.
+//! - **Last call wins.** `subscribe`/`unsubscribe` record the wish synchronously under a
+//!   mutex; the task reconciles what is subscribed with what is wanted and confirms. Each
+//!   call returns once Redis confirmed a state that includes it (or `Unavailable` after
+//!   3 s; the wish stays recorded, so the next connection covers it).
+//! - **Reconnect, resubscribe, `link_restored`.** When the connection drops (or a ping gets
+//!   no answer) the task reconnects with backoff (100 ms doubling to 2 s), subscribes the
+//!   sessions channel and every wanted room, and only then calls
+//!   [`BusListener::link_restored`] once: publications made in between are lost, and the
+//!   hub tells sockets to `resync`.
+//! - Publishing goes through a [`ConnectionManager`] (reconnects by itself) and fails with
+//!   `Unavailable` within 2.5 s while Redis is down.
+//! - The task stops when the `RedisBus` is dropped; its connection closes with it.
+//!
+//! Payloads. A room event is a 9-byte header — a flag byte (`0`: no `seq`, `1`: `seq`
+//! present) and the `seq` as 8 bytes big-endian (zero when absent) — followed by the frame's
+//! bytes exactly as the sender serialized them; the receiver hands a slice of the received
+//! buffer to the listener, so nothing is re-encoded. A session end is the token hash bytes.
+//! Malformed payloads are logged and dropped.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{
+    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
+};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::AbortHandle;
+
+use crate::domain::{RoomId, Seq};
+use crate::ports::{BoxError, Bus, BusEvent, BusListener, Unavailable};
+
+/// Connecting and each command's answer, on both connections.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// A publish answers within this, even while Redis is down.
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(2500);
+/// How long `subscribe`/`unsubscribe` wait for Redis to confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// The subscriber pings this often, so a silently dead link is noticed.
+const PING_EVERY: Duration = Duration::from_secs(10);
+
+const HEADER: usize = 9;
+const NO_SEQ: u8 = 0;
+const HAS_SEQ: u8 = 1;
+
+pub struct RedisBus {
+    publisher: ConnectionManager,
+    subscriber: Client,
+    channels: Channels,
+    name: String,
+    shared: Arc<Shared>,
+    task: OnceLock<AbortHandle>,
+}
+
+/// What the callers want and what the task has confirmed.
+struct Shared {
+    wanted: Mutex<Wanted>,
+    /// Wakes the task when `wanted` changed.
+    wake: Notify,
+    /// The highest `Wanted::version` the subscriber connection has confirmed.
+    applied: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Wanted {
+    rooms: HashSet<RoomId>,
+    /// Rooms whose wish changed since the task last looked.
+    changed: HashSet<RoomId>,
+    /// Bumped by every `subscribe`/`unsubscribe` call.
+    version: u64,
+}
+
+#[derive(Clone)]
+struct Channels {
+    room_prefix: String,
+    sessions: String,
+}
+
+impl RedisBus {
+    /// Connects the publisher (failing with `Unavailable` if Redis does not answer); the
+    /// subscriber connects in [`Bus::start`].
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<RedisBus, Unavailable> {
+        let info = url.into_connection_info().map_err(unavailable)?;
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let subscriber =
+            Client::open(info.clone().set_redis_settings(resp3)).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(IO_TIMEOUT))
+            .set_response_timeout(Some(IO_TIMEOUT))
+            .set_max_delay(BACKOFF_MAX);
+        let publisher = Client::open(info).map_err(unavailable)?;
+        let publisher = tokio::time::timeout(
+            PUBLISH_TIMEOUT,
+            publisher.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| Unavailable("redis did not answer in time".into()))?
+        .map_err(unavailable)?;
+        Ok(RedisBus {
+            publisher,
+            subscriber,
+            channels: Channels {
+                room_prefix: format!("{key_prefix}bus:room:"),
+                sessions: format!("{key_prefix}bus:sessions"),
+            },
+            name: format!("natter-bus-{:016x}", rand::random::<u64>()),
+            shared: Arc::new(Shared {
+                wanted: Mutex::new(Wanted::default()),
+                wake: Notify::new(),
+                applied: watch::Sender::new(0),
+            }),
+            task: OnceLock::new(),
+        })
+    }
+
+    /// The `CLIENT SETNAME` of this bus's subscriber connection.
+    pub fn subscriber_name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// Records the wish for `room` and waits until Redis confirmed a state that includes it.
+    async fn want(&self, room: RoomId, subscribed: bool) -> Result<(), Unavailable> {
+        let mut applied = self.shared.applied.subscribe();
+        let version = {
+            let mut wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            if subscribed {
+                wanted.rooms.insert(room);
+            } else {
+                wanted.rooms.remove(&room);
+            }
+            wanted.changed.insert(room);
+            wanted.version += 1;
+            wanted.version
+        };
+        self.shared.wake.notify_one();
+        let confirmed = tokio::time::timeout(CONFIRM_TIMEOUT, applied.wait_for(|v| *v >= version))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if confirmed {
+            Ok(())
+        } else {
+            Err(Unavailable(
+                "redis did not confirm the subscription in time".into(),
+            ))
+        }
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.get() {
+            task.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    fn start(&self, listener: Arc<dyn BusListener>) {
+        self.task.get_or_init(|| {
+            let subscriber = Subscriber {
+                client: self.subscriber.clone(),
+                name: self.name.clone(),
+                channels: self.channels.clone(),
+                shared: self.shared.clone(),
+                listener,
+            };
+            tokio::spawn(subscriber.run()).abort_handle()
+        });
+    }
+
+    async fn publish(&self, event: BusEvent) -> Result<(), Unavailable> {
+        let (channel, payload) = match &event {
+            BusEvent::Room { room, seq, frame } => {
+                (self.channels.room(*room), encode_room(*seq, frame))
+            }
+            BusEvent::SessionEnded { token_hash } => {
+                (self.channels.sessions.clone(), token_hash.to_vec())
+            }
+        };
+        let mut publisher = self.publisher.clone();
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(channel).arg(payload);
+        let publish = command.exec_async(&mut publisher);
+        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(Unavailable(
+                "redis did not answer the publish in time".into(),
+            )),
+        }
+    }
+
+    async fn subscribe(&self, room: RoomId) -> Result<(), Unavailable> {
+        self.want(room, true).await
+    }
+
+    async fn unsubscribe(&self, room: RoomId) -> Result<(), Unavailable> {
+        self.want(room, false).await
+    }
+}
+
+/// The background task that owns the subscriber connection.
+struct Subscriber {
+    client: Client,
+    name: String,
+    channels: Channels,
+    shared: Arc<Shared>,
+    listener: Arc<dyn BusListener>,
+}
+
+/// One live subscriber connection.
+struct Link {
+    conn: MultiplexedConnection,
+    pushes: mpsc::UnboundedReceiver<PushInfo>,
+    subscribed: HashSet<RoomId>,
+}
+
+impl Subscriber {
+    async fn run(self) {
+        let mut backoff = BACKOFF_MIN;
+        let mut linked_before = false;
+        let mut failing = false;
+        loop {
+            match self.open().await {
+                Ok(link) => {
+                    backoff = BACKOFF_MIN;
+                    failing = false;
+                    if linked_before {
+                        tracing::info!("bus link restored; sockets will resync");
+                        self.listener.link_restored();
+                    }
+                    linked_before = true;
+                    let error = self.serve(link).await;
+                    tracing::warn!(error = %error, "bus link lost; reconnecting");
+                }
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %error, "bus cannot connect to redis; retrying");
+                }
+                Err(error) => tracing::debug!(error = %error, "bus still cannot connect"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Connects, names the connection, and subscribes the sessions channel and every
+    /// wanted room.
+    async fn open(&self) -> Result<Link, BoxError> {
+        let (sender, pushes) = mpsc::unbounded_channel();
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(IO_TIMEOUT))
+            .set_response_timeout(Some(IO_TIMEOUT))
+            .set_push_sender(sender);
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&self.name)
+            .exec_async(&mut conn)
+            .await?;
+        let (rooms, version) = {
+            let mut wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            wanted.changed.clear();
+            (wanted.rooms.clone(), wanted.version)
+        };
+        let mut channels = vec![self.channels.sessions.clone()];
+        channels.extend(rooms.iter().map(|room| self.channels.room(*room)));
+        conn.subscribe(&channels).await?;
+        self.shared.applied.send_replace(version);
+        Ok(Link {
+            conn,
+            pushes,
+            subscribed: rooms,
+        })
+    }
+
+    /// Delivers messages and applies wishes until the link fails; returns why.
+    async fn serve(&self, mut link: Link) -> BoxError {
+        let start = tokio::time::Instant::now() + PING_EVERY;
+        let mut ping = tokio::time::interval_at(start, PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let result = tokio::select! {
+                push = link.pushes.recv() => match push {
+                    Some(push) if push.kind != PushKind::Disconnection => {
+                        self.handle(push);
+                        Ok(())
+                    }
+                    _ => Err("connection closed".into()),
+                },
+                _ = self.shared.wake.notified() => self.reconcile(&mut link).await,
+                _ = ping.tick() => redis::cmd("PING")
+                    .exec_async(&mut link.conn)
+                    .await
+                    .map_err(BoxError::from),
+            };
+            if let Err(error) = result {
+                return error;
+            }
+        }
+    }
+
+    /// Subscribes and unsubscribes what changed, then confirms the version it saw.
+    async fn reconcile(&self, link: &mut Link) -> Result<(), BoxError> {
+        let (add, remove, version) = {
+            let mut wanted = self.shared.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = std::mem::take(&mut wanted.changed);
+            let (add, remove): (Vec<RoomId>, Vec<RoomId>) = changed
+                .into_iter()
+                .filter(|room| wanted.rooms.contains(room) != link.subscribed.contains(room))
+                .partition(|room| wanted.rooms.contains(room));
+            (add, remove, wanted.version)
+        };
+        if !add.is_empty() {
+            let channels: Vec<String> = add.iter().map(|r| self.channels.room(*r)).collect();
+            link.conn.subscribe(&channels).await?;
+            link.subscribed.extend(add);
+        }
+        if !remove.is_empty() {
+            let channels: Vec<String> = remove.iter().map(|r| self.channels.room(*r)).collect();
+            link.conn.unsubscribe(&channels).await?;
+            for room in &remove {
+                link.subscribed.remove(room);
+            }
+        }
+        self.shared.applied.send_replace(version);
+        Ok(())
+    }
+
+    fn handle(&self, push: PushInfo) {
+        if push.kind != PushKind::Message {
+            return; // subscription confirmations and the like
+        }
+        let mut data = push.data.into_iter();
+        let decoded = match (data.next(), data.next()) {
+            (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) => {
+                self.channels.decode(&channel, Bytes::from(payload))
+            }
+            _ => Err("not a channel and a payload"),
+        };
+        match decoded {
+            Ok(event) => self.listener.deliver(event),
+            Err(why) => tracing::warn!(why, "dropped a malformed bus message"),
+        }
+    }
+}
+
+impl Channels {
+    fn room(&self, room: RoomId) -> String {
+        format!("{}{}", self.room_prefix, room.0)
+    }
+
+    fn decode(&self, channel: &[u8], payload: Bytes) -> Result<BusEvent, &'static str> {
+        if channel == self.sessions.as_bytes() {
+            return Ok(BusEvent::SessionEnded {
+                token_hash: payload,
+            });
+        }
+        let room = channel
+            .strip_prefix(self.room_prefix.as_bytes())
+            .and_then(|id| std::str::from_utf8(id).ok()?.parse().ok())
+            .ok_or("unknown channel")?;
+        let (seq, frame) = decode_room(payload)?;
+        Ok(BusEvent::Room {
+            room: RoomId(room),
+            seq,
+            frame,
+        })
+    }
+}
+
+fn encode_room(seq: Option<Seq>, frame: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(HEADER + frame.len());
+    payload.push(if seq.is_some() { HAS_SEQ } else { NO_SEQ });
+    payload.extend_from_slice(&seq.unwrap_or(0).to_be_bytes());
+    payload.extend_from_slice(frame);
+    payload
+}
+
+fn decode_room(payload: Bytes) -> Result<(Option<Seq>, Bytes), &'static str> {
+    let header = payload
+        .get(..HEADER)
+        .ok_or("payload shorter than its header")?;
+    let seq = Seq::from_be_bytes(header[1..].try_into().map_err(|_| "bad header")?);
+    let seq = match header[0] {
+        NO_SEQ => None,
+        HAS_SEQ => Some(seq),
+        _ => return Err("unknown header flag"),
+    };
+    Ok((seq, payload.slice(HEADER..)))
+}
+
+fn unavailable(error: redis::RedisError) -> Unavailable {
+    Unavailable(Box::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels() -> Channels {
+        Channels {
+            room_prefix: "p:bus:room:".into(),
+            sessions: "p:bus:sessions".into(),
+        }
+    }
+
+    #[test]
+    fn room_payloads_round_trip_with_and_without_seq() {
+        for seq in [None, Some(0), Some(42), Some(Seq::MAX)] {
+            let payload = Bytes::from(encode_room(seq, b"{\"a\":1}"));
+            let event = channels().decode(b"p:bus:room:7", payload).unwrap();
+            let BusEvent::Room {
+                room,
+                seq: got,
+                frame,
+            } = event
+            else {
+                panic!("not a room event")
+            };
+            assert_eq!((room, got, &frame[..]), (RoomId(7), seq, &b"{\"a\":1}"[..]));
+        }
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        let ok = || Bytes::from(encode_room(Some(1), b"x"));
+        let c = channels();
+        assert!(c
+            .decode(b"p:bus:room:7", Bytes::from_static(b"short"))
+            .is_err());
+        assert!(c.decode(b"p:bus:room:7", Bytes::from(vec![9; 12])).is_err());
+        assert!(c.decode(b"p:bus:room:x", ok()).is_err());
+        assert!(c.decode(b"p:bus:other", ok()).is_err());
+        assert!(c
+            .decode(b"p:bus:sessions", Bytes::from_static(b"hash"))
+            .is_ok());
+    }
+}

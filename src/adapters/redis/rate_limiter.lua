@@ -1,0 +1,35 @@
+-- The exact sliding window of CONTRACT.md §5 for one user, checked and recorded in one step.
+-- KEYS 1: the user's ZSET of accepted sends (score = member = Redis TIME in ms).
+-- Returns {1, slot} when granted, {0, retry_after_ms} when refused.
+
+local MIN_GAP, WINDOW, PER_WINDOW = 1000, 60000, 10
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+-- Drop sends that left the window (now - time >= WINDOW).
+redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('%d', now - WINDOW))
+
+local ready_at = nil
+local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+if newest[2] then
+  ready_at = tonumber(newest[2]) + MIN_GAP
+end
+local count = redis.call('ZCARD', key)
+if count >= PER_WINDOW then
+  -- The send that must leave the window before another fits.
+  local blocking = redis.call('ZRANGE', key, count - PER_WINDOW, count - PER_WINDOW, 'WITHSCORES')
+  local at = tonumber(blocking[2]) + WINDOW
+  if not ready_at or at > ready_at then
+    ready_at = at
+  end
+end
+if ready_at and now < ready_at then
+  return {0, ready_at - now}
+end
+
+-- Every accepted send is at least MIN_GAP after the previous one, so its time is unique.
+local slot = string.format('%d', now)
+redis.call('ZADD', key, slot, slot)
+redis.call('PEXPIRE', key, WINDOW)
+return {1, now}

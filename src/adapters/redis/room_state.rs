@@ -1,0 +1,425 @@
+//! Presence and the message cache in Redis, shared by every natter process (CONTRACT §6).
+//!
+//! Every step that touches more than one key is one call of `room_state.lua` (EVALSHA,
+//! loaded on first use), so it is atomic: a join and a last leave cannot interleave, and
+//! the last leave deletes the room's cache in the same step that removes the member.
+//!
+//! # Keys (all under the prefix)
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `room:{id}:members` | HASH | field `{instance}\|{user_id}\|{username}` → 1: one per process and user present |
+//! | `room:{id}:messages` | ZSET | score `seq`, member the message as JSON: the newest `capacity` |
+//! | `room:{id}:ready` | string | set once the cache was filled from the store |
+//! | `rooms` | SET | ids of rooms with members (what the sweep walks) |
+//! | `instances` | ZSET | process instance id → its last heartbeat (Redis `TIME`, ms) |
+//!
+//! The cache keys exist only while the members HASH does: the last leave deletes them, and
+//! a room's first join deletes any left over from an earlier life of the room (a key that
+//! outlived its members could have missed messages). Reads that need `ready` and the
+//! entries (`latest`, `after`) are scripts too, so they see one state; `members` is one
+//! `HKEYS`.
+//!
+//! # Why the cache is never short
+//!
+//! `fill` adds the store's tail to what is cached (a union by `seq`), it does not replace
+//! it. A send commits to the store and then calls `add`; the first joiner calls `join`,
+//! then reads the store's tail, then `fill`. If a send's `add` ran before the HASH existed,
+//! it did nothing, but its commit preceded the join, so the tail read after the join
+//! contains it; if `add` ran after, the message is in the ZSET already and the union keeps
+//! it. Entries are keyed by `seq` (an `add` first removes any entry with its score), so a
+//! message added twice, or by both paths, is harmless.
+//!
+//! # Crashes and lost data
+//!
+//! Each process has a random instance id and calls [`Presence::maintain`] every few
+//! seconds, which (1) records its heartbeat in `instances`; (2) per room with local
+//! members, makes this instance's fields exactly its local members (re-adding them after
+//! Redis lost them, removing any a failed `leave` left) and extends every key of the room
+//! to 3× the instance expiry, so if every process dies the keys expire by themselves
+//! (within 60 s by default); (3) if some instance's heartbeat is older than the expiry
+//! (20 s by default), removes that instance's fields from every room in `rooms`, deleting
+//! the cache of rooms it emptied, and reports the users who are gone. The sweep script
+//! re-checks the heartbeat and returns only users it removed itself, so two processes
+//! sweeping at once do not both report them.
+//!
+//! A process's own changes to a room (join, leave, the re-assertion in `maintain`) are
+//! serialized by a per-room (striped) async lock, so the re-assertion never acts on a
+//! stale view of its local members. The process registers its heartbeat in `connect`, so
+//! its members are swept even if it dies before its first `maintain`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+use rand::Rng;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, Script, ScriptInvocation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Message, RoomId, Seq, User, UserId};
+use crate::ports::{Departure, MessageCache, Presence, Unavailable};
+
+/// A Redis round trip (including waiting for a reconnection) longer than this is an error.
+const DEADLINE: Duration = Duration::from_secs(3);
+/// Connecting, and each response, time out after this (the client's own timeouts).
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_INSTANCE_EXPIRY: Duration = Duration::from_secs(20);
+/// Striped per-room locks for this process's own presence changes.
+const GATES: usize = 64;
+
+/// Connects with timeouts and few reconnection retries, so no call waits long while Redis
+/// is down; the manager reconnects by itself when it is back.
+pub(super) async fn connect_manager(url: &str) -> Result<ConnectionManager, Unavailable> {
+    let client = redis::Client::open(url).map_err(unavailable)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(IO_TIMEOUT))
+        .set_response_timeout(Some(IO_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    deadline(ConnectionManager::new_with_config(client, config)).await
+}
+
+/// Runs a Redis call under [`DEADLINE`], mapping every failure to [`Unavailable`].
+pub(super) async fn deadline<T>(
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Unavailable> {
+    match tokio::time::timeout(DEADLINE, call).await {
+        Ok(result) => result.map_err(unavailable),
+        Err(_) => Err(Unavailable("Redis did not answer in time".into())),
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> Unavailable {
+    Unavailable(Box::new(e))
+}
+
+pub struct RedisRoomState {
+    conn: ConnectionManager,
+    script: Script,
+    prefix: String,
+    capacity: usize,
+    instance: String,
+    expiry: Duration,
+    /// This process's members: room → (user → username).
+    local: Mutex<HashMap<RoomId, HashMap<UserId, String>>>,
+    gates: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// A cached message: every field of [`Message`], `sent_at` in microseconds.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    id: i64,
+    room_id: i64,
+    room_slug: String,
+    seq: Seq,
+    user_id: i64,
+    username: String,
+    body: String,
+    client_id: Option<String>,
+    sent_at_us: i64,
+}
+
+fn encode(m: &Message) -> String {
+    let entry = Entry {
+        id: m.id,
+        room_id: m.room_id.0,
+        room_slug: m.room_slug.clone(),
+        seq: m.seq,
+        user_id: m.user_id.0,
+        username: m.username.clone(),
+        body: m.body.clone(),
+        client_id: m.client_id.clone(),
+        sent_at_us: m.sent_at.timestamp_micros(),
+    };
+    serde_json::to_string(&entry).expect("a message serializes")
+}
+
+/// `None` if an entry does not decode (written by another version): the caller then
+/// reads the store, and its `fill` overwrites the entries by `seq`.
+fn decode(entries: Vec<String>) -> Option<Vec<Message>> {
+    entries
+        .iter()
+        .map(|raw| {
+            let e: Entry = serde_json::from_str(raw).ok()?;
+            Some(Message {
+                id: e.id,
+                room_id: RoomId(e.room_id),
+                room_slug: e.room_slug,
+                seq: e.seq,
+                user_id: UserId(e.user_id),
+                username: e.username,
+                body: e.body,
+                client_id: e.client_id,
+                sent_at: DateTime::from_timestamp_micros(e.sent_at_us)?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .or_else(|| {
+            tracing::warn!("undecodable entry in the Redis message cache; reading the store");
+            None
+        })
+}
+
+impl RedisRoomState {
+    /// `capacity`: messages kept per room (`CACHE_MESSAGES`). Registers this process's
+    /// heartbeat, so its members are swept if it dies before its first `maintain`.
+    pub async fn connect(
+        url: &str,
+        key_prefix: &str,
+        capacity: usize,
+    ) -> Result<RedisRoomState, Unavailable> {
+        let state = RedisRoomState {
+            conn: connect_manager(url).await?,
+            script: Script::new(include_str!("room_state.lua")),
+            prefix: key_prefix.to_owned(),
+            capacity,
+            instance: format!("{:016x}", rand::thread_rng().gen::<u64>()),
+            expiry: DEFAULT_INSTANCE_EXPIRY,
+            local: Mutex::new(HashMap::new()),
+            gates: (0..GATES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        };
+        state.beat().await?;
+        Ok(state)
+    }
+
+    /// How long a process may miss heartbeats before others remove its members (default
+    /// 20 s); keys are kept alive for 3× this.
+    pub fn with_instance_expiry(mut self, expiry: Duration) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        3 * self.expiry.as_millis() as u64
+    }
+
+    fn room_key(&self, room: RoomId, what: &str) -> String {
+        format!("{}room:{}:{what}", self.prefix, room.0)
+    }
+
+    fn field(&self, user: UserId, username: &str) -> String {
+        format!("{}|{}|{username}", self.instance, user.0)
+    }
+
+    /// An invocation of operation `op` on `room`'s keys (ARGV 1–3: op, room id, key ttl).
+    fn op(&self, op: &str, room: Option<RoomId>) -> ScriptInvocation<'_> {
+        let mut call = self.script.prepare_invoke();
+        call.key(format!("{}instances", self.prefix))
+            .key(format!("{}rooms", self.prefix));
+        if let Some(room) = room {
+            call.key(self.room_key(room, "members"))
+                .key(self.room_key(room, "messages"))
+                .key(self.room_key(room, "ready"));
+        }
+        call.arg(op).arg(room.map_or(0, |r| r.0)).arg(self.ttl_ms());
+        call
+    }
+
+    async fn run<T: FromRedisValue>(&self, call: &ScriptInvocation<'_>) -> Result<T, Unavailable> {
+        let mut conn = self.conn.clone();
+        deadline(call.invoke_async(&mut conn)).await
+    }
+
+    fn gate(&self, room: RoomId) -> &tokio::sync::Mutex<()> {
+        &self.gates[room.0.rem_euclid(GATES as i64) as usize]
+    }
+
+    fn with_local<T>(
+        &self,
+        f: impl FnOnce(&mut HashMap<RoomId, HashMap<UserId, String>>) -> T,
+    ) -> T {
+        f(&mut self.local.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Records the heartbeat; returns the instances whose heartbeat expired.
+    async fn beat(&self) -> Result<Vec<String>, Unavailable> {
+        let mut call = self.op("beat", None);
+        call.arg(&self.instance).arg(self.expiry.as_millis() as u64);
+        self.run(&call).await
+    }
+
+    /// Makes this instance's fields in `room` exactly its local members; returns the users
+    /// who left because of it (a `leave` that failed to reach Redis).
+    async fn reconcile(&self, room: RoomId) -> Result<Vec<String>, Unavailable> {
+        let _gate = self.gate(room).lock().await;
+        let Some(fields) = self.with_local(|local| {
+            local.get(&room).map(|users| {
+                users
+                    .iter()
+                    .map(|(id, name)| self.field(*id, name))
+                    .collect::<Vec<_>>()
+            })
+        }) else {
+            return Ok(Vec::new());
+        };
+        let mut call = self.op("reconcile", Some(room));
+        call.arg(&self.instance).arg(&fields);
+        let gone = self.run(&call).await?;
+        if fields.is_empty() {
+            self.with_local(|local| {
+                if local.get(&room).is_some_and(|users| users.is_empty()) {
+                    local.remove(&room);
+                }
+            });
+        }
+        Ok(gone)
+    }
+
+    /// Removes the fields of `dead` instances from every room; returns who left.
+    async fn sweep(&self, dead: &[String]) -> Result<Vec<Departure>, Unavailable> {
+        let mut conn = self.conn.clone();
+        let rooms: Vec<i64> = deadline(
+            redis::cmd("SMEMBERS")
+                .arg(format!("{}rooms", self.prefix))
+                .query_async(&mut conn),
+        )
+        .await?;
+        let expiry_ms = self.expiry.as_millis() as u64;
+        let mut departures = Vec::new();
+        for room in rooms.into_iter().map(RoomId) {
+            let mut call = self.op("sweep", Some(room));
+            call.arg(expiry_ms).arg(dead);
+            let gone: Vec<String> = self.run(&call).await?;
+            departures.extend(
+                gone.into_iter()
+                    .map(|username| Departure { room, username }),
+            );
+        }
+        let mut call = self.op("forget", None);
+        call.arg(expiry_ms).arg(dead);
+        self.run::<()>(&call).await?;
+        Ok(departures)
+    }
+}
+
+#[async_trait]
+impl Presence for RedisRoomState {
+    async fn join(&self, room: RoomId, user: &User) -> Result<bool, Unavailable> {
+        let _gate = self.gate(room).lock().await;
+        self.with_local(|local| {
+            local
+                .entry(room)
+                .or_default()
+                .insert(user.id, user.username.clone())
+        });
+        let mut call = self.op("join", Some(room));
+        call.arg(self.field(user.id, &user.username)).arg(user.id.0);
+        self.run(&call).await
+    }
+
+    async fn leave(&self, room: RoomId, user: UserId) -> Result<bool, Unavailable> {
+        let _gate = self.gate(room).lock().await;
+        self.with_local(|local| local.get_mut(&room).map(|users| users.remove(&user)));
+        let mut call = self.op("leave", Some(room));
+        call.arg(&self.instance).arg(user.0);
+        // On failure the (possibly empty) local entry stays, and `maintain` removes the
+        // field once Redis answers again.
+        let gone = self.run(&call).await?;
+        self.with_local(|local| {
+            if local.get(&room).is_some_and(|users| users.is_empty()) {
+                local.remove(&room);
+            }
+        });
+        Ok(gone)
+    }
+
+    async fn members(&self, room: RoomId) -> Result<Vec<String>, Unavailable> {
+        let mut conn = self.conn.clone();
+        let fields: Vec<String> = deadline(
+            redis::cmd("HKEYS")
+                .arg(self.room_key(room, "members"))
+                .query_async(&mut conn),
+        )
+        .await?;
+        let names: BTreeSet<String> = fields
+            .iter()
+            .filter_map(|f| f.splitn(3, '|').nth(2).map(str::to_owned))
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+
+    async fn online_counts(&self, rooms: &[RoomId]) -> Result<HashMap<RoomId, usize>, Unavailable> {
+        if rooms.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut call = self.op("counts", None);
+        for room in rooms {
+            call.key(self.room_key(*room, "members"));
+        }
+        let counts: Vec<usize> = self.run(&call).await?;
+        Ok(rooms
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(room, n)| (*room, n))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), Unavailable> {
+        let mut conn = self.conn.clone();
+        deadline(redis::cmd("PING").query_async::<()>(&mut conn)).await
+    }
+
+    async fn maintain(&self) -> Result<Vec<Departure>, Unavailable> {
+        let dead = self.beat().await?;
+        let rooms: Vec<RoomId> = self.with_local(|local| local.keys().copied().collect());
+        let mut departures = Vec::new();
+        for room in rooms {
+            let gone = self.reconcile(room).await?;
+            departures.extend(
+                gone.into_iter()
+                    .map(|username| Departure { room, username }),
+            );
+        }
+        if !dead.is_empty() {
+            departures.extend(self.sweep(&dead).await?);
+        }
+        Ok(departures)
+    }
+}
+
+#[async_trait]
+impl MessageCache for RedisRoomState {
+    async fn latest(
+        &self,
+        room: RoomId,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, Unavailable> {
+        let mut call = self.op("latest", Some(room));
+        call.arg(limit);
+        let entries: Option<Vec<String>> = self.run(&call).await?;
+        Ok(entries.and_then(decode))
+    }
+
+    async fn after(
+        &self,
+        room: RoomId,
+        after: Seq,
+        limit: usize,
+    ) -> Result<Option<Vec<Message>>, Unavailable> {
+        let mut call = self.op("after", Some(room));
+        call.arg(after).arg(limit);
+        let entries: Option<Vec<String>> = self.run(&call).await?;
+        Ok(entries.and_then(decode))
+    }
+
+    async fn fill(&self, room: RoomId, tail: &[Message]) -> Result<(), Unavailable> {
+        let mut call = self.op("fill", Some(room));
+        call.arg(self.capacity);
+        for message in tail {
+            call.arg(message.seq).arg(encode(message));
+        }
+        self.run::<()>(&call).await
+    }
+
+    async fn add(&self, room: RoomId, message: &Message) -> Result<(), Unavailable> {
+        let mut call = self.op("add", Some(room));
+        call.arg(self.capacity)
+            .arg(message.seq)
+            .arg(encode(message));
+        self.run::<()>(&call).await
+    }
+}

@@ -1,0 +1,17 @@
+//! Several `natter serve` processes on one PostgreSQL + Redis, and the faults they must
+//! survive: kill -9 of a process, a Redis restart, PostgreSQL going away and coming back.
+//!
+//! These need `TEST_DATABASE_URL` and `TEST_REDIS_URL` (and `redis-server` on `PATH` for
+//! the restart); without them they say loudly that they were skipped.
+
+#[path = "../api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+#[path = "../support/postgres.rs"]
+mod postgres_support;
+#[path = "../support/redis.rs"]
+mod redis_support;
+
+mod faults;
+mod processes;
+mod support;

@@ -1,0 +1,174 @@
+//! Two processes on one PostgreSQL + Redis are one chat service.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{register, seqs, shared_services};
+use crate::support::{env_of, eventually, redis_keys, Natter};
+
+async fn online(natter: &Natter, user: &crate::helpers::TestUser, slug: &str) -> i64 {
+    let rooms: Value = user
+        .client
+        .get(natter.url("/api/rooms"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    rooms["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["slug"] == slug)
+        .map(|r| r["online"].as_i64().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn messages_presence_and_limits_cross_processes() {
+    let Some((database, redis)) = shared_services().await else {
+        return;
+    };
+    let env = env_of(&database, &redis);
+    let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
+
+    let alice = register(a.addr, "alice").await;
+    let bob = register(b.addr, "bob").await;
+    let slug = alice.create_room("general").await;
+
+    let mut alice_ws = alice.connect(&slug).await;
+    let mut bob_ws = bob.connect(&slug).await;
+    assert_eq!(
+        bob_ws.joined.as_ref().unwrap()["members"],
+        json!(["alice", "bob"])
+    );
+    let joined = alice_ws.next_of_type("member_joined").await;
+    assert_eq!(joined["user"], "bob", "presence crosses processes");
+    assert_eq!(online(&a, &alice, &slug).await, 2);
+    assert_eq!(online(&b, &bob, &slug).await, 2);
+
+    // A message sent on A reaches B, once, with the same id and seq as the ack.
+    let ack = alice_ws.say("hello from A", "a1").await;
+    assert_eq!(ack["type"], "ack");
+    let message = bob_ws.next_of_type("message").await;
+    assert_eq!(message["body"], "hello from A");
+    assert_eq!(message["id"], ack["id"]);
+    assert_eq!(message["seq"], ack["seq"]);
+
+    // One rate limit for alice across both processes.
+    let mut alice_on_b = alice.at(b.addr).connect(&slug).await;
+    let refused = alice_on_b.say("too soon", "a2").await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "rate_limited");
+    let retry = refused["retry_after_ms"].as_u64().unwrap();
+    assert!(retry > 0 && retry <= 1000, "{retry}");
+
+    // Leaving on B is seen on A.
+    drop(alice_on_b);
+    bob_ws.socket.close(None).await.unwrap();
+    let left = alice_ws.next_of_type("member_left").await;
+    assert_eq!(left["user"], "bob");
+    eventually(
+        "the room list counts alice only",
+        Duration::from_secs(5),
+        || async { online(&b, &bob, &slug).await == 1 },
+    )
+    .await;
+
+    // The last leave deletes the room's cache keys.
+    alice_ws.socket.close(None).await.unwrap();
+    eventually("no room keys remain", Duration::from_secs(5), || async {
+        redis_keys(&redis.url, &redis.prefix, "room:*")
+            .await
+            .is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_kill_9_the_survivor_serves_everyone_and_cleans_up() {
+    let Some((database, redis)) = shared_services().await else {
+        return;
+    };
+    let env = env_of(&database, &redis);
+    let (a, mut b) = tokio::join!(Natter::start(&env), Natter::start(&env));
+
+    let alice = register(a.addr, "alice").await;
+    let bob = register(b.addr, "bob").await;
+    let carol = register(b.addr, "carol").await;
+    let slug = alice.create_room("general").await;
+    let lonely = carol.create_room("only on b").await;
+
+    let mut alice_ws = alice.connect(&slug).await;
+    let mut bob_ws = bob.connect(&slug).await;
+    let _carol_ws = carol.connect(&lonely).await;
+    alice_ws.next_of_type("member_joined").await;
+    let first = alice_ws.say("before the crash", "a1").await;
+    let seen = bob_ws.next_of_type("message").await;
+    assert_eq!(seen["id"], first["id"]);
+    let bob_last_seq = seen["seq"].as_i64().unwrap();
+
+    b.kill().await;
+
+    // A keeps serving; bob reconnects to A and misses nothing.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let missed = alice_ws.say("while bob was away", "a2").await;
+    assert_eq!(missed["type"], "ack", "{missed}");
+    let bob_on_a = bob.at(a.addr);
+    let resumed = bob_on_a
+        .connect_path(&format!("/ws/rooms/{slug}?since={bob_last_seq}"))
+        .await;
+    assert_eq!(
+        seqs(&resumed.history.as_ref().unwrap()["messages"]),
+        vec![missed["seq"].as_i64().unwrap()]
+    );
+
+    // The dead process's members leave within 60 s; the room only it had empties.
+    eventually(
+        "carol leaves the lonely room",
+        Duration::from_secs(60),
+        || async { online(&a, &alice, &lonely).await == 0 },
+    )
+    .await;
+    // Only the busy room still has keys.
+    eventually(
+        "the emptied room's keys are gone",
+        Duration::from_secs(10),
+        || async {
+            room_ids(
+                &redis_keys(&redis.url, &redis.prefix, "room:*").await,
+                &redis.prefix,
+            )
+            .len()
+                == 1
+        },
+    )
+    .await;
+
+    drop(resumed);
+    alice_ws.socket.close(None).await.unwrap();
+    eventually("no room keys remain", Duration::from_secs(10), || async {
+        redis_keys(&redis.url, &redis.prefix, "room:*")
+            .await
+            .is_empty()
+    })
+    .await;
+}
+
+/// The room ids that have keys.
+fn room_ids(keys: &[String], prefix: &str) -> Vec<String> {
+    let mut ids: Vec<String> = keys
+        .iter()
+        .filter_map(|k| {
+            k.strip_prefix(prefix)?
+                .strip_prefix("room:")?
+                .split(':')
+                .next()
+        })
+        .map(str::to_owned)
+        .collect();
+    ids.dedup();
+    ids
+}

@@ -1,0 +1,277 @@
+//! Real `natter serve` processes, a private `redis-server` that a test may restart, and a
+//! TCP proxy that a test may cut, to make PostgreSQL unreachable without touching it.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+use crate::helpers::{TestDatabase, TestRedis, WAIT};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `check` every 50 ms until it is true; panics after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+pub async fn status(url: String) -> Option<u16> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    client
+        .get(url)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// The variables that point a process at the shared services.
+pub fn shared_env(database_url: &str, redis_url: &str, prefix: &str) -> Vec<(String, String)> {
+    vec![
+        ("DATABASE_URL".into(), database_url.into()),
+        ("REDIS_URL".into(), redis_url.into()),
+        ("REDIS_KEY_PREFIX".into(), prefix.into()),
+    ]
+}
+
+pub fn env_of(database: &TestDatabase, redis: &TestRedis) -> Vec<(String, String)> {
+    shared_env(&database.url, &redis.url, &redis.prefix)
+}
+
+/// One `natter serve` process.
+pub struct Natter {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Natter {
+    pub async fn start(env: &[(String, String)]) -> Natter {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_natter"))
+            .arg("serve")
+            .env_clear()
+            .env("BIND", addr.to_string())
+            .env("SECRET_KEY", "test-secret-key-with-enough-length")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("natter starts");
+        let natter = Natter { child, addr };
+        let url = natter.url("/readyz");
+        eventually("natter becomes ready", WAIT, || {
+            let url = url.clone();
+            async move { status(url).await == Some(200) }
+        })
+        .await;
+        natter
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// kill -9: no cleanup of any kind.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill -9");
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Natter {
+    /// Kills the process and waits for it, so it cannot write to Redis after the test's
+    /// keys are cleaned up.
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        for _ in 0..100 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A `redis-server` of the test's own, on its own port, that keeps nothing on disk: a
+/// restart loses every key, as a real Redis restart without persistence does.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// `None` (skipped) when `redis-server` is not installed.
+    pub async fn start() -> Option<PrivateRedis> {
+        let mut redis = PrivateRedis {
+            port: free_port(),
+            child: None,
+        };
+        if !redis.launch().await {
+            crate::helpers::skip("redis-server (for the Redis restart test)");
+            return None;
+        }
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn launch(&mut self) -> bool {
+        let spawned = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let Ok(child) = spawned else { return false };
+        self.child = Some(child);
+        let port = self.port;
+        eventually("redis-server listens", WAIT, || async move {
+            TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+        true
+    }
+
+    /// Kills the server and starts a fresh, empty one on the same port.
+    pub async fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill redis-server");
+        }
+        assert!(self.launch().await, "redis-server restarts");
+    }
+}
+
+/// Forwards a local port to `target`; `cut` drops every connection and refuses new ones
+/// (the service looks gone), `restore` brings it back.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    cut: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(Notify::new());
+        let task = tokio::spawn({
+            let open = open.clone();
+            let cut = cut.clone();
+            async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if !open.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees the connection closed
+                    }
+                    let cut = cut.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = TcpStream::connect(target).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = cut.notified() => {}
+                        }
+                    });
+                }
+            }
+        });
+        Proxy {
+            addr,
+            open,
+            cut,
+            task,
+        }
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `postgres://…@host:port/db` with host and port replaced by `addr`.
+pub fn via(url: &str, addr: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a url");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let userinfo = authority
+        .rsplit_once('@')
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{userinfo}{addr}{path}")
+}
+
+/// Where `url` (`postgres://…@host:port/…`) points.
+pub fn target_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = rest.split('/').next().unwrap();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    let host_port = host_port.replace("localhost", "127.0.0.1");
+    host_port.parse().expect("a numeric host:port")
+}
+
+/// Keys under `prefix` that match `pattern` (e.g. `room:*`).
+pub async fn redis_keys(url: &str, prefix: &str, pattern: &str) -> Vec<String> {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}{pattern}"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}

@@ -1,0 +1,469 @@
+//! The bus: what every adapter does (stamped per adapter), then what only Redis does
+//! (room filtering, racing wishes, reconnecting after its subscriber is killed).
+//!
+//! A Redis fixture is two `RedisBus` instances on one random prefix — a sender and a
+//! receiver, like two processes — so parallel tests never hear each other.
+
+use std::future::{poll_fn, Future};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::maybe_done;
+use natter::adapters::memory::MemoryBus;
+use natter::adapters::redis::RedisBus;
+use natter::domain::{RoomId, Seq};
+use natter::ports::{Bus, BusEvent, BusListener};
+use tokio::sync::Notify;
+
+/// Every wait for a delivery is bounded by this.
+const WAIT: Duration = Duration::from_secs(10);
+
+macro_rules! bus_suite {
+    ($adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
+        mod $adapter {
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    let Some(pair) = $fixture().await else { return };
+                    super::$behaviour(pair).await;
+                }
+            )*
+        }
+    };
+}
+
+bus_suite!(
+    memory,
+    crate::bus::memory_pair,
+    [
+        a_room_frame_reaches_a_subscriber_unchanged,
+        a_frame_without_seq_keeps_no_seq,
+        a_session_end_reaches_every_instance,
+    ]
+);
+
+bus_suite!(
+    redis,
+    crate::bus::redis_pair,
+    [
+        a_room_frame_reaches_a_subscriber_unchanged,
+        a_frame_without_seq_keeps_no_seq,
+        a_session_end_reaches_every_instance,
+    ]
+);
+
+/// What a listener heard.
+#[derive(Debug, Clone, PartialEq)]
+enum Heard {
+    Room {
+        room: RoomId,
+        seq: Option<Seq>,
+        frame: Bytes,
+    },
+    SessionEnded(Bytes),
+    LinkRestored,
+}
+
+#[derive(Default)]
+struct Recorder {
+    heard: Mutex<Vec<Heard>>,
+    changed: Notify,
+}
+
+impl Recorder {
+    fn record(&self, heard: Heard) {
+        self.heard.lock().unwrap().push(heard);
+        self.changed.notify_waiters();
+    }
+
+    fn heard(&self) -> Vec<Heard> {
+        self.heard.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `what` was heard; panics with everything heard otherwise.
+    async fn wait_for(&self, what: &Heard) {
+        let waited = tokio::time::timeout(WAIT, async {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if self.heard.lock().unwrap().contains(what) {
+                    return;
+                }
+                changed.await;
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "never heard {what:?}; heard {:?}",
+            self.heard()
+        );
+    }
+}
+
+impl BusListener for Recorder {
+    fn deliver(&self, event: BusEvent) {
+        self.record(match event {
+            BusEvent::Room { room, seq, frame } => Heard::Room { room, seq, frame },
+            BusEvent::SessionEnded { token_hash } => Heard::SessionEnded(token_hash),
+        });
+    }
+
+    fn link_restored(&self) {
+        self.record(Heard::LinkRestored);
+    }
+}
+
+/// A sender and a receiver instance; for the in-process bus they are the same one.
+struct Pair {
+    sender: Arc<dyn Bus>,
+    sender_heard: Arc<Recorder>,
+    receiver: Arc<dyn Bus>,
+    heard: Arc<Recorder>,
+}
+
+async fn memory_pair() -> Option<Pair> {
+    let bus = Arc::new(MemoryBus::new());
+    let heard = Arc::new(Recorder::default());
+    bus.start(heard.clone());
+    Some(Pair {
+        sender: bus.clone(),
+        sender_heard: heard.clone(),
+        receiver: bus,
+        heard,
+    })
+}
+
+async fn redis_pair() -> Option<Pair> {
+    let redis = redis_buses().await?;
+    Some(Pair {
+        sender: redis.sender,
+        sender_heard: redis.sender_heard,
+        receiver: redis.receiver,
+        heard: redis.heard,
+    })
+}
+
+/// Two started Redis buses on a fresh prefix, plus a plain connection for poking Redis.
+struct RedisBuses {
+    url: String,
+    prefix: String,
+    sender: Arc<RedisBus>,
+    sender_heard: Arc<Recorder>,
+    receiver: Arc<RedisBus>,
+    heard: Arc<Recorder>,
+}
+
+async fn redis_buses() -> Option<RedisBuses> {
+    let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+        crate::fixtures::skip("Redis (TEST_REDIS_URL)");
+        return None;
+    };
+    let prefix = format!("natter-test-{:016x}:", rand::random::<u64>());
+    let started = || async {
+        let bus = RedisBus::connect(&url, &prefix)
+            .await
+            .expect("redis bus connects");
+        let heard = Arc::new(Recorder::default());
+        bus.start(heard.clone());
+        // The link comes up in the background; a confirmed wish (on a room no test uses)
+        // proves it is up and hears session ends.
+        bus.subscribe(RoomId(-1)).await.expect("link up");
+        bus.unsubscribe(RoomId(-1)).await.expect("link up");
+        (Arc::new(bus), heard)
+    };
+    let (sender, sender_heard) = started().await;
+    let (receiver, heard) = started().await;
+    Some(RedisBuses {
+        url,
+        prefix,
+        sender,
+        sender_heard,
+        receiver,
+        heard,
+    })
+}
+
+fn room_event(room: i64, seq: Option<Seq>, frame: &'static [u8]) -> (BusEvent, Heard) {
+    let frame = Bytes::from_static(frame);
+    let room = RoomId(room);
+    (
+        BusEvent::Room {
+            room,
+            seq,
+            frame: frame.clone(),
+        },
+        Heard::Room { room, seq, frame },
+    )
+}
+
+fn session_end(hash: &[u8]) -> (BusEvent, Heard) {
+    let hash = Bytes::copy_from_slice(hash);
+    (
+        BusEvent::SessionEnded {
+            token_hash: hash.clone(),
+        },
+        Heard::SessionEnded(hash),
+    )
+}
+
+// ---- every adapter ----
+
+async fn a_room_frame_reaches_a_subscriber_unchanged(pair: Pair) {
+    pair.receiver.subscribe(RoomId(1)).await.unwrap();
+    // Not only JSON: any bytes (NUL, non-UTF-8, multi-byte) travel unchanged.
+    let (event, heard) = room_event(1, Some(i64::MAX - 1), b"{\"t\":\"\xc3\xa9\"}\x00\xff");
+    pair.sender.publish(event).await.unwrap();
+    pair.heard.wait_for(&heard).await;
+}
+
+async fn a_frame_without_seq_keeps_no_seq(pair: Pair) {
+    pair.receiver.subscribe(RoomId(2)).await.unwrap();
+    let (event, heard) = room_event(2, None, b"{\"type\":\"member_joined\"}");
+    pair.sender.publish(event).await.unwrap();
+    pair.heard.wait_for(&heard).await;
+    let (event, heard) = room_event(2, Some(0), b"");
+    pair.sender.publish(event).await.unwrap();
+    pair.heard.wait_for(&heard).await;
+}
+
+async fn a_session_end_reaches_every_instance(pair: Pair) {
+    let (event, heard) = session_end(&[7; 32]);
+    pair.sender.publish(event).await.unwrap();
+    pair.heard.wait_for(&heard).await;
+    pair.sender_heard.wait_for(&heard).await;
+}
+
+// ---- Redis only ----
+
+/// Redis delivers one publisher's messages to one subscriber in order, so once a later
+/// marker (a session end, always subscribed) arrives, everything before it has arrived too.
+async fn flush(buses: &RedisBuses) {
+    let (event, heard) = session_end(format!("marker-{}", rand::random::<u64>()).as_bytes());
+    buses.sender.publish(event).await.unwrap();
+    buses.heard.wait_for(&heard).await;
+}
+
+fn rooms_heard(recorder: &Recorder) -> Vec<RoomId> {
+    let mut rooms: Vec<RoomId> = recorder
+        .heard()
+        .into_iter()
+        .filter_map(|h| match h {
+            Heard::Room { room, .. } => Some(room),
+            _ => None,
+        })
+        .collect();
+    rooms.sort();
+    rooms.dedup();
+    rooms
+}
+
+async fn admin(url: &str) -> ::redis::aio::MultiplexedConnection {
+    ::redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection")
+}
+
+/// The `id` of the client named `name` in `CLIENT LIST`, if it is connected.
+async fn client_id(admin: &mut ::redis::aio::MultiplexedConnection, name: &str) -> Option<String> {
+    let list: String = ::redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(admin)
+        .await
+        .unwrap();
+    list.lines().find_map(|line| {
+        let field = |key: &str| {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+        };
+        (field("name") == Some(name)).then(|| field("id").unwrap().to_owned())
+    })
+}
+
+#[tokio::test]
+async fn redis_delivers_only_subscribed_rooms() {
+    let Some(buses) = redis_buses().await else {
+        return;
+    };
+    buses.receiver.subscribe(RoomId(1)).await.unwrap();
+    buses.receiver.subscribe(RoomId(3)).await.unwrap();
+    buses.receiver.unsubscribe(RoomId(3)).await.unwrap();
+    for room in [1, 2, 3] {
+        let (event, _) = room_event(room, Some(1), b"{}");
+        buses.sender.publish(event).await.unwrap();
+    }
+    flush(&buses).await;
+    assert_eq!(rooms_heard(&buses.heard), vec![RoomId(1)]);
+    // The sender subscribed nothing: it hears session ends only.
+    assert_eq!(rooms_heard(&buses.sender_heard), vec![]);
+}
+
+#[tokio::test]
+async fn redis_drops_malformed_payloads_and_keeps_going() {
+    let Some(buses) = redis_buses().await else {
+        return;
+    };
+    buses.receiver.subscribe(RoomId(1)).await.unwrap();
+    let mut admin = admin(&buses.url).await;
+    let channel = format!("{}bus:room:1", buses.prefix);
+    for garbage in [&b""[..], b"short", &[9; 20]] {
+        ::redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(garbage)
+            .exec_async(&mut admin)
+            .await
+            .unwrap();
+    }
+    let (event, heard) = room_event(1, Some(5), b"{}");
+    buses.sender.publish(event).await.unwrap();
+    buses.heard.wait_for(&heard).await;
+    assert_eq!(buses.heard.heard(), vec![heard]);
+}
+
+/// Runs `calls` concurrently, polling each first in list order: a bus records a wish when
+/// its call is first polled, so the list's order is the order of the calls.
+async fn in_call_order<F: Future>(calls: Vec<F>) -> Vec<F::Output> {
+    let mut calls: Vec<_> = calls.into_iter().map(|c| Box::pin(maybe_done(c))).collect();
+    poll_fn(|cx| {
+        let mut done = true;
+        for call in &mut calls {
+            done &= call.as_mut().poll(cx).is_ready();
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    calls
+        .iter_mut()
+        .map(|call| call.as_mut().take_output().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn redis_racing_subscribe_and_unsubscribe_ends_in_the_last_calls_state() {
+    let Some(buses) = redis_buses().await else {
+        return;
+    };
+    for round in 0..5u64 {
+        // Per room, an alternating run of calls, all in flight at once (with every other
+        // room's); the last in the list is the last call.
+        let mut calls = Vec::new();
+        let mut expected = Vec::new();
+        for room in 1..=20i64 {
+            let runs = 1 + (room as u64 * 7 + round * 3) % 6;
+            let mut subscribe = (room as u64 + round) % 2 == 0;
+            for _ in 0..runs {
+                let bus = buses.receiver.clone();
+                calls.push(async move {
+                    if subscribe {
+                        bus.subscribe(RoomId(room)).await
+                    } else {
+                        bus.unsubscribe(RoomId(room)).await
+                    }
+                });
+                subscribe = !subscribe;
+            }
+            if !subscribe {
+                expected.push(RoomId(room)); // the last call was a subscribe
+            }
+        }
+        for result in in_call_order(calls).await {
+            result.expect("redis answers");
+        }
+
+        let before = buses.heard.heard().len();
+        for room in 1..=20 {
+            let (event, _) = room_event(room, Some(round as Seq), b"{}");
+            buses.sender.publish(event).await.unwrap();
+        }
+        flush(&buses).await;
+        let mut heard: Vec<RoomId> = buses.heard.heard()[before..]
+            .iter()
+            .filter_map(|h| match h {
+                Heard::Room { room, .. } => Some(*room),
+                _ => None,
+            })
+            .collect();
+        heard.sort();
+        assert_eq!(heard, expected, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn redis_resubscribes_and_reports_the_restored_link_after_its_subscriber_is_killed() {
+    let Some(buses) = redis_buses().await else {
+        return;
+    };
+    buses.receiver.subscribe(RoomId(1)).await.unwrap();
+    let (event, heard) = room_event(1, Some(1), b"before");
+    buses.sender.publish(event).await.unwrap();
+    buses.heard.wait_for(&heard).await;
+
+    let mut admin = admin(&buses.url).await;
+    let name = buses.receiver.subscriber_name();
+    let id = client_id(&mut admin, &name)
+        .await
+        .expect("the subscriber is in CLIENT LIST under its name");
+    ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&id)
+        .exec_async(&mut admin)
+        .await
+        .unwrap();
+
+    buses.heard.wait_for(&Heard::LinkRestored).await;
+    // Resubscribed before link_restored: the room and session ends arrive again, with no
+    // new subscribe call.
+    let (event, heard) = room_event(1, Some(2), b"after");
+    buses.sender.publish(event).await.unwrap();
+    buses.heard.wait_for(&heard).await;
+    flush(&buses).await;
+    let restored = buses
+        .heard
+        .heard()
+        .iter()
+        .filter(|h| **h == Heard::LinkRestored)
+        .count();
+    assert_eq!(restored, 1);
+    assert_ne!(
+        client_id(&mut admin, &name).await,
+        Some(id),
+        "a new connection"
+    );
+    // The sender's link was never touched.
+    assert!(!buses.sender_heard.heard().contains(&Heard::LinkRestored));
+}
+
+#[tokio::test]
+async fn redis_dropping_the_bus_closes_its_subscriber() {
+    let Some(buses) = redis_buses().await else {
+        return;
+    };
+    buses.receiver.subscribe(RoomId(1)).await.unwrap();
+    let name = buses.receiver.subscriber_name();
+    assert_ne!(name, buses.sender.subscriber_name());
+    let mut admin = admin(&buses.url).await;
+    assert!(client_id(&mut admin, &name).await.is_some());
+    let RedisBuses { receiver, .. } = buses;
+    drop(receiver);
+    // Bounded polling: the server notices the closed socket on its own schedule.
+    let gone = tokio::time::timeout(WAIT, async {
+        while client_id(&mut admin, &name).await.is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "{name} still connected after the bus was dropped"
+    );
+}
