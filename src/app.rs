@@ -21,7 +21,7 @@ use crate::adapters::postgres::PgStore;
 use crate::adapters::redis::{RedisBus, RedisRateLimiter, RedisRoomState};
 use crate::adapters::sqlite::SqliteStore;
 use crate::chat::{ChatService, ChatSettings, Ports};
-use crate::config::{Config, ConfigError, DatabaseUrl};
+use crate::config::{Config, ConfigError, DatabaseUrl, RedisUrl};
 use crate::http::{self, AppState, OriginPolicy};
 use crate::ports::{Store, StoreError, Unavailable, MAINTAIN_EVERY};
 use crate::telemetry::Metrics;
@@ -96,7 +96,7 @@ impl App {
                     fallback_limiter: None,
                 }
             }
-            Some(url) => {
+            Some(RedisUrl(url)) => {
                 let prefix = &config.redis_key_prefix;
                 let room_state =
                     Arc::new(RedisRoomState::connect(url, prefix, config.cache_messages).await?);

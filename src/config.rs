@@ -19,7 +19,7 @@ pub struct Config {
     pub bind: SocketAddr,
     pub database: DatabaseUrl,
     /// When set, cache, presence, rate limiter and fan-out live in Redis.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<RedisUrl>,
     pub redis_key_prefix: String,
     pub secret_key: SecretKey,
     /// Origins allowed to open WebSockets and post forms, besides the request's own host.
@@ -45,6 +45,16 @@ impl fmt::Debug for DatabaseUrl {
             DatabaseUrl::Sqlite(url) => write!(f, "Sqlite({url:?})"),
             DatabaseUrl::Postgres(_) => write!(f, "Postgres([redacted])"),
         }
+    }
+}
+
+/// `REDIS_URL`; its `Debug` hides it, since it may hold a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(pub String);
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl([redacted])")
     }
 }
 
@@ -133,8 +143,12 @@ impl Config {
         };
 
         let redis_url = match get("REDIS_URL") {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url),
-            Some(_) => return Err(error("REDIS_URL", "must start with redis:// or rediss://")),
+            Some(url) if url.starts_with("redis://") => Some(RedisUrl(url)),
+            Some(url) if url.starts_with("rediss://") => return Err(error(
+                "REDIS_URL",
+                "rediss:// (TLS) is not supported by this build; use redis:// on a private network",
+            )),
+            Some(_) => return Err(error("REDIS_URL", "must start with redis://")),
             None => None,
         };
 
@@ -358,7 +372,11 @@ mod tests {
             panic!("POSTGRES_DB_* must select PostgreSQL");
         };
         assert_eq!(url, "postgres://postgres:postgres@postgres:5432/postgres");
-        assert_eq!(c.redis_url.as_deref(), Some("redis://redis:6379"));
+        assert_eq!(c.redis_url, Some(RedisUrl("redis://redis:6379".to_owned())));
+        assert!(
+            !format!("{c:?}").contains("redis://"),
+            "the URL may hold a password"
+        );
         assert!(!c.secret_key.generated);
         assert_eq!(
             c.secret_key.expose(),
