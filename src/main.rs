@@ -54,6 +54,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    raise_open_file_limit();
     let app = match App::build(config).await {
         Ok(app) => app,
         Err(e) => {
@@ -72,6 +73,25 @@ async fn serve(config: Config) -> ExitCode {
         Err(_) => {
             tracing::error!("shutdown took too long; exiting anyway");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every socket is a file descriptor; the usual soft limit of 1024 would cap natter at
+/// about a thousand connections, so use the hard limit the system allows.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::warn!("could not raise the open file limit");
+            }
         }
     }
 }

@@ -19,6 +19,8 @@ use crate::chat::ChatError;
 
 /// Frames (and messages) above this are refused with `frame_too_large`.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// Initial read buffer and write batching threshold of one socket.
+const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/ws/rooms/{slug}", get(upgrade))
@@ -64,6 +66,9 @@ async fn upgrade(
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        // Chat frames are small; the 128 KiB defaults cost memory on every idle socket.
+        .read_buffer_size(SOCKET_BUFFER_BYTES)
+        .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             sockets.track_future(connection::run(socket, state, session, room, since))
         })
