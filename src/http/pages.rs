@@ -1,5 +1,7 @@
 //! Server-rendered pages (askama templates, auto-escaped) and the static files they use.
 
+use std::sync::LazyLock;
+
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -8,6 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::SecondsFormat;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use super::error::PageError;
 use super::extract::MaybeSession;
@@ -48,7 +51,13 @@ pub struct RoomRow {
     pub slug: String,
     pub name: String,
     pub online: usize,
-    pub last_message_at: Option<String>,
+    pub last_message_at: Option<Moment>,
+}
+
+/// A time as the page shows it before the script puts it in the reader's time zone.
+pub struct Moment {
+    pub iso: String,
+    pub utc: String,
 }
 
 impl From<RoomListing> for RoomRow {
@@ -57,9 +66,10 @@ impl From<RoomListing> for RoomRow {
             slug: listing.room.slug,
             name: listing.room.name,
             online: listing.online,
-            last_message_at: listing
-                .last_message_at
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            last_message_at: listing.last_message_at.map(|t| Moment {
+                iso: t.to_rfc3339_opts(SecondsFormat::Millis, true),
+                utc: t.format("%Y-%m-%d %H:%M UTC").to_string(),
+            }),
         }
     }
 }
@@ -218,27 +228,95 @@ pub fn next_from(
     safe_next(query.as_ref().ok().and_then(|Query(q)| q.next.as_deref()))
 }
 
-fn static_file(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        body,
-    )
-        .into_response()
+/// A file under `static/`, built into the binary, with a hash of its content.
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+    /// The first 10 hex digits of the SHA-256 of `body`.
+    version: String,
+    /// `/static/{name}?v={version}`: what pages link to.
+    url: String,
 }
 
-async fn app_js() -> Response {
-    static_file(
-        "text/javascript; charset=utf-8",
-        include_str!("../../static/app.js"),
-    )
+impl Asset {
+    fn new(name: &'static str, content_type: &'static str, body: &'static str) -> Asset {
+        let digest = Sha256::digest(body.as_bytes());
+        let version: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
+        let url = format!("/static/{name}?v={version}");
+        Asset {
+            name,
+            content_type,
+            body,
+            version,
+            url,
+        }
+    }
 }
 
-async fn style_css() -> Response {
-    static_file(
-        "text/css; charset=utf-8",
-        include_str!("../../static/style.css"),
-    )
+static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
+    [
+        Asset::new(
+            "app.js",
+            "text/javascript; charset=utf-8",
+            include_str!("../../static/app.js"),
+        ),
+        Asset::new(
+            "style.css",
+            "text/css; charset=utf-8",
+            include_str!("../../static/style.css"),
+        ),
+    ]
+});
+
+/// The versioned URL of a static file, for templates: `asset_url("app.js")`.
+pub fn asset_url(name: &str) -> &'static str {
+    ASSETS
+        .iter()
+        .find(|asset| asset.name == name)
+        .map(|asset| asset.url.as_str())
+        .unwrap_or_else(|| panic!("no static file {name}"))
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    v: Option<String>,
+}
+
+type VersionParam = Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>;
+
+async fn app_js(headers: HeaderMap, query: VersionParam) -> Response {
+    static_file(&ASSETS[0], &headers, query)
+}
+
+async fn style_css(headers: HeaderMap, query: VersionParam) -> Response {
+    static_file(&ASSETS[1], &headers, query)
+}
+
+/// A URL with the current version never changes content, so it is cached for a year; any
+/// other (no `v`, or a page from before a deploy) is cached briefly and revalidated by ETag.
+fn static_file(asset: &Asset, headers: &HeaderMap, query: VersionParam) -> Response {
+    let current = query.is_ok_and(|Query(q)| q.v.as_deref() == Some(asset.version.as_str()));
+    let cache = if current {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=300"
+    };
+    let etag = format!("\"{}\"", asset.version);
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim().trim_start_matches("W/") == etag)
+        });
+    let headers = [
+        (header::CONTENT_TYPE, asset.content_type.to_owned()),
+        (header::CACHE_CONTROL, cache.to_owned()),
+        (header::ETAG, etag),
+    ];
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    (headers, asset.body).into_response()
 }

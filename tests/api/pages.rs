@@ -297,3 +297,102 @@ async fn the_script_and_stylesheet_are_served_by_natter() {
         .unwrap()
         .starts_with("text/css"));
 }
+
+/// The `/static/…` URLs a page links to.
+fn static_urls(html: &str) -> Vec<String> {
+    html.split("\"/static/")
+        .skip(1)
+        .map(|rest| format!("/static/{}", rest.split('"').next().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn static_files_have_content_versioned_urls_and_cache_headers() {
+    use sha2::{Digest, Sha256};
+
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("General").await;
+    let html = alice
+        .client
+        .get(app.url(&format!("/rooms/{slug}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let urls = static_urls(&html);
+    assert_eq!(urls.len(), 2, "{urls:?}");
+    for url in urls {
+        let (path, version) = url.split_once("?v=").expect("a versioned URL");
+        let response = reqwest::get(app.url(&url)).await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let headers = response.headers().clone();
+        assert_eq!(
+            headers["cache-control"], "public, max-age=31536000, immutable",
+            "{url}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let body = response.bytes().await.unwrap();
+        let digest: String = Sha256::digest(&body)[..5]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(version, digest, "{url}: the version is the content's hash");
+
+        // Revalidation by ETag, and short caching for any other URL of the file.
+        let etag = headers["etag"].to_str().unwrap();
+        let revalidated = app
+            .browser()
+            .get(app.url(&url))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revalidated.status(), 304);
+        for other in [path.to_owned(), format!("{path}?v=0000000000")] {
+            let response = reqwest::get(app.url(&other)).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let cache = response.headers()["cache-control"].to_str().unwrap();
+            assert!(!cache.contains("immutable"), "{other}: {cache}");
+            assert_eq!(response.bytes().await.unwrap(), body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_page_carries_the_policy_and_has_no_inline_script_or_style() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("General").await;
+    let signed_out = app.browser();
+    let pages = [
+        (&signed_out, "/login".to_owned()),
+        (&signed_out, "/register".to_owned()),
+        (&alice.client, "/".to_owned()),
+        (&alice.client, format!("/rooms/{slug}")),
+        (&alice.client, "/rooms/nowhere".to_owned()),
+    ];
+    for (client, path) in pages {
+        let response = client.get(app.url(&path)).send().await.unwrap();
+        let headers = response.headers().clone();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+        let html = response.text().await.unwrap();
+        // The policy would block these; they must not be needed.
+        for script in html.split("<script").skip(1) {
+            let tag = script.split('>').next().unwrap();
+            assert!(
+                tag.contains(" src=\"/static/"),
+                "{path}: inline <script{tag}>"
+            );
+        }
+        assert!(!html.contains("<style"), "{path}");
+        assert!(!html.contains(" style="), "{path}");
+        assert!(!html.contains(" onclick="), "{path}");
+    }
+}
