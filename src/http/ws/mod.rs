@@ -20,7 +20,7 @@ use crate::chat::ChatError;
 /// Frames (and messages) above this are refused with `frame_too_large`.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Initial read buffer and write batching threshold of one socket.
-const SOCKET_BUFFER_BYTES: usize = 8 * 1024;
+const SOCKET_BUFFER_BYTES: usize = 1024;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/ws/rooms/{slug}", get(upgrade))
@@ -66,7 +66,9 @@ async fn upgrade(
     upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        // Chat frames are small; the 128 KiB defaults cost memory on every idle socket.
+        // Chat frames are small, and tungstenite zero-fills its whole read buffer on the
+        // first read: the 128 KiB default made an idle socket cost 15.5 KiB of RSS, 1 KiB
+        // makes it 8.8 (docs/BENCHMARKS.md). Bigger frames grow the buffer as needed.
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         .write_buffer_size(SOCKET_BUFFER_BYTES)
         .on_upgrade(move |socket| {
