@@ -21,6 +21,8 @@
 //! Appends are not group-committed as SQLite's are: PostgreSQL takes concurrent writers
 //! itself, and appends to different rooms do not wait for each other.
 
+mod group_commit;
+
 use std::borrow::Cow;
 use std::future::Future;
 use std::str::FromStr;
@@ -37,7 +39,7 @@ use crate::domain::{
 };
 use crate::ports::{Appended, SessionRecord, Store, StoreError};
 
-const MAX_CONNECTIONS: u32 = 10;
+const MAX_CONNECTIONS: u32 = 32;
 /// Longest wait for a pooled connection, including opening a new one.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest any call takes: bounds a connection that went silent mid-query, which
@@ -46,6 +48,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PgStore {
     pool: PgPool,
+    appends: group_commit::GroupCommit,
 }
 
 fn migrator() -> Migrator {
@@ -105,7 +108,10 @@ impl PgStore {
         let pool = open(url, MAX_CONNECTIONS).await?;
         // Not bounded: a migration may rightly take long, or wait for another process's.
         migrator().run(&pool).await.map_err(unavailable)?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            appends: group_commit::GroupCommit::default(),
+        })
     }
 
     /// Applies pending migrations and returns (`natter migrate`).
@@ -114,70 +120,6 @@ impl PgStore {
         migrator().run(&pool).await.map_err(unavailable)?;
         pool.close().await;
         Ok(())
-    }
-
-    async fn append(&self, new: &NewMessage) -> Result<Appended, sqlx::Error> {
-        let client_id = new.client_id.as_ref().map(|c| c.as_str());
-        let mut tx = self.pool.begin().await?;
-        if let Some(client_id) = client_id {
-            if let Some(message) = find_by_client_id(&mut *tx, new.user.id, client_id).await? {
-                return Ok(Appended {
-                    message,
-                    fresh: false,
-                });
-            }
-        }
-        let sent_at = to_ms(Utc::now());
-        let seq: Seq = sqlx::query_scalar(
-            "UPDATE rooms SET last_seq = last_seq + 1, last_message_at = $1 WHERE id = $2 RETURNING last_seq",
-        )
-        .bind(sent_at)
-        .bind(new.room.id.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        // A concurrent send of the same client_id that inserted first makes this wait for
-        // its commit and then insert nothing.
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING RETURNING id",
-        )
-        .bind(new.room.id.0)
-        .bind(seq)
-        .bind(new.user.id.0)
-        .bind(new.body.as_str())
-        .bind(client_id)
-        .bind(sent_at)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else {
-            // Lost that race: give the seq back and answer with the winner's message.
-            tx.rollback().await?;
-            let winner = match client_id {
-                Some(client_id) => find_by_client_id(&self.pool, new.user.id, client_id).await?,
-                None => None,
-            };
-            return winner
-                .map(|message| Appended {
-                    message,
-                    fresh: false,
-                })
-                .ok_or(sqlx::Error::RowNotFound);
-        };
-        tx.commit().await?;
-        Ok(Appended {
-            message: Message {
-                id,
-                room_id: new.room.id,
-                room_slug: new.room.slug.clone(),
-                seq,
-                user_id: new.user.id,
-                username: new.user.username.clone(),
-                body: new.body.as_str().to_owned(),
-                client_id: client_id.map(str::to_owned),
-                sent_at,
-            },
-            fresh: true,
-        })
     }
 }
 
@@ -396,10 +338,13 @@ impl Store for PgStore {
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
         // As with the SQLite writer, any failure is `Unavailable` (a unique violation here
         // would be a bug, not a user's duplicate).
-        tokio::time::timeout(CALL_TIMEOUT, self.append(&message))
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)
+        tokio::time::timeout(
+            CALL_TIMEOUT,
+            self.appends.append(&self.pool, message, to_ms(Utc::now())),
+        )
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)
     }
 
     async fn find_by_client_id(
