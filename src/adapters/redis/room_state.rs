@@ -43,8 +43,9 @@
 //! re-checks the heartbeat and returns only users it removed itself, so two processes
 //! sweeping at once do not both report them.
 //!
-//! A process's own changes to a room (join, leave, the re-assertion in `maintain`) are
-//! serialized by a per-room (striped) async lock, so the re-assertion never acts on a
+//! A process's own changes to a room are ordered by striped async locks: one user's join
+//! and leave in a room never overtake each other, joins of different users run side by
+//! side, and the re-assertion in `maintain` excludes them all, so it never acts on a
 //! stale view of its local members. The process registers its heartbeat in `connect`, so
 //! its members are swept even if it dies before its first `maintain`.
 
@@ -105,7 +106,10 @@ pub struct RedisRoomState {
     expiry: Duration,
     /// This process's members: room → (user → username).
     local: Mutex<HashMap<RoomId, HashMap<UserId, String>>>,
-    gates: Vec<tokio::sync::Mutex<()>>,
+    /// Per room (striped): joins and leaves share it, `reconcile` holds it alone.
+    gates: Vec<tokio::sync::RwLock<()>>,
+    /// Per room and user (striped): one user's join and leave in a room stay in order.
+    user_gates: Vec<tokio::sync::Mutex<()>>,
 }
 
 /// A cached message: every field of [`Message`], `sent_at` in microseconds.
@@ -179,7 +183,8 @@ impl RedisRoomState {
             instance: format!("{:016x}", rand::thread_rng().gen::<u64>()),
             expiry: DEFAULT_INSTANCE_EXPIRY,
             local: Mutex::new(HashMap::new()),
-            gates: (0..GATES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            gates: (0..GATES).map(|_| tokio::sync::RwLock::new(())).collect(),
+            user_gates: (0..GATES).map(|_| tokio::sync::Mutex::new(())).collect(),
         };
         state.beat().await?;
         Ok(state)
@@ -223,8 +228,13 @@ impl RedisRoomState {
         deadline(call.invoke_async(&mut conn)).await
     }
 
-    fn gate(&self, room: RoomId) -> &tokio::sync::Mutex<()> {
+    fn gate(&self, room: RoomId) -> &tokio::sync::RwLock<()> {
         &self.gates[room.0.rem_euclid(GATES as i64) as usize]
+    }
+
+    fn user_gate(&self, room: RoomId, user: UserId) -> &tokio::sync::Mutex<()> {
+        let stripe = room.0.wrapping_mul(31).wrapping_add(user.0);
+        &self.user_gates[stripe.rem_euclid(GATES as i64) as usize]
     }
 
     fn with_local<T>(
@@ -244,7 +254,7 @@ impl RedisRoomState {
     /// Makes this instance's fields in `room` exactly its local members; returns the users
     /// who left because of it (a `leave` that failed to reach Redis).
     async fn reconcile(&self, room: RoomId) -> Result<Vec<String>, Unavailable> {
-        let _gate = self.gate(room).lock().await;
+        let _gate = self.gate(room).write().await;
         let Some(fields) = self.with_local(|local| {
             local.get(&room).map(|users| {
                 users
@@ -298,7 +308,10 @@ impl RedisRoomState {
 #[async_trait]
 impl Presence for RedisRoomState {
     async fn join(&self, room: RoomId, user: &User) -> Result<bool, Unavailable> {
-        let _gate = self.gate(room).lock().await;
+        // Joins of different users run concurrently (a join storm would otherwise queue
+        // for one round trip each); each script is atomic in Redis.
+        let _room = self.gate(room).read().await;
+        let _user = self.user_gate(room, user.id).lock().await;
         self.with_local(|local| {
             local
                 .entry(room)
@@ -311,7 +324,8 @@ impl Presence for RedisRoomState {
     }
 
     async fn leave(&self, room: RoomId, user: UserId) -> Result<bool, Unavailable> {
-        let _gate = self.gate(room).lock().await;
+        let _room = self.gate(room).read().await;
+        let _user = self.user_gate(room, user).lock().await;
         self.with_local(|local| local.get_mut(&room).map(|users| users.remove(&user)));
         let mut call = self.op("leave", Some(room));
         call.arg(&self.instance).arg(user.0);
