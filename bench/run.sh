@@ -16,7 +16,9 @@
 #   FANOUT_ROOMS=1 FANOUT_MEMBERS=200 FANOUT_DURATION=10 FANOUT_WARMUP=2
 #   IDLE_SOCKETS=1000 IDLE_USERS=100 IDLE_HOLD=3
 #   JOIN_JOINERS=200 JOIN_HISTORY=100 JOIN_SEED_PER_USER=10
-#   SEND_ROOMS=10 SEND_SENDERS=200 SEND_DURATION=10
+#   SEND_ROOMS=10 SEND_SENDERS=200 SEND_DURATION=10 SEND_INTERVAL_MS=1050 (per sender; the
+#     limiter is exact, so a server whose latency jitters refuses sends paced at 1.05 s:
+#     leave margin for big runs)
 #   BENCH_TIMEOUT=180 (seconds, per phase)
 # --smoke: tiny sizes, a few seconds per scenario, embedded natter only (for CI).
 #
@@ -60,7 +62,7 @@ fi
 : "${FANOUT_ROOMS:=1}" "${FANOUT_MEMBERS:=200}" "${FANOUT_DURATION:=10}" "${FANOUT_WARMUP:=2}"
 : "${IDLE_SOCKETS:=1000}" "${IDLE_USERS:=100}" "${IDLE_HOLD:=3}"
 : "${JOIN_JOINERS:=200}" "${JOIN_HISTORY:=100}" "${JOIN_SEED_PER_USER:=10}"
-: "${SEND_ROOMS:=10}" "${SEND_SENDERS:=200}" "${SEND_DURATION:=10}"
+: "${SEND_ROOMS:=10}" "${SEND_SENDERS:=200}" "${SEND_DURATION:=10}" "${SEND_INTERVAL_MS:=1050}"
 : "${BENCH_TIMEOUT:=180}"
 
 RUN_ID="$(date +%Y%m%d-%H%M%S)-$$"
@@ -221,7 +223,7 @@ run_scenario() { # config scenario
       args=(--sockets "$IDLE_SOCKETS" --users "$IDLE_USERS" --hold "$IDLE_HOLD")
       local pid; for pid in "${SERVER_PIDS[@]}"; do args+=(--server-pid "$pid"); done ;;
     join-storm) args=(--joiners "$JOIN_JOINERS" --history "$JOIN_HISTORY" --seed-per-user "$JOIN_SEED_PER_USER") ;;
-    send-storm) args=(--rooms "$SEND_ROOMS" --senders "$SEND_SENDERS" --duration "$SEND_DURATION") ;;
+    send-storm) args=(--rooms "$SEND_ROOMS" --senders "$SEND_SENDERS" --duration "$SEND_DURATION" --send-interval-ms "$SEND_INTERVAL_MS") ;;
     *) echo "run.sh: unknown scenario $2" >&2; FAILED+=("$label/$2"); return ;;
   esac
   say "$label: $2 ${args[*]}"

@@ -61,6 +61,23 @@ pub struct NewMessage {
     pub client_id: Option<ClientId>,
 }
 
+impl NewMessage {
+    /// The message as the store keeps it, once it has an id, a `seq` and a time.
+    pub fn stored(&self, id: i64, seq: Seq, sent_at: chrono::DateTime<chrono::Utc>) -> Message {
+        Message {
+            id,
+            room_id: self.room.id,
+            room_slug: self.room.slug.clone(),
+            seq,
+            user_id: self.user.id,
+            username: self.user.username.clone(),
+            body: self.body.as_str().to_owned(),
+            client_id: self.client_id.as_ref().map(|c| c.as_str().to_owned()),
+            sent_at,
+        }
+    }
+}
+
 /// Which part of a room's history to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryRange {

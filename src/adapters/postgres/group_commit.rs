@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
-use crate::domain::{Message, NewMessage, RoomId, Seq};
+use crate::domain::{NewMessage, RoomId, Seq};
 use crate::ports::Appended;
 
 /// Most messages in one statement.
@@ -191,17 +191,7 @@ async fn append_one(
 
 fn fresh(new: &NewMessage, id: i64, seq: Seq, sent_at: DateTime<Utc>) -> Appended {
     Appended {
-        message: Message {
-            id,
-            room_id: new.room.id,
-            room_slug: new.room.slug.clone(),
-            seq,
-            user_id: new.user.id,
-            username: new.user.username.clone(),
-            body: new.body.as_str().to_owned(),
-            client_id: new.client_id.as_ref().map(|c| c.as_str().to_owned()),
-            sent_at,
-        },
+        message: new.stored(id, seq, sent_at),
         fresh: true,
     }
 }

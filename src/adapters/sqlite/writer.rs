@@ -10,7 +10,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{from_sqlx, message_from_row, now_ms, time_from_ms, MESSAGE_COLUMNS};
-use crate::domain::{Message, NewMessage};
+use crate::domain::NewMessage;
 use crate::ports::{Appended, StoreError};
 
 /// Most messages committed in one transaction.
@@ -111,17 +111,7 @@ async fn append_one(
     .await?
     .try_get(0)?;
     Ok(Appended {
-        message: Message {
-            id,
-            room_id: new.room.id,
-            room_slug: new.room.slug.clone(),
-            seq,
-            user_id: new.user.id,
-            username: new.user.username.clone(),
-            body: new.body.as_str().to_owned(),
-            client_id: new.client_id.as_ref().map(|c| c.as_str().to_owned()),
-            sent_at: time_from_ms(sent_at),
-        },
+        message: new.stored(id, seq, time_from_ms(sent_at)),
         fresh: true,
     })
 }
