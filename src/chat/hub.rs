@@ -330,3 +330,44 @@ impl BusListener for Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::broadcast::error::RecvError;
+
+    use super::*;
+    use crate::adapters::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn a_socket_that_falls_behind_loses_its_place_not_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("hub.db").display());
+        let store = Arc::new(SqliteStore::connect(&url).await.unwrap());
+        let hub = Hub::new(store, Metrics::new());
+        let room = Room {
+            id: RoomId(1),
+            slug: "general".into(),
+            name: "General".into(),
+        };
+        let mut slow = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
+        let overflow = 10;
+        for n in 0..ROOM_RING + overflow {
+            hub.deliver(BusEvent::Room {
+                room: room.id,
+                seq: None,
+                frame: Bytes::from(n.to_string()),
+            });
+        }
+        // The ring keeps ROOM_RING frames whatever the reader does: the oldest were
+        // dropped, the reader learns how many it missed (the socket then sends `resync`)
+        // and goes on with the oldest kept.
+        match slow.receiver.recv().await {
+            Err(RecvError::Lagged(missed)) => assert_eq!(missed, overflow as u64),
+            other => panic!("expected a lag, got {other:?}"),
+        }
+        match slow.receiver.recv().await {
+            Ok(Delivery::Frame { frame, .. }) => assert_eq!(frame, overflow.to_string()),
+            other => panic!("expected the oldest kept frame, got {other:?}"),
+        }
+    }
+}
