@@ -3,4 +3,5 @@
 pub mod memory;
 pub mod postgres;
 pub mod redis;
+mod sql;
 pub mod sqlite;

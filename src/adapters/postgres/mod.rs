@@ -23,14 +23,15 @@
 
 mod group_commit;
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
+
+use super::sql::{from_sqlx, unavailable};
 use sqlx::postgres::{PgConnectOptions, PgExecutor, PgPool, PgPoolOptions};
 
 use crate::domain::{
@@ -52,27 +53,7 @@ pub struct PgStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            Cow::Borrowed(include_str!("../../../migrations/postgres/0001_init.sql")),
-            false,
-        )]),
-        ..Migrator::DEFAULT
-    }
-}
-
-fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Unavailable(Box::new(e))
-}
-
-fn from_sqlx(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
-        _ => unavailable(e),
-    }
+    super::sql::migrator(include_str!("../../../migrations/postgres/0001_init.sql"))
 }
 
 /// Runs one call under [`CALL_TIMEOUT`] and maps its error.

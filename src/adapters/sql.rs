@@ -1,0 +1,35 @@
+//! What the two SQL stores share: embedded migrations and the mapping of driver errors.
+
+use std::borrow::Cow;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::ports::StoreError;
+
+/// A migrator for one store's embedded schema (no `sqlx` macros, so no database at build
+/// time).
+pub(super) fn migrator(init_sql: &'static str) -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(vec![Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            Cow::Borrowed(init_sql),
+            false,
+        )]),
+        ..Migrator::DEFAULT
+    }
+}
+
+pub(super) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+/// A unique violation is the caller's duplicate; anything else means the store is not
+/// answering as it should.
+pub(super) fn from_sqlx(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
+        _ => unavailable(e),
+    }
+}
