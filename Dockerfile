@@ -5,10 +5,12 @@ FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
-    && cargo build --release --locked --bin natter || true
+COPY bench/Cargo.toml bench/Cargo.toml
+RUN mkdir -p src bench/src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && echo 'fn main() {}' > bench/src/main.rs \
+    && cargo build --release --locked -p natter --bin natter || true
 COPY . .
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin natter
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p natter --bin natter
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
