@@ -1,4 +1,5 @@
-//! What the two SQL stores share: embedded migrations and the mapping of driver errors.
+//! What the two SQL stores share: embedded migrations, the message columns, and the
+//! mapping of driver errors.
 
 use std::borrow::Cow;
 
@@ -20,6 +21,11 @@ pub(super) fn migrator(init_sql: &'static str) -> Migrator {
         ..Migrator::DEFAULT
     }
 }
+
+/// A message's columns as both schemas name them, for `SELECT {MESSAGE_COLUMNS} WHERE …`.
+pub(super) const MESSAGE_COLUMNS: &str =
+    "m.id, m.room_id, r.slug, m.seq, m.user_id, u.username, m.body, m.client_id, m.sent_at \
+     FROM messages m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id";
 
 pub(super) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Unavailable(Box::new(e))

@@ -241,6 +241,18 @@ impl TestUser {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `GET path` as this user; the body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET answered")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     pub async fn create_room(&self, name: &str) -> String {
         let response = self
             .client

@@ -67,15 +67,7 @@ async fn the_room_list_counts_distinct_users_online() {
     let _a2 = alice.connect(&general).await;
     let _b = bob.connect(&general).await;
 
-    let list: Value = alice
-        .client
-        .get(app.url("/api/rooms"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = alice.get_json("/api/rooms").await;
     let rooms = list["rooms"].as_array().unwrap();
     let online = |slug: &str| {
         rooms.iter().find(|r| r["slug"] == slug).unwrap()["online"]

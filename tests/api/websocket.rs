@@ -112,15 +112,7 @@ async fn a_resend_with_the_same_client_id_is_stored_once_and_not_limited_again()
         (&second["id"], &second["seq"]),
         (&first["id"], &first["seq"])
     );
-    let stored: Value = alice
-        .client
-        .get(app.url(&format!("/api/rooms/{slug}/messages")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = alice.get_json(&format!("/api/rooms/{slug}/messages")).await;
     assert_eq!(stored["messages"].as_array().unwrap().len(), 1);
 }
 
@@ -258,15 +250,7 @@ async fn a_frame_over_64_kib_is_refused() {
         "the oversized frame was refused with frame_too_large / 1009"
     );
     // Nothing was stored.
-    let stored: Value = alice
-        .client
-        .get(app.url(&format!("/api/rooms/{slug}/messages")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = alice.get_json(&format!("/api/rooms/{slug}/messages")).await;
     assert_eq!(stored["messages"], json!([]));
 }
 

@@ -116,15 +116,7 @@ async fn postgres_unreachable_means_unavailable_never_a_false_ack() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let acked = acked.expect("the resend is acked once the store is back");
-    let stored: Value = alice
-        .client
-        .get(natter.url(&format!("/api/rooms/{slug}/messages")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored = alice.get_json(&format!("/api/rooms/{slug}/messages")).await;
     let bodies: Vec<&str> = stored["messages"]
         .as_array()
         .unwrap()

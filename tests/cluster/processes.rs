@@ -2,21 +2,13 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::{register, seqs, shared_services};
 use crate::support::{env_of, eventually, redis_keys, Natter};
 
 async fn online(natter: &Natter, user: &crate::helpers::TestUser, slug: &str) -> i64 {
-    let rooms: Value = user
-        .client
-        .get(natter.url("/api/rooms"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rooms = user.at(natter.addr).get_json("/api/rooms").await;
     rooms["rooms"]
         .as_array()
         .unwrap()

@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
-use super::sql::{from_sqlx, unavailable};
+use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS};
 use sqlx::postgres::{PgConnectOptions, PgExecutor, PgPool, PgPoolOptions};
 
 use crate::domain::{
@@ -103,10 +103,6 @@ impl PgStore {
         Ok(())
     }
 }
-
-const MESSAGE_COLUMNS: &str =
-    "m.id, m.room_id, r.slug, m.seq, m.user_id, u.username, m.body, m.client_id, m.sent_at \
-     FROM messages m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id";
 
 /// A row of [`MESSAGE_COLUMNS`].
 type MessageRow = (

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
-use super::sql::{from_sqlx, unavailable};
+use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -81,10 +81,6 @@ impl SqliteStore {
         Ok(())
     }
 }
-
-const MESSAGE_COLUMNS: &str =
-    "m.id, m.room_id, r.slug, m.seq, m.user_id, u.username, m.body, m.client_id, m.sent_at \
-     FROM messages m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id";
 
 pub(crate) fn message_from_row(row: &SqliteRow) -> Result<Message, sqlx::Error> {
     Ok(Message {
