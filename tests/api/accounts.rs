@@ -252,3 +252,38 @@ async fn an_expired_session_closes_its_websockets_and_stops_working() {
     let me = alice.client.get(app.url("/api/me")).send().await.unwrap();
     assert_eq!(me.status(), 401);
 }
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_behind_https_only() {
+    let app = TestApp::spawn().await;
+    let cookie_of = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|v| v.starts_with("natter_session="))
+            .expect("a session cookie")
+    };
+    let plain = app
+        .browser()
+        .post(app.url("/api/register"))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(!cookie_of(&plain).contains("Secure"));
+    let proxied = app
+        .browser()
+        .post(app.url("/api/register"))
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"username": "bob", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        cookie_of(&proxied).contains("; Secure"),
+        "{}",
+        cookie_of(&proxied)
+    );
+}

@@ -75,6 +75,25 @@ impl Backend {
         }
     }
 
+    /// The app's store, opened beside it: to put in place what the API cannot make
+    /// quickly (the rate limits allow one message per second per user).
+    pub async fn store(&self) -> std::sync::Arc<dyn natter::ports::Store> {
+        let url = &self.vars()[0].1;
+        if url.starts_with("sqlite:") {
+            std::sync::Arc::new(
+                natter::adapters::sqlite::SqliteStore::connect(url)
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            std::sync::Arc::new(
+                natter::adapters::postgres::PgStore::connect(url)
+                    .await
+                    .unwrap(),
+            )
+        }
+    }
+
     fn vars(&self) -> Vec<(String, String)> {
         match &self.shared {
             None => vec![(

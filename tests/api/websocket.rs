@@ -1,7 +1,11 @@
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, Ws};
+use natter::domain::{MessageBody, NewMessage, Slug, Username};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::helpers::{seqs, TestApp, Ws};
 
 #[tokio::test]
 async fn upgrades_are_refused_before_the_handshake_without_session_origin_or_room() {
@@ -326,4 +330,70 @@ async fn many_senders_are_delivered_in_seq_order_without_gaps() {
         );
     }
     assert_eq!(seen, (1..=12).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_resume_after_more_than_1000_messages_is_truncated_and_pages_on() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    // 1,001 messages would take 17 minutes through the rate limits: store them directly.
+    let store = app.backend.store().await;
+    let room = store
+        .find_room(&Slug::parse(&slug).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let (user, _) = store
+        .find_credentials(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    for chunk in (1..=1001).collect::<Vec<_>>().chunks(100) {
+        let appends = chunk.iter().map(|n| {
+            store.append_message(NewMessage {
+                room: room.clone(),
+                user: user.clone(),
+                body: MessageBody::parse(&format!("message {n}")).unwrap(),
+                client_id: None,
+            })
+        });
+        for appended in futures_util::future::join_all(appends).await {
+            appended.unwrap();
+        }
+    }
+    store.close().await;
+
+    let mut ws = alice
+        .connect_path(&format!("/ws/rooms/{slug}?since=0"))
+        .await;
+    let history = ws.history.clone().unwrap();
+    assert_eq!(history["truncated"], true);
+    assert_eq!(seqs(&history["messages"]), (1..=1000).collect::<Vec<i64>>());
+    ws.send(json!({"type": "history", "after": 1000, "limit": 100}))
+        .await;
+    let rest = ws.next_of_type("history").await;
+    assert_eq!(seqs(&rest["messages"]), vec![1001]);
+    assert!(rest.get("truncated").is_none_or(|t| t == false));
+}
+
+#[tokio::test]
+async fn the_server_offers_no_websocket_compression() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let mut request = alice
+        .url(&format!("/ws/rooms/{slug}"))
+        .replacen("http://", "ws://", 1)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", HeaderValue::from_str(&alice.cookie).unwrap());
+    headers.insert(
+        "sec-websocket-extensions",
+        HeaderValue::from_static("permessage-deflate; client_max_window_bits"),
+    );
+    let (_socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert!(response.headers().get("sec-websocket-extensions").is_none());
 }
