@@ -10,8 +10,9 @@
 //! if a hole is not filled within [`GAP_WAIT`], it reads the missing messages from the
 //! store. Sockets therefore see `seq` in order without gaps.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,11 +31,51 @@ const ROOM_RING: usize = 1024;
 /// What every socket of a room receives.
 #[derive(Debug, Clone)]
 pub enum Delivery {
-    /// One frame, serialized once; `seq` is set for `message` frames.
-    Frame { seq: Option<Seq>, frame: Bytes },
+    /// One frame, shared by every socket; `seq` is set for `message` frames.
+    Frame {
+        seq: Option<Seq>,
+        frame: Arc<SharedFrame>,
+    },
     /// Frames may have been lost on the way here (the bus link dropped): the socket tells
     /// its client to `resync` after the last `seq` it sent.
     Resync,
+}
+
+/// A frame's JSON, serialized once by its sender, and the form the edge writes it in,
+/// made once by the first socket that asks and shared with the rest (so work such as
+/// UTF-8 validation is done once per broadcast, not once per socket).
+pub struct SharedFrame {
+    json: Bytes,
+    encoded: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl SharedFrame {
+    pub fn new(json: Bytes) -> SharedFrame {
+        SharedFrame {
+            json,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// The frame as the edge sends it: `encode` runs for the first socket only.
+    pub fn encoded<T: Clone + Send + Sync + 'static>(&self, encode: impl Fn(&Bytes) -> T) -> T {
+        let stored = self.encoded.get_or_init(|| Box::new(encode(&self.json)));
+        match stored.downcast_ref::<T>() {
+            Some(encoded) => encoded.clone(),
+            // One edge, one type: another type would be a second edge; serve it uncached.
+            None => encode(&self.json),
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedFrame").field(&self.json).finish()
+    }
 }
 
 /// Why the server closes a socket.
@@ -223,7 +264,7 @@ impl Hub {
         while let Some(frame) = entry.pending.remove(&next) {
             let _ = entry.channel.sender.send(Delivery::Frame {
                 seq: Some(next),
-                frame,
+                frame: Arc::new(SharedFrame::new(frame)),
             });
             next += 1;
         }
@@ -289,10 +330,10 @@ impl Hub {
     fn deliver_unordered(&self, room: RoomId, frame: Bytes) {
         let state = self.state();
         if let Some(entry) = state.rooms.get(&room) {
-            let _ = entry
-                .channel
-                .sender
-                .send(Delivery::Frame { seq: None, frame });
+            let _ = entry.channel.sender.send(Delivery::Frame {
+                seq: None,
+                frame: Arc::new(SharedFrame::new(frame)),
+            });
         }
     }
 
@@ -366,8 +407,25 @@ mod tests {
             other => panic!("expected a lag, got {other:?}"),
         }
         match slow.receiver.recv().await {
-            Ok(Delivery::Frame { frame, .. }) => assert_eq!(frame, overflow.to_string()),
+            Ok(Delivery::Frame { frame, .. }) => {
+                assert_eq!(frame.json(), &overflow.to_string())
+            }
             other => panic!("expected the oldest kept frame, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_shared_frame_is_encoded_once_for_every_socket() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let frame = SharedFrame::new(Bytes::from_static(b"{\"type\":\"pong\"}"));
+        let encodings = AtomicUsize::new(0);
+        let encode = |json: &Bytes| {
+            encodings.fetch_add(1, Ordering::Relaxed);
+            json.len()
+        };
+        for _ in 0..3 {
+            assert_eq!(frame.encoded(encode), 15);
+        }
+        assert_eq!(encodings.load(Ordering::Relaxed), 1);
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub use accounts::{AuthSession, NewSession};
 pub use error::ChatError;
-pub use hub::{CloseReason, Delivery};
+pub use hub::{CloseReason, Delivery, SharedFrame};
 pub use membership::Membership;
 pub use messages::Ack;
 pub use rooms::RoomListing;

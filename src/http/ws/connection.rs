@@ -219,13 +219,15 @@ impl Socket {
                 return Ok(());
             }
             self.last_seq = seq;
-        } else if frame == self.own_arrival {
+        } else if frame.json() == &self.own_arrival {
             return Ok(());
         }
-        let Ok(frame) = Utf8Bytes::try_from(frame) else {
+        // Validated once per broadcast, by the first socket to get here.
+        let text = frame.encoded(|json| Utf8Bytes::try_from(json.clone()).ok());
+        let Some(text) = text else {
             return Ok(());
         };
-        self.sink.feed(Message::Text(frame)).await.map_err(drop)
+        self.sink.feed(Message::Text(text)).await.map_err(drop)
     }
 
     async fn handle_text(
