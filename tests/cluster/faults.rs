@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::{register, seqs, shared_services, Ws};
-use crate::support::{eventually, shared_env, status, target_of, via, Natter, PrivateRedis, Proxy};
+use crate::postgres_support::{address, with_address};
+use crate::support::{eventually, shared_env, status, Natter, PrivateRedis, Proxy};
 
 /// Reads frames until a `history` answer arrives; returns its messages' seqs.
 async fn history_after(ws: &mut Ws, after: i64) -> Vec<i64> {
@@ -79,8 +80,10 @@ async fn postgres_unreachable_means_unavailable_never_a_false_ack() {
     let Some((database, redis)) = shared_services().await else {
         return;
     };
-    let proxy = Proxy::start(target_of(&database.url)).await;
-    let env = shared_env(&via(&database.url, proxy.addr), &redis.url, &redis.prefix);
+    let target = address(&database.url).replace("localhost", "127.0.0.1");
+    let proxy = Proxy::start(target.parse().expect("a numeric host:port")).await;
+    let proxied = with_address(&database.url, &proxy.addr.to_string());
+    let env = shared_env(&proxied, &redis.url, &redis.prefix);
     let mut natter = Natter::start(&env).await;
     let alice = register(natter.addr, "alice").await;
     let slug = alice.create_room("general").await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{register, seqs, shared_services};
-use crate::support::{env_of, eventually, redis_keys, Natter};
+use crate::support::{env_of, eventually, Natter};
 
 async fn online(natter: &Natter, user: &crate::helpers::TestUser, slug: &str) -> i64 {
     let rooms = user.at(natter.addr).get_json("/api/rooms").await;
@@ -72,9 +72,7 @@ async fn messages_presence_and_limits_cross_processes() {
     // The last leave deletes the room's cache keys.
     alice_ws.socket.close(None).await.unwrap();
     eventually("no room keys remain", Duration::from_secs(5), || async {
-        redis_keys(&redis.url, &redis.prefix, "room:*")
-            .await
-            .is_empty()
+        redis.keys_matching("room:*").unwrap().is_empty()
     })
     .await;
 }
@@ -128,23 +126,14 @@ async fn after_kill_9_the_survivor_serves_everyone_and_cleans_up() {
     eventually(
         "the emptied room's keys are gone",
         Duration::from_secs(10),
-        || async {
-            room_ids(
-                &redis_keys(&redis.url, &redis.prefix, "room:*").await,
-                &redis.prefix,
-            )
-            .len()
-                == 1
-        },
+        || async { room_ids(&redis.keys_matching("room:*").unwrap(), &redis.prefix).len() == 1 },
     )
     .await;
 
     drop(resumed);
     alice_ws.socket.close(None).await.unwrap();
     eventually("no room keys remain", Duration::from_secs(10), || async {
-        redis_keys(&redis.url, &redis.prefix, "room:*")
-            .await
-            .is_empty()
+        redis.keys_matching("room:*").unwrap().is_empty()
     })
     .await;
 }
@@ -161,6 +150,7 @@ fn room_ids(keys: &[String], prefix: &str) -> Vec<String> {
         })
         .map(str::to_owned)
         .collect();
+    ids.sort();
     ids.dedup();
     ids
 }
