@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use crate::helpers::{register, seqs, shared_services, Ws};
 use crate::postgres_support::{address, with_address};
-use crate::support::{eventually, shared_env, status, Natter, PrivateRedis, Proxy};
+use crate::proxy_support::Proxy;
+use crate::support::{eventually, shared_env, status, Natter, PrivateRedis};
 
 /// Reads frames until a `history` answer arrives; returns its messages' seqs.
 async fn history_after(ws: &mut Ws, after: i64) -> Vec<i64> {
@@ -80,8 +81,7 @@ async fn postgres_unreachable_means_unavailable_never_a_false_ack() {
     let Some((database, redis)) = shared_services().await else {
         return;
     };
-    let target = address(&database.url).replace("localhost", "127.0.0.1");
-    let proxy = Proxy::start(target.parse().expect("a numeric host:port")).await;
+    let proxy = Proxy::start(address(&database.url)).await;
     let proxied = with_address(&database.url, &proxy.addr.to_string());
     let env = shared_env(&proxied, &redis.url, &redis.prefix);
     let mut natter = Natter::start(&env).await;

@@ -9,6 +9,8 @@
 mod helpers;
 #[path = "../support/postgres.rs"]
 mod postgres_support;
+#[path = "../support/proxy.rs"]
+mod proxy_support;
 #[path = "../support/redis.rs"]
 mod redis_support;
 

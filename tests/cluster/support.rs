@@ -1,15 +1,12 @@
-//! Real `natter serve` processes, a private `redis-server` that a test may restart, and a
-//! TCP proxy that a test may cut, to make PostgreSQL unreachable without touching it.
+//! Real `natter serve` processes and a private `redis-server` that a test may restart
+//! (the proxy that cuts PostgreSQL off is `tests/support/proxy.rs`).
 
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
-use tokio::sync::Notify;
 
 use crate::helpers::{TestDatabase, TestRedis, WAIT};
 
@@ -172,68 +169,5 @@ impl PrivateRedis {
             child.kill().await.expect("kill redis-server");
         }
         assert!(self.launch().await, "redis-server restarts");
-    }
-}
-
-/// Forwards a local port to `target`; `cut` drops every connection and refuses new ones
-/// (the service looks gone), `restore` brings it back.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    open: Arc<AtomicBool>,
-    cut: Arc<Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let open = Arc::new(AtomicBool::new(true));
-        let cut = Arc::new(Notify::new());
-        let task = tokio::spawn({
-            let open = open.clone();
-            let cut = cut.clone();
-            async move {
-                loop {
-                    let Ok((mut inbound, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    if !open.load(Ordering::SeqCst) {
-                        continue; // dropped: the client sees the connection closed
-                    }
-                    let cut = cut.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut outbound) = TcpStream::connect(target).await else {
-                            return;
-                        };
-                        tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                            _ = cut.notified() => {}
-                        }
-                    });
-                }
-            }
-        });
-        Proxy {
-            addr,
-            open,
-            cut,
-            task,
-        }
-    }
-
-    pub fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        self.cut.notify_waiters();
-    }
-
-    pub fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

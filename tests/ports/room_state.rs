@@ -225,6 +225,7 @@ mod redis_across_processes {
 
     use super::{message, seqs, user, ROOM};
     use crate::fixtures::CAPACITY;
+    use crate::proxy_support::Proxy;
     use crate::redis_fixture::{room_state, test_redis, TestRedis};
 
     const OTHER: RoomId = RoomId(2);
@@ -365,62 +366,16 @@ mod redis_across_processes {
         }
     }
 
-    /// A TCP relay to the test's Redis that can be cut and restored on the same port: an
-    /// outage of Redis as one process sees it, without touching the shared server.
-    struct Relay {
-        port: u16,
-        target: String,
-        tasks: tokio::task::JoinSet<()>,
-    }
-
-    impl Relay {
-        async fn start(redis: &TestRedis) -> Relay {
-            let target = redis
-                .url
-                .trim_start_matches("redis://")
-                .trim_end_matches('/');
-            let mut relay = Relay {
-                port: 0,
-                target: target.to_owned(),
-                tasks: tokio::task::JoinSet::new(),
-            };
-            relay.restore().await;
-            relay
-        }
-
-        fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
-        }
-
-        async fn restore(&mut self) {
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-                .await
-                .unwrap();
-            self.port = listener.local_addr().unwrap().port();
-            let target = self.target.clone();
-            self.tasks.spawn(async move {
-                let mut links = tokio::task::JoinSet::new();
-                while let Ok((mut client, _)) = listener.accept().await {
-                    let target = target.clone();
-                    links.spawn(async move {
-                        let mut server = tokio::net::TcpStream::connect(target).await.unwrap();
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    });
-                }
-            });
-        }
-
-        /// Closes the port and every connection through it.
-        async fn cut(&mut self) {
-            self.tasks.shutdown().await;
-        }
-    }
-
     #[tokio::test]
     async fn while_redis_is_unreachable_calls_fail_promptly_and_maintain_repairs_after() {
         let Some(redis) = test_redis() else { return };
-        let mut relay = Relay::start(&redis).await;
-        let cut_off = RedisRoomState::connect(&relay.url(), &redis.prefix, CAPACITY)
+        let target = redis
+            .url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/');
+        let relay = Proxy::start(target.to_owned()).await;
+        let relay_url = format!("redis://{}", relay.addr);
+        let cut_off = RedisRoomState::connect(&relay_url, &redis.prefix, CAPACITY)
             .await
             .unwrap();
         let other = room_state(&redis).await;
@@ -428,7 +383,7 @@ mod redis_across_processes {
         cut_off.join(ROOM, &alice).await.unwrap();
         other.join(ROOM, &bob).await.unwrap();
 
-        relay.cut().await;
+        relay.cut();
         // Each call gives up within the adapter's 3 s deadline.
         let prompt = Duration::from_millis(3_500);
         let started = Instant::now();
@@ -456,7 +411,7 @@ mod redis_across_processes {
 
         // Back: the client reconnects by itself, and upkeep removes what the failed leave
         // could not, announcing it.
-        relay.restore().await;
+        relay.restore();
         let mut departures = None;
         for _ in 0..50 {
             if let Ok(found) = cut_off.maintain().await {

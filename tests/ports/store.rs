@@ -413,7 +413,7 @@ mod postgres_outage {
             return;
         };
         let proxy = Proxy::start(address(&fixture.database.url)).await;
-        let url = with_address(&fixture.database.url, &format!("127.0.0.1:{}", proxy.port));
+        let url = with_address(&fixture.database.url, &proxy.addr.to_string());
         let store = PgStore::connect(&url).await.unwrap();
         let alice = user(&store, "alice").await;
         let general = room(&store, "general").await;
@@ -422,13 +422,13 @@ mod postgres_outage {
             .await
             .unwrap();
 
-        proxy.set_down(true);
+        proxy.go_silent();
         fails_promptly(store.ping()).await;
         fails_promptly(store.append_message(message(&general, &alice, "during", None))).await;
         fails_promptly(store.last_seq(general.id)).await;
         fails_promptly(PgStore::connect(&url)).await;
 
-        proxy.set_down(false);
+        proxy.restore();
         store.ping().await.expect("the pool reconnects by itself");
         let after = store
             .append_message(message(&general, &alice, "after", None))
