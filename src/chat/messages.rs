@@ -59,16 +59,25 @@ impl ChatService {
             .transpose()
             .map_err(|e| ChatError::InvalidFrame(e.to_string()))?;
 
-        // A resend is answered before the limiter, so it is not limited again.
-        if let Some(client_id) = &client_id {
-            if let Some(stored) =
-                store_call(self.store.find_by_client_id(user.id, client_id.as_str())).await?
-            {
-                return Ok(Ack::of(&stored));
+        // A resend is not limited again. Most sends are not resends, so the store is asked
+        // only when the limiter refuses; a resend that got a slot gives it back below.
+        let (limiter, slot) = match self.admit(user).await {
+            Ok(admitted) => admitted,
+            Err(refused @ ChatError::RateLimited { .. }) => {
+                return match &client_id {
+                    Some(client_id) => {
+                        match store_call(self.store.find_by_client_id(user.id, client_id.as_str()))
+                            .await?
+                        {
+                            Some(stored) => Ok(Ack::of(&stored)),
+                            None => self.refuse(refused),
+                        }
+                    }
+                    None => self.refuse(refused),
+                };
             }
-        }
-
-        let (limiter, slot) = self.admit(user).await?;
+            Err(e) => return Err(e),
+        };
 
         let new = NewMessage {
             room: room.clone(),
@@ -86,13 +95,18 @@ impl ChatService {
             }
         };
         if !appended.fresh {
-            // Two racing resends: the other one stored it; this one took a slot for nothing.
+            // A resend: the message was stored before; this one took a slot for nothing.
             let _ = limiter.release(user.id, slot).await;
             return Ok(Ack::of(&appended.message));
         }
         self.metrics.messages.inc();
         self.publish_message(&appended.message).await;
         Ok(Ack::of(&appended.message))
+    }
+
+    fn refuse(&self, refusal: ChatError) -> Result<Ack, ChatError> {
+        self.metrics.rate_limited.inc();
+        Err(refusal)
     }
 
     /// Asks the rate limiter for a send slot; returns the limiter that granted it (to give
@@ -110,10 +124,7 @@ impl ChatService {
         };
         match admission {
             Admission::Granted(slot) => Ok((limiter, slot)),
-            Admission::Refused { retry_after } => {
-                self.metrics.rate_limited.inc();
-                Err(ChatError::RateLimited { retry_after })
-            }
+            Admission::Refused { retry_after } => Err(ChatError::RateLimited { retry_after }),
         }
     }
 

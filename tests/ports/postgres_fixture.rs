@@ -35,3 +35,18 @@ pub async fn postgres_store() -> Option<PgStoreFixture> {
         database,
     })
 }
+
+/// Two stores on one new database (two processes' worth), then `check` runs on them.
+pub async fn with_two_postgres_stores<F, Fut>(check: F)
+where
+    F: FnOnce([Arc<dyn Store>; 2]) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let Some(fixture) = postgres_store().await else {
+        return;
+    };
+    let second = PgStore::connect(&fixture.database.url)
+        .await
+        .expect("a second postgres store connects");
+    check([fixture.store.clone(), Arc::new(second)]).await;
+}

@@ -1,11 +1,14 @@
-//! Group commit per room.
+//! Group commit across rooms.
 //!
-//! A room's appends are serialized by its row lock, which is held until the commit's WAL
-//! flush. One message per transaction therefore caps a room at one message per flush
-//! (about 100/s on this box's disk), and a busier room queued for seconds. Here a room has
-//! at most one append statement in flight; messages that arrive meanwhile wait and go
-//! together in the next statement, sharing one lock acquisition and one flush. Different
-//! rooms run in parallel on the pool.
+//! Every commit waits for a WAL flush (an fsync). One transaction per message, or even
+//! one per room, made each process pay one flush per room with traffic: with hundreds of
+//! busy rooms the flushes queued and acks took seconds. Here a process has at most one
+//! append transaction in flight; the messages that arrive meanwhile, in any room, wait and
+//! go together in the next one: one statement, one flush, for the whole batch.
+//!
+//! The transaction first locks the batch's rooms in id order, so two processes whose
+//! batches share rooms wait for each other instead of deadlocking; the row locks also keep
+//! each room's `seq` gapless and ordered across processes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,11 +17,11 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
-use crate::domain::{NewMessage, RoomId, Seq};
+use crate::domain::{NewMessage, Seq};
 use crate::ports::Appended;
 
 /// Most messages in one statement.
-const BATCH_MAX: usize = 256;
+const BATCH_MAX: usize = 512;
 
 struct Job {
     message: NewMessage,
@@ -26,48 +29,42 @@ struct Job {
 }
 
 #[derive(Default)]
-struct RoomQueue {
+struct Queue {
     in_flight: bool,
     waiting: Vec<Job>,
 }
 
 #[derive(Clone, Default)]
 pub(super) struct GroupCommit {
-    rooms: Arc<Mutex<HashMap<RoomId, RoomQueue>>>,
+    queue: Arc<Mutex<Queue>>,
 }
 
 impl GroupCommit {
-    /// Appends `message`, together with whatever else its room has waiting.
+    /// Appends `message`, together with whatever else is waiting.
     pub(super) async fn append(
         &self,
         pool: &PgPool,
         message: NewMessage,
-        sent_at: DateTime<Utc>,
     ) -> Result<Appended, sqlx::Error> {
-        let room = message.room.id;
         let (reply, answer) = oneshot::channel();
         let lead = {
-            let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-            let queue = rooms.entry(room).or_default();
+            let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.waiting.push(Job { message, reply });
             !std::mem::replace(&mut queue.in_flight, true)
         };
         if lead {
             // Its own task: the batch must finish even if this caller stops waiting.
-            tokio::spawn(self.clone().drain(pool.clone(), room, sent_at));
+            tokio::spawn(self.clone().drain(pool.clone()));
         }
         answer.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
-    async fn drain(self, pool: PgPool, room: RoomId, mut sent_at: DateTime<Utc>) {
+    async fn drain(self, pool: PgPool) {
         loop {
             let jobs = {
-                let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(queue) = rooms.get_mut(&room) else {
-                    return;
-                };
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
                 if queue.waiting.is_empty() {
-                    rooms.remove(&room);
+                    queue.in_flight = false;
                     return;
                 }
                 let take = queue.waiting.len().min(BATCH_MAX);
@@ -79,6 +76,7 @@ impl GroupCommit {
             if jobs.is_empty() {
                 continue;
             }
+            let sent_at = super::to_ms(Utc::now());
             match append_batch(&pool, &jobs, sent_at).await {
                 Ok(appended) => {
                     for (job, appended) in jobs.into_iter().zip(appended) {
@@ -102,53 +100,82 @@ impl GroupCommit {
                     }
                 }
             }
-            sent_at = super::to_ms(Utc::now());
         }
     }
 }
 
-/// Stores `jobs` (all in one room) in one statement: one seq range, one commit.
+/// Stores `jobs` (any rooms) in one transaction: each room gets one `seq` range, in the
+/// jobs' order.
 async fn append_batch(
     pool: &PgPool,
     jobs: &[Job],
     sent_at: DateTime<Utc>,
 ) -> Result<Vec<Appended>, sqlx::Error> {
-    let first = &jobs[0].message;
+    let rooms: Vec<i64> = jobs.iter().map(|j| j.message.room.id.0).collect();
     let users: Vec<i64> = jobs.iter().map(|j| j.message.user.id.0).collect();
     let bodies: Vec<&str> = jobs.iter().map(|j| j.message.body.as_str()).collect();
     let client_ids: Vec<Option<&str>> = jobs
         .iter()
         .map(|j| j.message.client_id.as_ref().map(|c| c.as_str()))
         .collect();
-    let rows: Vec<(i64, Seq)> = sqlx::query_as(
-        "WITH bumped AS (UPDATE rooms SET last_seq = last_seq + $3, last_message_at = $1 \
-                         WHERE id = $2 RETURNING last_seq) \
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT 1 FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&rooms)
+        .execute(&mut *tx)
+        .await?;
+    let rows: Vec<(i64, i64, Seq)> = sqlx::query_as(
+        "WITH input AS ( \
+             SELECT * FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[]) \
+                 WITH ORDINALITY AS t(room_id, user_id, body, client_id, ord)), \
+         counts AS (SELECT room_id, count(*) AS n FROM input GROUP BY room_id), \
+         bumped AS ( \
+             UPDATE rooms r SET last_seq = r.last_seq + c.n, last_message_at = $1 \
+             FROM counts c WHERE r.id = c.room_id \
+             RETURNING r.id, r.last_seq - c.n AS base) \
          INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) \
-         SELECT $2, bumped.last_seq - $3 + t.ord, t.user_id, t.body, t.client_id, $1 \
-         FROM bumped, UNNEST($4::bigint[], $5::text[], $6::text[]) WITH ORDINALITY AS t(user_id, body, client_id, ord) \
-         RETURNING id, seq",
+         SELECT i.room_id, b.base + row_number() OVER (PARTITION BY i.room_id ORDER BY i.ord), \
+                i.user_id, i.body, i.client_id, $1 \
+         FROM input i JOIN bumped b ON b.id = i.room_id \
+         RETURNING id, room_id, seq",
     )
     .bind(sent_at)
-    .bind(first.room.id.0)
-    .bind(jobs.len() as i64)
+    .bind(&rooms)
     .bind(&users)
     .bind(&bodies)
     .bind(&client_ids)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
     if rows.len() != jobs.len() {
         return Err(sqlx::Error::RowNotFound);
     }
-    let first_seq = rows.iter().map(|(_, seq)| *seq).min().unwrap_or(0);
-    let mut appended: Vec<Option<Appended>> = vec![None; jobs.len()];
-    for (id, seq) in rows {
-        let index = (seq - first_seq) as usize;
-        let job = jobs.get(index).ok_or(sqlx::Error::RowNotFound)?;
-        appended[index] = Some(fresh(&job.message, id, seq, sent_at));
+    tx.commit().await?;
+    match_rows(jobs, rows, sent_at)
+}
+
+/// Pairs the inserted `(id, room, seq)` rows with their jobs: within a room, seqs were
+/// given in the jobs' order, so the room's k-th job has the room's k-th smallest seq.
+fn match_rows(
+    jobs: &[Job],
+    mut rows: Vec<(i64, i64, Seq)>,
+    sent_at: DateTime<Utc>,
+) -> Result<Vec<Appended>, sqlx::Error> {
+    rows.sort_unstable_by_key(|(_, room, seq)| (*room, *seq));
+    let mut next_in_room: HashMap<i64, std::slice::Iter<'_, (i64, i64, Seq)>> = HashMap::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let room = rows[start].1;
+        let end = start + rows[start..].iter().take_while(|r| r.1 == room).count();
+        next_in_room.insert(room, rows[start..end].iter());
+        start = end;
     }
-    appended
-        .into_iter()
-        .map(|a| a.ok_or(sqlx::Error::RowNotFound))
+    jobs.iter()
+        .map(|job| {
+            let (id, _, seq) = next_in_room
+                .get_mut(&job.message.room.id.0)
+                .and_then(Iterator::next)
+                .ok_or(sqlx::Error::RowNotFound)?;
+            Ok(fresh(&job.message, *id, *seq, sent_at))
+        })
         .collect()
 }
 

@@ -315,13 +315,10 @@ impl Store for PgStore {
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
         // As with the SQLite writer, any failure is `Unavailable` (a unique violation here
         // would be a bug, not a user's duplicate).
-        tokio::time::timeout(
-            CALL_TIMEOUT,
-            self.appends.append(&self.pool, message, to_ms(Utc::now())),
-        )
-        .await
-        .map_err(unavailable)?
-        .map_err(unavailable)
+        tokio::time::timeout(CALL_TIMEOUT, self.appends.append(&self.pool, message))
+            .await
+            .map_err(unavailable)?
+            .map_err(unavailable)
     }
 
     async fn find_by_client_id(
