@@ -278,6 +278,39 @@ async fn members_are_announced_on_first_join_and_last_leave() {
     assert_eq!(alice_ws.next_frame().await["type"], "pong");
 }
 
+/// Presence frames may wait briefly in a socket's buffer for company; a message must not
+/// overtake them, and a message arriving meanwhile takes them along.
+#[tokio::test]
+async fn a_joiners_first_message_arrives_after_their_member_joined() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let slug = alice.create_room("general").await;
+    let mut alice_ws = alice.connect(&slug).await;
+
+    let _carol_ws = carol.connect(&slug).await;
+    let mut bob_ws = bob.connect(&slug).await;
+    assert_eq!(bob_ws.say("hello", "b1").await["type"], "ack");
+    let frames = [
+        alice_ws.next_frame().await,
+        alice_ws.next_frame().await,
+        alice_ws.next_frame().await,
+    ];
+    assert_eq!(frames[0], json!({"type": "member_joined", "user": "carol"}));
+    assert_eq!(frames[1], json!({"type": "member_joined", "user": "bob"}));
+    assert_eq!(
+        (&frames[2]["type"], &frames[2]["body"]),
+        (&json!("message"), &json!("hello"))
+    );
+    // A presence change with no message after it still arrives on its own.
+    drop(bob_ws);
+    assert_eq!(
+        alice_ws.next_frame().await,
+        json!({"type": "member_left", "user": "bob"})
+    );
+}
+
 #[tokio::test]
 async fn more_than_20_other_frames_a_second_are_rate_limited() {
     let app = TestApp::spawn().await;

@@ -26,6 +26,10 @@ const PING_EVERY: Duration = Duration::from_secs(30);
 const IDLE_LIMIT: Duration = Duration::from_secs(75);
 /// Live frames written before one flush.
 const WRITE_BATCH: usize = 64;
+/// How long presence frames (`member_joined`, `member_left`) may wait in the socket's
+/// buffer for company. A crowd joining makes O(n²) of them; written one syscall each they
+/// cost more than everything else the join does. Messages are never held back.
+const PRESENCE_FLUSH_DELAY: Duration = Duration::from_millis(50);
 
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
@@ -59,11 +63,19 @@ pub async fn run(
         last_seq: since.unwrap_or(0),
         budget: FrameBudget::default(),
         own_arrival: Bytes::from(own_arrival),
+        held: false,
     };
     let membership = socket
         .serve(&state, &session, &mut stream, membership)
         .await;
     state.chat.leave(membership).await;
+}
+
+/// What [`Socket::forward`] did with the frames it wrote.
+enum Flush {
+    Done,
+    /// Only presence frames: buffered, to be flushed by the timer.
+    Held,
 }
 
 struct Socket {
@@ -73,6 +85,8 @@ struct Socket {
     budget: FrameBudget,
     /// The `member_joined` this socket's own arrival caused: the joiner knows already.
     own_arrival: Bytes,
+    /// Presence frames are buffered, unflushed, until the flush timer fires.
+    held: bool,
 }
 
 impl Socket {
@@ -91,6 +105,8 @@ impl Socket {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.reset();
         let mut last_heard = Instant::now();
+        let flush_held = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(flush_held);
 
         loop {
             let outcome: Result<(), ()> = tokio::select! {
@@ -110,7 +126,20 @@ impl Socket {
                     let _ = close(&mut self.sink, CLOSE_POLICY, "session expired").await;
                     break;
                 }
-                delivery = membership.deliveries.recv() => self.forward(delivery, &mut membership).await,
+                delivery = membership.deliveries.recv() => {
+                    match self.forward(delivery, &mut membership).await {
+                        Ok(Flush::Held) if !self.held => {
+                            self.held = true;
+                            flush_held.as_mut().reset((Instant::now() + PRESENCE_FLUSH_DELAY).into());
+                            Ok(())
+                        }
+                        other => other.map(drop),
+                    }
+                }
+                _ = &mut flush_held, if self.held => {
+                    self.held = false;
+                    self.sink.flush().await.map_err(drop)
+                }
                 incoming = stream.next() => {
                     last_heard = Instant::now();
                     match incoming {
@@ -175,17 +204,22 @@ impl Socket {
         self.sink.flush().await.map_err(drop)
     }
 
-    /// Writes a live frame and whatever else is already waiting, then flushes once.
+    /// Writes a live frame and whatever else is already waiting, then flushes once, unless
+    /// they are all presence frames: those are held (see [`PRESENCE_FLUSH_DELAY`]).
     async fn forward(
         &mut self,
         first: Result<Delivery, RecvError>,
         membership: &mut Membership,
-    ) -> Result<(), ()> {
+    ) -> Result<Flush, ()> {
         let mut next = first;
+        let mut urgent = false;
+        let mut fed = 0;
         for _ in 0..WRITE_BATCH {
+            fed += 1;
             match next {
-                Ok(delivery) => self.feed_delivery(delivery).await?,
+                Ok(delivery) => urgent |= self.feed_delivery(delivery).await?,
                 Err(RecvError::Lagged(_)) => {
+                    urgent = true;
                     let resync = ServerFrame::Resync {
                         after: self.last_seq,
                     };
@@ -200,34 +234,43 @@ impl Socket {
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
             };
         }
-        self.sink.flush().await.map_err(drop)
+        if urgent || fed == WRITE_BATCH {
+            self.held = false;
+            self.sink.flush().await.map_err(drop)?;
+            return Ok(Flush::Done);
+        }
+        Ok(Flush::Held)
     }
 
-    async fn feed_delivery(&mut self, delivery: Delivery) -> Result<(), ()> {
+    /// Feeds one delivery to the sink; `true` if it must be flushed now (a message or a
+    /// `resync`), `false` for a presence frame (or nothing written).
+    async fn feed_delivery(&mut self, delivery: Delivery) -> Result<bool, ()> {
         let (seq, frame) = match delivery {
             Delivery::Frame { seq, frame } => (seq, frame),
             Delivery::Resync => {
                 let resync = ServerFrame::Resync {
                     after: self.last_seq,
                 };
-                return self.sink.feed(text(&resync)).await.map_err(drop);
+                self.sink.feed(text(&resync)).await.map_err(drop)?;
+                return Ok(true);
             }
         };
         if let Some(seq) = seq {
             // Already in the history this client was sent.
             if seq <= self.last_seq {
-                return Ok(());
+                return Ok(false);
             }
             self.last_seq = seq;
         } else if frame.json() == &self.own_arrival {
-            return Ok(());
+            return Ok(false);
         }
         // Validated once per broadcast, by the first socket to get here.
         let text = frame.encoded(|json| Utf8Bytes::try_from(json.clone()).ok());
         let Some(text) = text else {
-            return Ok(());
+            return Ok(false);
         };
-        self.sink.feed(Message::Text(text)).await.map_err(drop)
+        self.sink.feed(Message::Text(text)).await.map_err(drop)?;
+        Ok(seq.is_some())
     }
 
     async fn handle_text(
