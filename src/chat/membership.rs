@@ -89,16 +89,21 @@ impl ChatService {
             })
             .await?;
 
-        if first_for_user && self.presence.join(room.id, &membership.user).await? {
-            self.announce(
-                room.id,
-                ServerFrame::MemberJoined {
-                    user: membership.user.username.clone(),
-                },
-            )
-            .await;
-        }
-        membership.members = self.presence.members(room.id).await?;
+        membership.members = if first_for_user {
+            let joined = self.presence.join(room.id, &membership.user).await?;
+            if joined.first {
+                self.announce(
+                    room.id,
+                    ServerFrame::MemberJoined {
+                        user: membership.user.username.clone(),
+                    },
+                )
+                .await;
+            }
+            joined.members
+        } else {
+            self.presence.members(room.id).await?
+        };
 
         let (history, truncated) = match since {
             Some(since) => self.history_since(&room, since).await?,

@@ -11,7 +11,7 @@ pub mod store;
 
 pub use bus::{Bus, BusEvent, BusListener};
 pub use message_cache::MessageCache;
-pub use presence::{Departure, Presence, MAINTAIN_EVERY};
+pub use presence::{Departure, Joined, Presence, MAINTAIN_EVERY};
 pub use rate_limiter::{Admission, RateLimiter, SendSlot};
 pub use store::{Appended, SessionRecord, Store, StoreError};
 

@@ -15,8 +15,9 @@ use crate::domain::{RoomId, User, UserId};
 /// slip between "room is empty" and "cache deleted".
 #[async_trait]
 pub trait Presence: Send + Sync + 'static {
-    /// Marks the user present; true when they were not present in the room before.
-    async fn join(&self, room: RoomId, user: &User) -> Result<bool, Unavailable>;
+    /// Marks the user present, and lists who is present now (one step, so a shared
+    /// adapter answers a joiner in one round trip).
+    async fn join(&self, room: RoomId, user: &User) -> Result<Joined, Unavailable>;
     /// True when the user is no longer present in the room anywhere.
     async fn leave(&self, room: RoomId, user: UserId) -> Result<bool, Unavailable>;
     /// Usernames present, sorted.
@@ -35,6 +36,15 @@ pub trait Presence: Send + Sync + 'static {
     async fn maintain(&self) -> Result<Vec<Departure>, Unavailable> {
         Ok(Vec::new())
     }
+}
+
+/// What [`Presence::join`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    /// The user was not present in the room before: announce `member_joined`.
+    pub first: bool,
+    /// Usernames present right after the join, the joiner included, sorted.
+    pub members: Vec<String>,
 }
 
 /// How often the chat service calls [`Presence::maintain`].

@@ -81,11 +81,11 @@ fn seqs(messages: Option<Vec<Message>>) -> Option<Vec<i64>> {
 async fn presence_reports_first_arrivals_and_last_departures(f: RoomStateFixture) {
     let alice = user(1, "alice");
     assert!(
-        f.presence.join(ROOM, &alice).await.unwrap(),
+        f.presence.join(ROOM, &alice).await.unwrap().first,
         "first arrival"
     );
     assert!(
-        !f.presence.join(ROOM, &alice).await.unwrap(),
+        !f.presence.join(ROOM, &alice).await.unwrap().first,
         "already present"
     );
     assert!(f.presence.leave(ROOM, alice.id).await.unwrap(), "gone");
@@ -96,8 +96,19 @@ async fn presence_reports_first_arrivals_and_last_departures(f: RoomStateFixture
 }
 
 async fn members_are_sorted_and_counted_per_room(f: RoomStateFixture) {
-    f.presence.join(ROOM, &user(2, "zoe")).await.unwrap();
-    f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
+    let zoe = f.presence.join(ROOM, &user(2, "zoe")).await.unwrap();
+    assert_eq!(
+        zoe.members,
+        vec!["zoe"],
+        "a join lists the members, joiner included"
+    );
+    let alice = f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
+    assert_eq!(alice.members, vec!["alice", "zoe"]);
+    let again = f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
+    assert_eq!(
+        (again.first, again.members),
+        (false, vec!["alice".into(), "zoe".into()])
+    );
     f.presence.join(RoomId(2), &user(1, "alice")).await.unwrap();
     assert_eq!(
         f.presence.members(ROOM).await.unwrap(),
@@ -250,11 +261,20 @@ mod redis_across_processes {
         let (a, b) = (room_state(&redis).await, room_state(&redis).await);
         let (alice, bob) = (user(1, "alice"), user(2, "bob"));
         assert!(
-            a.join(ROOM, &alice).await.unwrap(),
+            a.join(ROOM, &alice).await.unwrap().first,
             "first arrival anywhere"
         );
-        assert!(!b.join(ROOM, &alice).await.unwrap(), "already present on a");
-        assert!(b.join(ROOM, &bob).await.unwrap());
+        assert!(
+            !b.join(ROOM, &alice).await.unwrap().first,
+            "already present on a"
+        );
+        let bob_joined = b.join(ROOM, &bob).await.unwrap();
+        assert!(bob_joined.first);
+        assert_eq!(
+            bob_joined.members,
+            vec!["alice", "bob"],
+            "members of both processes"
+        );
         assert_eq!(a.members(ROOM).await.unwrap(), vec!["alice", "bob"]);
         assert_eq!(
             b.online_counts(&[ROOM, OTHER]).await.unwrap(),
@@ -537,7 +557,7 @@ mod redis_across_processes {
         /// Joins as the chat service does, then checks the history is complete.
         async fn visit(&self, process: &RedisRoomState, who: &User) {
             let cached_before: Vec<i64> = self.added.lock().unwrap().iter().copied().collect();
-            let first = process.join(ROOM, who).await.unwrap();
+            let first = process.join(ROOM, who).await.unwrap().first;
             self.count(who, i64::from(first));
             if process.latest(ROOM, CAPACITY).await.unwrap().is_none() {
                 let tail = self.tail();

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::{Message, RoomId, Seq, User, UserId};
-use crate::ports::{MessageCache, Presence, Unavailable};
+use crate::ports::{Joined, MessageCache, Presence, Unavailable};
 
 #[derive(Default)]
 struct RoomState {
@@ -47,14 +47,14 @@ impl MemoryRoomState {
 
 #[async_trait]
 impl Presence for MemoryRoomState {
-    async fn join(&self, room: RoomId, user: &User) -> Result<bool, Unavailable> {
+    async fn join(&self, room: RoomId, user: &User) -> Result<Joined, Unavailable> {
         Ok(self.with_rooms(|rooms| {
-            rooms
-                .entry(room)
-                .or_default()
-                .members
-                .insert(user.id, user.username.clone())
-                .is_none()
+            let members = &mut rooms.entry(room).or_default().members;
+            let first = members.insert(user.id, user.username.clone()).is_none();
+            Joined {
+                first,
+                members: sorted_names(members),
+            }
         }))
     }
 
@@ -72,14 +72,12 @@ impl Presence for MemoryRoomState {
     }
 
     async fn members(&self, room: RoomId) -> Result<Vec<String>, Unavailable> {
-        let mut names = self.with_rooms(|rooms| {
+        Ok(self.with_rooms(|rooms| {
             rooms
                 .get(&room)
-                .map(|s| s.members.values().cloned().collect::<Vec<_>>())
+                .map(|s| sorted_names(&s.members))
                 .unwrap_or_default()
-        });
-        names.sort();
-        Ok(names)
+        }))
     }
 
     async fn online_counts(
@@ -156,4 +154,10 @@ impl MessageCache for MemoryRoomState {
         });
         Ok(())
     }
+}
+
+fn sorted_names(members: &HashMap<UserId, String>) -> Vec<String> {
+    let mut names: Vec<String> = members.values().cloned().collect();
+    names.sort();
+    names
 }

@@ -85,17 +85,17 @@ end
 
 local ops = {}
 
--- ARGV 4 field, 5 user id -> 1 when the user had no field in the room before
+-- ARGV 4 field, 5 user id -> {1 when the user had no field in the room before, every field}
 function ops.join()
   local field, user = ARGV[4], ARGV[5]
   open_room()
-  if redis.call('HEXISTS', members, field) == 1 then
-    return 0
+  local first = false
+  if redis.call('HEXISTS', members, field) == 0 then
+    first = not user_present(user)
+    redis.call('HSET', members, field, 1)
+    redis.call('PEXPIRE', members, ttl)
   end
-  local first = not user_present(user)
-  redis.call('HSET', members, field, 1)
-  redis.call('PEXPIRE', members, ttl)
-  return first and 1 or 0
+  return {first and 1 or 0, redis.call('HKEYS', members)}
 end
 
 -- ARGV 4 instance, 5 user id -> 1 when the user has no field left

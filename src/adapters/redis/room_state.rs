@@ -18,7 +18,7 @@
 //! a room's first join deletes any left over from an earlier life of the room (a key that
 //! outlived its members could have missed messages). Reads that need `ready` and the
 //! entries (`latest`, `after`) are scripts too, so they see one state; `members` is one
-//! `HKEYS`.
+//! `HKEYS`, and `join` answers with the members too (one round trip per joiner).
 //!
 //! # Why the cache is never short
 //!
@@ -61,7 +61,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Message, RoomId, Seq, User, UserId};
-use crate::ports::{Departure, MessageCache, Presence, Unavailable};
+use crate::ports::{Departure, Joined, MessageCache, Presence, Unavailable};
 
 /// A Redis round trip (including waiting for a reconnection) longer than this is an error.
 const DEADLINE: Duration = Duration::from_secs(3);
@@ -165,6 +165,15 @@ fn decode(entries: Vec<String>) -> Option<Vec<Message>> {
             tracing::warn!("undecodable entry in the Redis message cache; reading the store");
             None
         })
+}
+
+/// The distinct usernames in `instance|user|username` fields, sorted.
+fn usernames(fields: &[String]) -> Vec<String> {
+    let names: BTreeSet<&str> = fields
+        .iter()
+        .filter_map(|f| f.splitn(3, '|').nth(2))
+        .collect();
+    names.into_iter().map(str::to_owned).collect()
 }
 
 impl RedisRoomState {
@@ -307,7 +316,7 @@ impl RedisRoomState {
 
 #[async_trait]
 impl Presence for RedisRoomState {
-    async fn join(&self, room: RoomId, user: &User) -> Result<bool, Unavailable> {
+    async fn join(&self, room: RoomId, user: &User) -> Result<Joined, Unavailable> {
         // Joins of different users run concurrently (a join storm would otherwise queue
         // for one round trip each); each script is atomic in Redis.
         let _room = self.gate(room).read().await;
@@ -320,7 +329,11 @@ impl Presence for RedisRoomState {
         });
         let mut call = self.op("join", Some(room));
         call.arg(self.field(user.id, &user.username)).arg(user.id.0);
-        self.run(&call).await
+        let (first, fields): (bool, Vec<String>) = self.run(&call).await?;
+        Ok(Joined {
+            first,
+            members: usernames(&fields),
+        })
     }
 
     async fn leave(&self, room: RoomId, user: UserId) -> Result<bool, Unavailable> {
@@ -348,11 +361,7 @@ impl Presence for RedisRoomState {
                 .query_async(&mut conn),
         )
         .await?;
-        let names: BTreeSet<String> = fields
-            .iter()
-            .filter_map(|f| f.splitn(3, '|').nth(2).map(str::to_owned))
-            .collect();
-        Ok(names.into_iter().collect())
+        Ok(usernames(&fields))
     }
 
     async fn online_counts(&self, rooms: &[RoomId]) -> Result<HashMap<RoomId, usize>, Unavailable> {
