@@ -165,17 +165,24 @@ async fn seq_has_no_gaps_under_concurrent_appends(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(ids.len(), 60, "ids are unique");
     for room in &rooms {
-        let mut seqs: Vec<i64> = appended
-            .iter()
-            .map(|a| &a.as_ref().unwrap().message)
-            .filter(|m| m.room_id == room.id)
-            .map(|m| m.seq)
-            .collect();
-        seqs.sort();
-        assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+        assert_eq!(acked_seqs(room, &appended), (1..=30).collect::<Vec<_>>());
         assert_eq!(store.last_seq(room.id).await.unwrap(), 30);
     }
     assert_each_ack_names_its_stored_message(&*store, &rooms, &appended).await;
+}
+
+type AppendResults = [Result<natter::ports::Appended, tokio::task::JoinError>];
+
+/// The seqs acked in `room`, sorted.
+fn acked_seqs(room: &Room, appended: &AppendResults) -> Vec<i64> {
+    let mut seqs: Vec<i64> = appended
+        .iter()
+        .map(|a| &a.as_ref().unwrap().message)
+        .filter(|m| m.room_id == room.id)
+        .map(|m| m.seq)
+        .collect();
+    seqs.sort();
+    seqs
 }
 
 /// Every acked (id, seq) is the message that was sent: a batched store must pair each
@@ -183,7 +190,7 @@ async fn seq_has_no_gaps_under_concurrent_appends(store: Arc<dyn Store>) {
 async fn assert_each_ack_names_its_stored_message(
     store: &dyn Store,
     rooms: &[Room],
-    appended: &[Result<natter::ports::Appended, tokio::task::JoinError>],
+    appended: &AppendResults,
 ) {
     for room in rooms {
         let stored = store
@@ -230,14 +237,7 @@ async fn two_stores_share_rooms_without_gaps(stores: [Arc<dyn Store>; 2]) {
     .await
     .expect("no deadlock between the two stores");
     for room in &rooms {
-        let mut seqs: Vec<i64> = appended
-            .iter()
-            .map(|a| &a.as_ref().unwrap().message)
-            .filter(|m| m.room_id == room.id)
-            .map(|m| m.seq)
-            .collect();
-        seqs.sort();
-        assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+        assert_eq!(acked_seqs(room, &appended), (1..=50).collect::<Vec<_>>());
     }
     assert_each_ack_names_its_stored_message(&*stores[1], &rooms, &appended).await;
 }
