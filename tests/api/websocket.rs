@@ -120,6 +120,28 @@ async fn a_resend_with_the_same_client_id_is_stored_once_and_not_limited_again()
     assert_eq!(stored["messages"].as_array().unwrap().len(), 1);
 }
 
+/// A resend the limiter would have let through takes no slot: the next new message
+/// right after it is accepted.
+#[tokio::test]
+async fn a_resend_outside_the_limit_leaves_the_slot_for_the_next_message() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let mut ws = alice.connect(&slug).await;
+    let first = ws.say("hello", "c1").await;
+    assert_eq!(first["type"], "ack");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let resent = ws.say("hello", "c1").await;
+    assert_eq!(
+        (&resent["type"], &resent["id"]),
+        (&json!("ack"), &first["id"])
+    );
+    let next = ws.say("a new one", "c2").await;
+    assert_eq!(next["type"], "ack", "the resend gave its slot back: {next}");
+    let stored = alice.get_json(&format!("/api/rooms/{slug}/messages")).await;
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn since_resumes_with_every_message_after_it() {
     let app = TestApp::spawn().await;
