@@ -64,17 +64,14 @@ impl ChatService {
         let (limiter, slot) = match self.admit(user).await {
             Ok(admitted) => admitted,
             Err(refused @ ChatError::RateLimited { .. }) => {
-                return match &client_id {
-                    Some(client_id) => {
-                        match store_call(self.store.find_by_client_id(user.id, client_id.as_str()))
-                            .await?
-                        {
-                            Some(stored) => Ok(Ack::of(&stored)),
-                            None => self.refuse(refused),
-                        }
+                if let Some(client_id) = &client_id {
+                    let stored = self.store.find_by_client_id(user.id, client_id.as_str());
+                    if let Some(stored) = store_call(stored).await? {
+                        return Ok(Ack::of(&stored));
                     }
-                    None => self.refuse(refused),
-                };
+                }
+                self.metrics.rate_limited.inc();
+                return Err(refused);
             }
             Err(e) => return Err(e),
         };
@@ -102,11 +99,6 @@ impl ChatService {
         self.metrics.messages.inc();
         self.publish_message(&appended.message).await;
         Ok(Ack::of(&appended.message))
-    }
-
-    fn refuse(&self, refusal: ChatError) -> Result<Ack, ChatError> {
-        self.metrics.rate_limited.inc();
-        Err(refusal)
     }
 
     /// Asks the rate limiter for a send slot; returns the limiter that granted it (to give

@@ -10,7 +10,7 @@
 //! batches share rooms wait for each other instead of deadlocking; the row locks also keep
 //! each room's `seq` gapless and ordered across processes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -159,22 +159,18 @@ fn match_rows(
     mut rows: Vec<(i64, i64, Seq)>,
     sent_at: DateTime<Utc>,
 ) -> Result<Vec<Appended>, sqlx::Error> {
-    rows.sort_unstable_by_key(|(_, room, seq)| (*room, *seq));
-    let mut next_in_room: HashMap<i64, std::slice::Iter<'_, (i64, i64, Seq)>> = HashMap::new();
-    let mut start = 0;
-    while start < rows.len() {
-        let room = rows[start].1;
-        let end = start + rows[start..].iter().take_while(|r| r.1 == room).count();
-        next_in_room.insert(room, rows[start..end].iter());
-        start = end;
+    rows.sort_unstable_by_key(|&(_, room, seq)| (room, seq));
+    let mut by_room: HashMap<i64, VecDeque<(i64, Seq)>> = HashMap::new();
+    for (id, room, seq) in rows {
+        by_room.entry(room).or_default().push_back((id, seq));
     }
     jobs.iter()
         .map(|job| {
-            let (id, _, seq) = next_in_room
+            let (id, seq) = by_room
                 .get_mut(&job.message.room.id.0)
-                .and_then(Iterator::next)
+                .and_then(VecDeque::pop_front)
                 .ok_or(sqlx::Error::RowNotFound)?;
-            Ok(fresh(&job.message, *id, *seq, sent_at))
+            Ok(fresh(&job.message, id, seq, sent_at))
         })
         .collect()
 }

@@ -71,13 +71,6 @@ pub async fn run(
     state.chat.leave(membership).await;
 }
 
-/// What [`Socket::forward`] did with the frames it wrote.
-enum Flush {
-    Done,
-    /// Only presence frames: buffered, to be flushed by the timer.
-    Held,
-}
-
 struct Socket {
     sink: Sink,
     /// The highest `seq` this client has been sent.
@@ -85,7 +78,8 @@ struct Socket {
     budget: FrameBudget,
     /// The `member_joined` this socket's own arrival caused: the joiner knows already.
     own_arrival: Bytes,
-    /// Presence frames are buffered, unflushed, until the flush timer fires.
+    /// Presence frames are buffered, unflushed, until the flush timer fires (or a message
+    /// takes them along).
     held: bool,
 }
 
@@ -127,14 +121,12 @@ impl Socket {
                     break;
                 }
                 delivery = membership.deliveries.recv() => {
-                    match self.forward(delivery, &mut membership).await {
-                        Ok(Flush::Held) if !self.held => {
-                            self.held = true;
-                            flush_held.as_mut().reset((Instant::now() + PRESENCE_FLUSH_DELAY).into());
-                            Ok(())
-                        }
-                        other => other.map(drop),
+                    let was_held = self.held;
+                    let outcome = self.forward(delivery, &mut membership).await;
+                    if self.held && !was_held {
+                        flush_held.as_mut().reset((Instant::now() + PRESENCE_FLUSH_DELAY).into());
                     }
+                    outcome
                 }
                 _ = &mut flush_held, if self.held => {
                     self.held = false;
@@ -210,7 +202,7 @@ impl Socket {
         &mut self,
         first: Result<Delivery, RecvError>,
         membership: &mut Membership,
-    ) -> Result<Flush, ()> {
+    ) -> Result<(), ()> {
         let mut next = first;
         let mut urgent = false;
         let mut fed = 0;
@@ -234,12 +226,11 @@ impl Socket {
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
             };
         }
-        if urgent || fed == WRITE_BATCH {
-            self.held = false;
-            self.sink.flush().await.map_err(drop)?;
-            return Ok(Flush::Done);
+        self.held = !(urgent || fed == WRITE_BATCH);
+        if self.held {
+            return Ok(());
         }
-        Ok(Flush::Held)
+        self.sink.flush().await.map_err(drop)
     }
 
     /// Feeds one delivery to the sink; `true` if it must be flushed now (a message or a
