@@ -177,7 +177,7 @@ impl ChatService {
             membership.connection,
         );
         if detached.last_for_user {
-            match self.presence.leave(room.id, membership.user.id).await {
+            match self.presence.leave(room.id, &membership.user).await {
                 Ok(true) => {
                     self.announce(
                         room.id,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use super::Unavailable;
-use crate::domain::{RoomId, User, UserId};
+use crate::domain::{RoomId, User};
 
 /// The chat service calls `join` on a user's first connection to a room in this process
 /// and `leave` after their last one closes here.
@@ -19,7 +19,7 @@ pub trait Presence: Send + Sync + 'static {
     /// adapter answers a joiner in one round trip).
     async fn join(&self, room: RoomId, user: &User) -> Result<Joined, Unavailable>;
     /// True when the user is no longer present in the room anywhere.
-    async fn leave(&self, room: RoomId, user: UserId) -> Result<bool, Unavailable>;
+    async fn leave(&self, room: RoomId, user: &User) -> Result<bool, Unavailable>;
     /// Usernames present, sorted.
     async fn members(&self, room: RoomId) -> Result<Vec<String>, Unavailable>;
     /// Distinct users present, per room; rooms with nobody may be missing.

@@ -88,9 +88,9 @@ async fn presence_reports_first_arrivals_and_last_departures(f: RoomStateFixture
         !f.presence.join(ROOM, &alice).await.unwrap().first,
         "already present"
     );
-    assert!(f.presence.leave(ROOM, alice.id).await.unwrap(), "gone");
+    assert!(f.presence.leave(ROOM, &alice).await.unwrap(), "gone");
     assert!(
-        !f.presence.leave(ROOM, alice.id).await.unwrap(),
+        !f.presence.leave(ROOM, &alice).await.unwrap(),
         "was not present"
     );
 }
@@ -153,13 +153,13 @@ async fn the_last_leave_deletes_the_cache(f: RoomStateFixture) {
     f.presence.join(ROOM, &alice).await.unwrap();
     f.presence.join(ROOM, &bob).await.unwrap();
     f.cache.fill(ROOM, &[message(1)]).await.unwrap();
-    f.presence.leave(ROOM, alice.id).await.unwrap();
+    f.presence.leave(ROOM, &alice).await.unwrap();
     assert_eq!(
         seqs(f.cache.latest(ROOM, 5).await.unwrap()),
         Some(vec![1]),
         "bob is still there"
     );
-    f.presence.leave(ROOM, bob.id).await.unwrap();
+    f.presence.leave(ROOM, &bob).await.unwrap();
     f.presence.join(ROOM, &alice).await.unwrap();
     assert_eq!(
         seqs(f.cache.latest(ROOM, 5).await.unwrap()),
@@ -231,7 +231,7 @@ mod redis_across_processes {
     use std::time::{Duration, Instant};
 
     use natter::adapters::redis::RedisRoomState;
-    use natter::domain::{Message, RoomId, User, UserId};
+    use natter::domain::{Message, RoomId, User};
     use natter::ports::{Departure, MessageCache, Presence};
 
     use super::{message, seqs, user, ROOM};
@@ -240,6 +240,7 @@ mod redis_across_processes {
     use crate::redis_fixture::{room_state, test_redis, TestRedis};
 
     const OTHER: RoomId = RoomId(2);
+    const THIRD: RoomId = RoomId(3);
 
     /// The room's keys, read with raw commands.
     fn room_keys(redis: &TestRedis, room: RoomId) -> Vec<String> {
@@ -284,13 +285,10 @@ mod redis_across_processes {
         b.add(ROOM, &message(2)).await.unwrap();
         assert_eq!(seqs(b.latest(ROOM, 5).await.unwrap()), Some(vec![1, 2]));
 
-        assert!(
-            !a.leave(ROOM, alice.id).await.unwrap(),
-            "alice is still on b"
-        );
+        assert!(!a.leave(ROOM, &alice).await.unwrap(), "alice is still on b");
         assert_eq!(a.members(ROOM).await.unwrap(), vec!["alice", "bob"]);
         assert!(
-            b.leave(ROOM, alice.id).await.unwrap(),
+            b.leave(ROOM, &alice).await.unwrap(),
             "alice's last connection"
         );
         assert_eq!(
@@ -298,7 +296,7 @@ mod redis_across_processes {
             Some(vec![1, 2]),
             "bob is still there"
         );
-        assert!(b.leave(ROOM, bob.id).await.unwrap());
+        assert!(b.leave(ROOM, &bob).await.unwrap());
         assert_eq!(seqs(a.latest(ROOM, 5).await.unwrap()), None);
         assert_eq!(room_keys(&redis, ROOM), Vec::<String>::new());
     }
@@ -356,22 +354,29 @@ mod redis_across_processes {
         let Some(redis) = test_redis() else { return };
         let a = room_state(&redis).await;
         let alice = user(1, "alice");
-        for room in [ROOM, OTHER] {
+        let rooms = [ROOM, OTHER, THIRD];
+        for room in rooms {
             a.join(room, &alice).await.unwrap();
             a.fill(room, &[message(1)]).await.unwrap();
         }
         let mut raw = redis.connection().unwrap();
-        // Everything about ROOM is lost; of OTHER only the members, so its cache is stale.
+        // Everything about ROOM is lost; of OTHER only the members, so its cache is stale;
+        // of THIRD only the member list (the users HASH kept beside the members).
         let _: () = redis::cmd("DEL")
             .arg(room_keys(&redis, ROOM))
             .arg(format!("{}room:{}:members", redis.prefix, OTHER.0))
+            .arg(format!("{}room:{}:users", redis.prefix, THIRD.0))
             .query(&mut raw)
             .unwrap();
         assert!(a.members(ROOM).await.unwrap().is_empty());
+        assert!(a.members(THIRD).await.unwrap().is_empty());
 
         assert!(a.maintain().await.unwrap().is_empty());
-        for room in [ROOM, OTHER] {
+        for room in rooms {
             assert_eq!(a.members(room).await.unwrap(), vec!["alice"]);
+        }
+        assert_eq!(seqs(a.latest(THIRD, 5).await.unwrap()), Some(vec![1]));
+        for room in [ROOM, OTHER] {
             assert_eq!(seqs(a.latest(room, 5).await.unwrap()), None);
             a.fill(room, &[message(1), message(2)]).await.unwrap();
         }
@@ -380,8 +385,8 @@ mod redis_across_processes {
             let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut raw).unwrap();
             assert!((1..=60_000).contains(&ttl), "{key} has ttl {ttl}");
         }
-        for room in [ROOM, OTHER] {
-            assert!(a.leave(room, alice.id).await.unwrap());
+        for room in rooms {
+            assert!(a.leave(room, &alice).await.unwrap());
             assert_eq!(room_keys(&redis, room), Vec::<String>::new());
         }
     }
@@ -407,7 +412,7 @@ mod redis_across_processes {
         // Each call gives up within the adapter's 3 s deadline.
         let prompt = Duration::from_millis(3_500);
         let started = Instant::now();
-        assert!(cut_off.leave(ROOM, alice.id).await.is_err());
+        assert!(cut_off.leave(ROOM, &alice).await.is_err());
         assert!(
             started.elapsed() < prompt,
             "leave took {:?}",
@@ -479,7 +484,7 @@ mod redis_across_processes {
                     let who = user(10 + u, &format!("user{u}"));
                     for _ in 0..8 {
                         world.visit(&process, &who).await;
-                        let gone = process.leave(ROOM, who.id).await.unwrap();
+                        let gone = process.leave(ROOM, &who).await.unwrap();
                         world.count(&who, -i64::from(gone));
                     }
                 });
@@ -523,7 +528,8 @@ mod redis_across_processes {
             "{balance:?}"
         );
         for (p, process) in processes.iter().enumerate() {
-            assert!(process.leave(ROOM, UserId(100 + p as i64)).await.unwrap());
+            let anchor = user(100 + p as i64, &format!("anchor{p}"));
+            assert!(process.leave(ROOM, &anchor).await.unwrap());
         }
         assert_eq!(room_keys(&redis, ROOM), Vec::<String>::new());
     }

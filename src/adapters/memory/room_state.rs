@@ -58,12 +58,12 @@ impl Presence for MemoryRoomState {
         }))
     }
 
-    async fn leave(&self, room: RoomId, user: UserId) -> Result<bool, Unavailable> {
+    async fn leave(&self, room: RoomId, user: &User) -> Result<bool, Unavailable> {
         Ok(self.with_rooms(|rooms| {
             let Some(state) = rooms.get_mut(&room) else {
                 return false;
             };
-            let removed = state.members.remove(&user).is_some();
+            let removed = state.members.remove(&user.id).is_some();
             if state.members.is_empty() {
                 rooms.remove(&room);
             }

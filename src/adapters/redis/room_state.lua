@@ -2,11 +2,16 @@
 -- call is one atomic step. The clock is Redis TIME, the same for every process.
 --
 -- KEYS: 1 instances ZSET, 2 rooms SET, 3 the room's members HASH, 4 its messages ZSET,
---       5 its ready marker ('counts': 3.. one members HASH per room)
+--       5 its ready marker, 6 its users HASH ('counts': 3.. one users HASH per room)
 -- ARGV: 1 op, 2 room id, 3 key ttl (ms), then per op (below)
--- Members HASH field: instance|user_id|username.
+-- members HASH field: instance|user_id|username -> 1.
+-- users HASH: username -> how many members fields name that user. Joins and leaves keep
+-- it in step in O(1), so a crowd joining costs O(1) each here, not a scan of the room;
+-- reconcile and sweep rebuild it from members (which also mends a room a process of an
+-- earlier version touched).
 
-local instances, rooms, members, messages, ready = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local instances, rooms, members, messages, ready, users =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local room, ttl = ARGV[2], ARGV[3]
 
 local function now_ms()
@@ -21,36 +26,42 @@ local function split(field)
   return string.sub(field, 1, a - 1), string.sub(field, a + 1, b - 1), string.sub(field, b + 1)
 end
 
--- set of user ids with a field in `key`
-local function present_users(key)
-  local users = {}
-  for _, field in ipairs(redis.call('HKEYS', key)) do
-    local _, user = split(field)
-    users[user] = true
+-- Rebuilds users from members; returns the names in `removed` (a set of names whose
+-- fields this call deleted) that have no field left.
+local function recount(removed)
+  local counts = {}
+  for _, field in ipairs(redis.call('HKEYS', members)) do
+    local _, _, name = split(field)
+    counts[name] = (counts[name] or 0) + 1
   end
-  return users
-end
-
--- Whether `user` has a field in the room. HSCAN's MATCH runs in C: a join storm of n users
--- made n Lua scans of n fields each, which kept Redis busy for most of a second at 1,000.
--- Fields are `instance|user|name`; none of their parts can hold `|` or a glob character.
-local function user_present(user)
-  local cursor = '0'
-  repeat
-    local reply = redis.call('HSCAN', members, cursor, 'MATCH', '*|' .. user .. '|*', 'COUNT', 1000)
-    if #reply[2] > 0 then
-      return true
+  redis.call('DEL', users)
+  local args = {}
+  for name, n in pairs(counts) do
+    table.insert(args, name)
+    table.insert(args, n)
+    if #args >= 1000 then
+      redis.call('HSET', users, unpack(args))
+      args = {}
     end
-    cursor = reply[1]
-  until cursor == '0'
-  return false
+  end
+  if #args > 0 then
+    redis.call('HSET', users, unpack(args))
+  end
+  redis.call('PEXPIRE', users, ttl)
+  local names = {}
+  for name in pairs(removed) do
+    if not counts[name] then
+      table.insert(names, name)
+    end
+  end
+  return names
 end
 
 -- Before a room's first field: a cache left from an earlier life of the room (a key that
 -- outlived its members) may have missed messages, so it goes.
 local function open_room()
   if redis.call('EXISTS', members) == 0 then
-    redis.call('DEL', messages, ready)
+    redis.call('DEL', messages, ready, users)
   end
   redis.call('SADD', rooms, room)
   redis.call('PEXPIRE', rooms, ttl)
@@ -59,21 +70,9 @@ end
 -- After fields were removed: an empty room loses its cache (the HASH went by itself).
 local function settle_room()
   if redis.call('EXISTS', members) == 0 then
-    redis.call('DEL', messages, ready)
+    redis.call('DEL', messages, ready, users)
     redis.call('SREM', rooms, room)
   end
-end
-
--- names of `removed` (user id -> name) who have no field left
-local function departed(removed)
-  local present = present_users(members)
-  local names = {}
-  for user, name in pairs(removed) do
-    if not present[user] then
-      table.insert(names, name)
-    end
-  end
-  return names
 end
 
 local function put(capacity, seq, entry)
@@ -85,34 +84,31 @@ end
 
 local ops = {}
 
--- ARGV 4 field, 5 user id -> {1 when the user had no field in the room before, every field}
+-- ARGV 4 field, 5 username -> 1 when the user had no field in the room before. The
+-- caller reads the users HASH in the same round trip (natively: a crowd's member lists
+-- are O(n) each, too many to pass through Lua).
 function ops.join()
-  local field, user = ARGV[4], ARGV[5]
+  local field, name = ARGV[4], ARGV[5]
   open_room()
   local first = false
-  if redis.call('HEXISTS', members, field) == 0 then
-    first = not user_present(user)
-    redis.call('HSET', members, field, 1)
-    redis.call('PEXPIRE', members, ttl)
+  if redis.call('HSETNX', members, field, 1) == 1 then
+    first = redis.call('HINCRBY', users, name, 1) == 1
   end
-  return {first and 1 or 0, redis.call('HKEYS', members)}
+  redis.call('PEXPIRE', members, ttl)
+  redis.call('PEXPIRE', users, ttl)
+  return first and 1 or 0
 end
 
--- ARGV 4 instance, 5 user id -> 1 when the user has no field left
+-- ARGV 4 field, 5 username -> 1 when the user has no field left
 function ops.leave()
-  local instance, user = ARGV[4], ARGV[5]
-  local removed = false
-  for _, field in ipairs(redis.call('HKEYS', members)) do
-    local i, u = split(field)
-    if i == instance and u == user then
-      redis.call('HDEL', members, field)
-      removed = true
-    end
-  end
-  if not removed then
+  local field, name = ARGV[4], ARGV[5]
+  if redis.call('HDEL', members, field) == 0 then
     return 0
   end
-  local gone = not user_present(user)
+  local gone = redis.call('HINCRBY', users, name, -1) <= 0
+  if gone then
+    redis.call('HDEL', users, name)
+  end
   settle_room()
   return gone and 1 or 0
 end
@@ -167,15 +163,11 @@ function ops.after()
   return redis.call('ZRANGEBYSCORE', messages, '(' .. ARGV[4], '+inf', 'LIMIT', 0, limit)
 end
 
--- KEYS 3.. members -> distinct users per room
+-- KEYS 3.. users HASHes -> distinct users per room
 function ops.counts()
   local counts = {}
   for i = 3, #KEYS do
-    local n = 0
-    for _ in pairs(present_users(KEYS[i])) do
-      n = n + 1
-    end
-    counts[i - 2] = n
+    counts[i - 2] = redis.call('HLEN', KEYS[i])
   end
   return counts
 end
@@ -203,20 +195,20 @@ function ops.reconcile()
   end
   local removed = {}
   for _, field in ipairs(redis.call('HKEYS', members)) do
-    local i, user, name = split(field)
+    local i, _, name = split(field)
     if i == instance then
       if want[field] then
         want[field] = nil
       else
         redis.call('HDEL', members, field)
-        removed[user] = name
+        removed[name] = true
       end
     end
   end
   for field in pairs(want) do
     redis.call('HSET', members, field, 1)
   end
-  local names = departed(removed)
+  local names = recount(removed)
   settle_room()
   redis.call('PEXPIRE', members, ttl)
   redis.call('PEXPIRE', messages, ttl)
@@ -236,13 +228,13 @@ function ops.sweep()
   end
   local removed = {}
   for _, field in ipairs(redis.call('HKEYS', members)) do
-    local i, user, name = split(field)
+    local i, _, name = split(field)
     if dead[i] then
       redis.call('HDEL', members, field)
-      removed[user] = name
+      removed[name] = true
     end
   end
-  local names = departed(removed)
+  local names = recount(removed)
   settle_room()
   return names
 end
