@@ -9,6 +9,12 @@
 //! processes). The hub keeps the next `seq` it expects per room and holds later ones back;
 //! if a hole is not filled within [`GAP_WAIT`], it reads the missing messages from the
 //! store. Sockets therefore see `seq` in order without gaps.
+//!
+//! Frames without a `seq` are presence (`member_joined`, `member_left`). A crowd joining
+//! makes O(n²) of them, one wake-up and one write per frame per socket if each went alone;
+//! so the first in a quiet room goes at once and opens a [`PRESENCE_WINDOW`], and those that
+//! come while it is open go together when it closes (or just before the next message, so
+//! none arrives after a later message).
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
@@ -27,15 +33,16 @@ use crate::telemetry::Metrics;
 const GAP_WAIT: Duration = Duration::from_millis(50);
 /// Frames a room's ring holds; a socket further behind than this gets `resync`.
 const ROOM_RING: usize = 1024;
+/// How long presence frames after the first of a burst wait to travel together.
+const PRESENCE_WINDOW: Duration = Duration::from_millis(50);
 
 /// What every socket of a room receives.
 #[derive(Debug, Clone)]
 pub enum Delivery {
-    /// One frame, shared by every socket; `seq` is set for `message` frames.
-    Frame {
-        seq: Option<Seq>,
-        frame: Arc<SharedFrame>,
-    },
+    /// A `message` frame, shared by every socket.
+    Message { seq: Seq, frame: Arc<SharedFrame> },
+    /// Presence frames, in the order they happened (one, or a burst's worth).
+    Presence(Arc<[Arc<SharedFrame>]>),
     /// Frames may have been lost on the way here (the bus link dropped): the socket tells
     /// its client to `resync` after the last `seq` it sent.
     Resync,
@@ -103,6 +110,9 @@ struct RoomEntry {
     next_seq: Option<Seq>,
     pending: BTreeMap<Seq, Bytes>,
     gap_timer_armed: bool,
+    /// Presence frames waiting for the [`PRESENCE_WINDOW`] to close.
+    presence: Vec<Arc<SharedFrame>>,
+    presence_window_open: bool,
 }
 
 #[derive(Default)]
@@ -177,6 +187,8 @@ impl Hub {
                 next_seq: None,
                 pending: BTreeMap::new(),
                 gap_timer_armed: false,
+                presence: Vec::new(),
+                presence_window_open: false,
             }
         });
         let count = entry.users.entry(user).or_insert(0);
@@ -262,8 +274,9 @@ impl Hub {
             return;
         };
         while let Some(frame) = entry.pending.remove(&next) {
-            let _ = entry.channel.sender.send(Delivery::Frame {
-                seq: Some(next),
+            send_held_presence(entry);
+            let _ = entry.channel.sender.send(Delivery::Message {
+                seq: next,
                 frame: Arc::new(SharedFrame::new(frame)),
             });
             next += 1;
@@ -327,14 +340,45 @@ impl Hub {
         self.drain(room, entry);
     }
 
-    fn deliver_unordered(&self, room: RoomId, frame: Bytes) {
-        let state = self.state();
-        if let Some(entry) = state.rooms.get(&room) {
-            let _ = entry.channel.sender.send(Delivery::Frame {
-                seq: None,
-                frame: Arc::new(SharedFrame::new(frame)),
+    fn deliver_presence(&self, room: RoomId, frame: Bytes) {
+        let mut state = self.state();
+        let Some(entry) = state.rooms.get_mut(&room) else {
+            return;
+        };
+        let frame = Arc::new(SharedFrame::new(frame));
+        if entry.presence_window_open {
+            entry.presence.push(frame);
+            return;
+        }
+        let _ = entry
+            .channel
+            .sender
+            .send(Delivery::Presence(Arc::new([frame])));
+        entry.presence_window_open = true;
+        if let Some(hub) = self.me.upgrade() {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(PRESENCE_WINDOW).await;
+                    if !hub.close_presence_window(room) {
+                        break;
+                    }
+                }
             });
         }
+    }
+
+    /// Sends what the window held; `true` if it sent something (and the window stays open
+    /// for another round), `false` once it closed.
+    fn close_presence_window(&self, room: RoomId) -> bool {
+        let mut state = self.state();
+        let Some(entry) = state.rooms.get_mut(&room) else {
+            return false;
+        };
+        if send_held_presence(entry) {
+            return true;
+        }
+        entry.presence_window_open = false;
+        false
     }
 
     fn end_session(&self, token_hash: &Bytes) {
@@ -359,17 +403,28 @@ impl BusListener for Hub {
                 room,
                 seq: None,
                 frame,
-            } => self.deliver_unordered(room, frame),
+            } => self.deliver_presence(room, frame),
             BusEvent::SessionEnded { token_hash } => self.end_session(&token_hash),
         }
     }
 
     fn link_restored(&self) {
-        let state = self.state();
-        for entry in state.rooms.values() {
+        let mut state = self.state();
+        for entry in state.rooms.values_mut() {
+            send_held_presence(entry);
             let _ = entry.channel.sender.send(Delivery::Resync);
         }
     }
+}
+
+/// Sends the presence frames the room's window holds, if any; `true` if it sent some.
+fn send_held_presence(entry: &mut RoomEntry) -> bool {
+    if entry.presence.is_empty() {
+        return false;
+    }
+    let held: Arc<[Arc<SharedFrame>]> = std::mem::take(&mut entry.presence).into();
+    let _ = entry.channel.sender.send(Delivery::Presence(held));
+    true
 }
 
 #[cfg(test)]
@@ -379,25 +434,52 @@ mod tests {
     use super::*;
     use crate::adapters::sqlite::SqliteStore;
 
-    #[tokio::test]
-    async fn a_socket_that_falls_behind_loses_its_place_not_memory() {
+    async fn hub_with_room() -> (tempfile::TempDir, Arc<Hub>, Room) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("hub.db").display());
         let store = Arc::new(SqliteStore::connect(&url).await.unwrap());
-        let hub = Hub::new(store, Metrics::new());
         let room = Room {
             id: RoomId(1),
             slug: "general".into(),
             name: "General".into(),
         };
+        (dir, Hub::new(store, Metrics::new()), room)
+    }
+
+    fn event(room: &Room, seq: Option<Seq>, json: &str) -> BusEvent {
+        BusEvent::Room {
+            room: room.id,
+            seq,
+            frame: Bytes::from(json.to_owned()),
+        }
+    }
+
+    /// What the receiver has now, without waiting: message seqs as numbers, presence
+    /// batches as their frames.
+    fn received(receiver: &mut broadcast::Receiver<Delivery>) -> Vec<String> {
+        std::iter::from_fn(|| receiver.try_recv().ok())
+            .map(|delivery| match delivery {
+                Delivery::Message { seq, .. } => seq.to_string(),
+                Delivery::Presence(frames) => {
+                    let texts: Vec<_> = frames
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f.json()).into_owned())
+                        .collect();
+                    format!("[{}]", texts.join(","))
+                }
+                Delivery::Resync => "resync".into(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_falls_behind_loses_its_place_not_memory() {
+        let (_dir, hub, room) = hub_with_room().await;
         let mut slow = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
+        hub.start_ordering(room.id, 0);
         let overflow = 10;
-        for n in 0..ROOM_RING + overflow {
-            hub.deliver(BusEvent::Room {
-                room: room.id,
-                seq: None,
-                frame: Bytes::from(n.to_string()),
-            });
+        for seq in 1..=(ROOM_RING + overflow) as Seq {
+            hub.deliver(event(&room, Some(seq), "{}"));
         }
         // The ring keeps ROOM_RING frames whatever the reader does: the oldest were
         // dropped, the reader learns how many it missed (the socket then sends `resync`)
@@ -407,11 +489,35 @@ mod tests {
             other => panic!("expected a lag, got {other:?}"),
         }
         match slow.receiver.recv().await {
-            Ok(Delivery::Frame { frame, .. }) => {
-                assert_eq!(frame.json(), &overflow.to_string())
-            }
-            other => panic!("expected the oldest kept frame, got {other:?}"),
+            Ok(Delivery::Message { seq, .. }) => assert_eq!(seq, overflow as Seq + 1),
+            other => panic!("expected the oldest kept message, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn presence_bursts_travel_together_and_never_behind_a_later_message() {
+        let (_dir, hub, room) = hub_with_room().await;
+        tokio::time::pause();
+        let mut socket = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
+        hub.start_ordering(room.id, 0);
+
+        // The first goes at once; the rest of the burst waits for the window.
+        for who in ["a", "b", "c"] {
+            hub.deliver(event(&room, None, who));
+        }
+        assert_eq!(received(&mut socket.receiver), ["[a]"]);
+        // A message takes what waits ahead of itself.
+        hub.deliver(event(&room, Some(1), "{}"));
+        assert_eq!(received(&mut socket.receiver), ["[b,c]", "1"]);
+        // The window is still open: the next waits for it to close.
+        hub.deliver(event(&room, None, "d"));
+        assert_eq!(received(&mut socket.receiver), Vec::<String>::new());
+        tokio::time::sleep(PRESENCE_WINDOW + Duration::from_millis(1)).await;
+        assert_eq!(received(&mut socket.receiver), ["[d]"]);
+        // A window that closes with nothing in it leaves the room quiet: the next goes at once.
+        tokio::time::sleep(2 * PRESENCE_WINDOW).await;
+        hub.deliver(event(&room, None, "e"));
+        assert_eq!(received(&mut socket.receiver), ["[e]"]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::MAX_FRAME_BYTES;
-use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Membership};
+use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Membership, SharedFrame};
 use crate::domain::{HistoryRange, Room, Seq};
 use crate::http::AppState;
 use crate::protocol::{ClientFrame, MessageView, RoomView, ServerFrame, UserView};
@@ -24,12 +24,8 @@ const OTHER_FRAMES_PER_SECOND: usize = 20;
 /// The server pings this often; a client silent for [`IDLE_LIMIT`] is gone.
 const PING_EVERY: Duration = Duration::from_secs(30);
 const IDLE_LIMIT: Duration = Duration::from_secs(75);
-/// Live frames written before one flush.
+/// Deliveries written before one flush.
 const WRITE_BATCH: usize = 64;
-/// How long presence frames (`member_joined`, `member_left`) may wait in the socket's
-/// buffer for company. A crowd joining makes O(n²) of them; written one syscall each they
-/// cost more than everything else the join does. Messages are never held back.
-const PRESENCE_FLUSH_DELAY: Duration = Duration::from_millis(50);
 
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
@@ -63,7 +59,6 @@ pub async fn run(
         last_seq: since.unwrap_or(0),
         budget: FrameBudget::default(),
         own_arrival: Bytes::from(own_arrival),
-        held: false,
     };
     let membership = socket
         .serve(&state, &session, &mut stream, membership)
@@ -78,9 +73,6 @@ struct Socket {
     budget: FrameBudget,
     /// The `member_joined` this socket's own arrival caused: the joiner knows already.
     own_arrival: Bytes,
-    /// Presence frames are buffered, unflushed, until the flush timer fires (or a message
-    /// takes them along).
-    held: bool,
 }
 
 impl Socket {
@@ -99,8 +91,6 @@ impl Socket {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.reset();
         let mut last_heard = Instant::now();
-        let flush_held = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(flush_held);
 
         loop {
             let outcome: Result<(), ()> = tokio::select! {
@@ -121,16 +111,7 @@ impl Socket {
                     break;
                 }
                 delivery = membership.deliveries.recv() => {
-                    let was_held = self.held;
-                    let outcome = self.forward(delivery, &mut membership).await;
-                    if self.held && !was_held {
-                        flush_held.as_mut().reset((Instant::now() + PRESENCE_FLUSH_DELAY).into());
-                    }
-                    outcome
-                }
-                _ = &mut flush_held, if self.held => {
-                    self.held = false;
-                    self.sink.flush().await.map_err(drop)
+                    self.forward(delivery, &mut membership).await
                 }
                 incoming = stream.next() => {
                     last_heard = Instant::now();
@@ -196,27 +177,17 @@ impl Socket {
         self.sink.flush().await.map_err(drop)
     }
 
-    /// Writes a live frame and whatever else is already waiting, then flushes once, unless
-    /// they are all presence frames: those are held (see [`PRESENCE_FLUSH_DELAY`]).
+    /// Writes a delivery and whatever else is already waiting, then flushes once.
     async fn forward(
         &mut self,
         first: Result<Delivery, RecvError>,
         membership: &mut Membership,
     ) -> Result<(), ()> {
         let mut next = first;
-        let mut urgent = false;
-        let mut fed = 0;
         for _ in 0..WRITE_BATCH {
-            fed += 1;
             match next {
-                Ok(delivery) => urgent |= self.feed_delivery(delivery).await?,
-                Err(RecvError::Lagged(_)) => {
-                    urgent = true;
-                    let resync = ServerFrame::Resync {
-                        after: self.last_seq,
-                    };
-                    self.sink.feed(text(&resync)).await.map_err(drop)?;
-                }
+                Ok(delivery) => self.feed_delivery(delivery).await?,
+                Err(RecvError::Lagged(_)) => self.feed_resync().await?,
                 Err(RecvError::Closed) => return Err(()),
             }
             next = match membership.deliveries.try_recv() {
@@ -226,42 +197,44 @@ impl Socket {
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
             };
         }
-        self.held = !(urgent || fed == WRITE_BATCH);
-        if self.held {
-            return Ok(());
-        }
         self.sink.flush().await.map_err(drop)
     }
 
-    /// Feeds one delivery to the sink; `true` if it must be flushed now (a message or a
-    /// `resync`), `false` for a presence frame (or nothing written).
-    async fn feed_delivery(&mut self, delivery: Delivery) -> Result<bool, ()> {
-        let (seq, frame) = match delivery {
-            Delivery::Frame { seq, frame } => (seq, frame),
-            Delivery::Resync => {
-                let resync = ServerFrame::Resync {
-                    after: self.last_seq,
-                };
-                self.sink.feed(text(&resync)).await.map_err(drop)?;
-                return Ok(true);
+    async fn feed_delivery(&mut self, delivery: Delivery) -> Result<(), ()> {
+        match delivery {
+            Delivery::Message { seq, frame } => {
+                // Already in the history this client was sent.
+                if seq <= self.last_seq {
+                    return Ok(());
+                }
+                self.last_seq = seq;
+                self.feed_shared(&frame).await
             }
-        };
-        if let Some(seq) = seq {
-            // Already in the history this client was sent.
-            if seq <= self.last_seq {
-                return Ok(false);
+            Delivery::Presence(frames) => {
+                for frame in frames.iter() {
+                    if frame.json() != &self.own_arrival {
+                        self.feed_shared(frame).await?;
+                    }
+                }
+                Ok(())
             }
-            self.last_seq = seq;
-        } else if frame.json() == &self.own_arrival {
-            return Ok(false);
+            Delivery::Resync => self.feed_resync().await,
         }
+    }
+
+    async fn feed_shared(&mut self, frame: &SharedFrame) -> Result<(), ()> {
         // Validated once per broadcast, by the first socket to get here.
-        let text = frame.encoded(|json| Utf8Bytes::try_from(json.clone()).ok());
-        let Some(text) = text else {
-            return Ok(false);
+        match frame.encoded(|json| Utf8Bytes::try_from(json.clone()).ok()) {
+            Some(text) => self.sink.feed(Message::Text(text)).await.map_err(drop),
+            None => Ok(()),
+        }
+    }
+
+    async fn feed_resync(&mut self) -> Result<(), ()> {
+        let resync = ServerFrame::Resync {
+            after: self.last_seq,
         };
-        self.sink.feed(Message::Text(text)).await.map_err(drop)?;
-        Ok(seq.is_some())
+        self.sink.feed(text(&resync)).await.map_err(drop)
     }
 
     async fn handle_text(
