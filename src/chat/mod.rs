@@ -63,6 +63,7 @@ pub struct ChatService {
     /// [`ChatService::maintain`] so an active room's cache does not keep a hole.
     uncached: std::sync::Mutex<Vec<crate::domain::Message>>,
     fallback_limiter: Option<Arc<dyn RateLimiter>>,
+    known_rooms: rooms::KnownRooms,
 }
 
 impl ChatService {
@@ -81,6 +82,7 @@ impl ChatService {
             accounts: accounts::Accounts::new(),
             uncached: std::sync::Mutex::new(Vec::new()),
             fallback_limiter: ports.fallback_limiter,
+            known_rooms: rooms::KnownRooms::default(),
         }
     }
 

@@ -30,6 +30,9 @@ async fn upgrades_are_refused_before_the_handshake_without_session_origin_or_roo
         Some(403)
     );
     assert_eq!(alice.open("/ws/rooms/nowhere", None).await.err(), Some(404));
+    // A look-up that found nothing is not remembered: the room can be created after it.
+    assert_eq!(alice.create_room("nowhere").await, "nowhere");
+    assert!(alice.open("/ws/rooms/nowhere", None).await.is_ok());
     assert_eq!(
         alice
             .open(&format!("/ws/rooms/{slug}?since=x"), None)
