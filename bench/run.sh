@@ -14,7 +14,8 @@
 #
 # Sizes (environment; small defaults):
 #   FANOUT_ROOMS=1 FANOUT_MEMBERS=200 FANOUT_DURATION=10 FANOUT_WARMUP=2
-#   IDLE_SOCKETS=1000 IDLE_USERS=100 IDLE_HOLD=3
+#   IDLE_SOCKETS=1000 IDLE_USERS=100 IDLE_HOLD=3 IDLE_HISTORY=0 (messages seeded per room first;
+#     needs IDLE_USERS ≥ 10 rooms × ⌈IDLE_HISTORY / 10⌉)
 #   JOIN_JOINERS=200 JOIN_HISTORY=100 JOIN_SEED_PER_USER=10
 #   SEND_ROOMS=10 SEND_SENDERS=200 SEND_DURATION=10 SEND_INTERVAL_MS=1050 (per sender; the
 #     limiter is exact, so a server whose latency jitters refuses sends paced at 1.05 s:
@@ -54,13 +55,13 @@ done
 if [ "$SMOKE" = 1 ]; then
   CONFIGS="sqlite"
   : "${FANOUT_ROOMS:=2}" "${FANOUT_MEMBERS:=10}" "${FANOUT_DURATION:=3}" "${FANOUT_WARMUP:=1}"
-  : "${IDLE_SOCKETS:=50}" "${IDLE_USERS:=10}" "${IDLE_HOLD:=1}"
+  : "${IDLE_SOCKETS:=50}" "${IDLE_USERS:=10}" "${IDLE_HOLD:=1}" "${IDLE_HISTORY:=2}"
   : "${JOIN_JOINERS:=20}" "${JOIN_HISTORY:=20}" "${JOIN_SEED_PER_USER:=2}"
   : "${SEND_ROOMS:=2}" "${SEND_SENDERS:=10}" "${SEND_DURATION:=3}"
   : "${BENCH_TIMEOUT:=60}"
 fi
 : "${FANOUT_ROOMS:=1}" "${FANOUT_MEMBERS:=200}" "${FANOUT_DURATION:=10}" "${FANOUT_WARMUP:=2}"
-: "${IDLE_SOCKETS:=1000}" "${IDLE_USERS:=100}" "${IDLE_HOLD:=3}"
+: "${IDLE_SOCKETS:=1000}" "${IDLE_USERS:=100}" "${IDLE_HOLD:=3}" "${IDLE_HISTORY:=0}"
 : "${JOIN_JOINERS:=200}" "${JOIN_HISTORY:=100}" "${JOIN_SEED_PER_USER:=10}"
 : "${SEND_ROOMS:=10}" "${SEND_SENDERS:=200}" "${SEND_DURATION:=10}" "${SEND_INTERVAL_MS:=1050}"
 : "${BENCH_TIMEOUT:=180}"
@@ -220,7 +221,7 @@ run_scenario() { # config scenario
   case "$2" in
     fanout) args=(--rooms "$FANOUT_ROOMS" --members "$FANOUT_MEMBERS" --duration "$FANOUT_DURATION" --warmup "$FANOUT_WARMUP") ;;
     idle)
-      args=(--sockets "$IDLE_SOCKETS" --users "$IDLE_USERS" --hold "$IDLE_HOLD")
+      args=(--sockets "$IDLE_SOCKETS" --users "$IDLE_USERS" --hold "$IDLE_HOLD" --history "$IDLE_HISTORY")
       local pid; for pid in "${SERVER_PIDS[@]}"; do args+=(--server-pid "$pid"); done ;;
     join-storm) args=(--joiners "$JOIN_JOINERS" --history "$JOIN_HISTORY" --seed-per-user "$JOIN_SEED_PER_USER") ;;
     send-storm) args=(--rooms "$SEND_ROOMS" --senders "$SEND_SENDERS" --duration "$SEND_DURATION" --send-interval-ms "$SEND_INTERVAL_MS") ;;

@@ -5,6 +5,10 @@
 //!
 //! Users may hold several sockets each (registration costs the server an Argon2 hash):
 //! socket `i` belongs to user `i % U` and room `i % R`.
+//!
+//! With `--history H` each room first gets H messages, so every socket is sent a real
+//! `history` on joining, as in a room people use (what a socket keeps after sending it
+//! counts too).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,6 +44,10 @@ pub struct IdleArgs {
     /// Seconds to wait, once all have joined, before reading the RSS.
     #[arg(long, default_value_t = 1.0)]
     pub settle: f64,
+    /// Messages seeded into each room before the sockets open (10 per seeding user, so
+    /// this needs rooms × ⌈H / 10⌉ users).
+    #[arg(long, default_value_t = 0)]
+    pub history: usize,
 }
 
 /// What the main task tells every socket.
@@ -65,6 +73,28 @@ pub async fn run(ctx: Arc<Ctx>, a: IdleArgs) -> Result<bool> {
     progress(&ctx, format_args!("idle: registering {u} users"));
     let users = Arc::new(ctx.register_users("i", u).await?);
     let slugs = Arc::new(ctx.create_rooms(&users[0], "idle", rooms).await?);
+    if a.history > 0 {
+        let per_room = a.history.div_ceil(10);
+        if u < rooms * per_room {
+            bail!(
+                "--history {} over {rooms} rooms needs --users ≥ {}",
+                a.history,
+                rooms * per_room
+            );
+        }
+        progress(
+            &ctx,
+            format_args!(
+                "idle: seeding {} messages into each of {rooms} rooms",
+                a.history
+            ),
+        );
+        let seeding = slugs.iter().enumerate().map(|(r, slug)| {
+            let seeders = &users[r * per_room..(r + 1) * per_room];
+            crate::seed::room(&ctx, seeders, slug, a.history, 10)
+        });
+        futures_util::future::try_join_all(seeding).await?;
+    }
     let rss_before = total_rss(&a.server_pid)?;
 
     progress(&ctx, format_args!("idle: opening {n} sockets"));
@@ -142,6 +172,7 @@ pub async fn run(ctx: Arc<Ctx>, a: IdleArgs) -> Result<bool> {
     r.int("sockets", n as u64)
         .int("users", u as u64)
         .int("rooms", rooms as u64)
+        .int("history", a.history as u64)
         .int("joined", joined)
         .int("connect_failed", failures.len() as u64)
         .float("open_s", open_time.as_secs_f64(), 2)

@@ -13,19 +13,18 @@
 //! A server without a store (the baseline answers `"store": false`) is detected: nothing
 //! is seeded and an empty history is expected (`--expect-history` overrides).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::report::{add_counts, progress, Latency, Report};
-use crate::setup::{self, phase, Ctx, Frame, HistMsg, User};
+use crate::report::{progress, Latency, Report};
+use crate::seed;
+use crate::setup::{self, phase, Ctx, HistMsg, User};
 
 #[derive(Args, Debug)]
 pub struct JoinStormArgs {
@@ -45,12 +44,6 @@ pub struct JoinStormArgs {
     /// 0 against a server without a store).
     #[arg(long)]
     pub expect_history: Option<usize>,
-}
-
-struct SeedResult {
-    acked: u64,
-    newest: u64,
-    errors: BTreeMap<String, u64>,
 }
 
 enum Outcome {
@@ -78,13 +71,8 @@ pub async fn run(ctx: Arc<Ctx>, a: JoinStormArgs) -> Result<bool> {
         .await?;
     let has_store = ctx.has_store(&users[0], &slug).await?;
 
-    let mut seed = SeedResult {
-        acked: 0,
-        newest: 0,
-        errors: BTreeMap::new(),
-    };
     let seed_started = Instant::now();
-    if has_store && a.history > 0 {
+    let seed = if has_store && a.history > 0 {
         progress(
             &ctx,
             format_args!(
@@ -92,40 +80,13 @@ pub async fn run(ctx: Arc<Ctx>, a: JoinStormArgs) -> Result<bool> {
                 a.history
             ),
         );
-        let mut tasks = Vec::new();
-        for (i, user) in users.iter().take(seeders).enumerate() {
-            let count = (a.history - i * per_user).min(per_user);
-            tasks.push(tokio::spawn(seeder(
-                ctx.clone(),
-                user.clone(),
-                slug.clone(),
-                i,
-                count,
-            )));
+        seed::room(&ctx, &users[..seeders], &slug, a.history, per_user).await?
+    } else {
+        if !has_store {
+            progress(&ctx, "join-storm: the server has no store (\"store\": false): nothing seeded, empty history expected");
         }
-        for r in phase(
-            "seeding",
-            ctx.phase_timeout,
-            futures_util::future::join_all(tasks),
-        )
-        .await?
-        {
-            let r = r??;
-            seed.acked += r.acked;
-            seed.newest = seed.newest.max(r.newest);
-            add_counts(&mut seed.errors, &r.errors);
-        }
-        if seed.acked != a.history as u64 {
-            bail!(
-                "seeding: {} of {} messages acked (errors: {:?})",
-                seed.acked,
-                a.history,
-                seed.errors
-            );
-        }
-    } else if !has_store {
-        progress(&ctx, "join-storm: the server has no store (\"store\": false): nothing seeded, empty history expected");
-    }
+        seed::Seeded::default()
+    };
     let seed_time = seed_started.elapsed();
 
     // Cold room: nobody online, so the cache is gone.
@@ -254,79 +215,6 @@ pub async fn run(ctx: Arc<Ctx>, a: JoinStormArgs) -> Result<bool> {
     r.must_be_zero("incomplete histories", incomplete)
         .must_be_zero("failed joins", failed);
     Ok(r.print(ctx.json_only))
-}
-
-/// Sends `count` messages 1.05 s apart, each acked before the next.
-async fn seeder(
-    ctx: Arc<Ctx>,
-    user: User,
-    slug: String,
-    index: usize,
-    count: usize,
-) -> Result<SeedResult> {
-    let mut res = SeedResult {
-        acked: 0,
-        newest: 0,
-        errors: BTreeMap::new(),
-    };
-    let mut ws = ctx.connect(&user, &slug, ctx.phase_timeout).await?.ws;
-    let mut next = Instant::now();
-    for m in 0..count {
-        let client_id = format!("{}-seed-{index}-{m}", ctx.prefix);
-        let body = format!("seed message {index}.{m}");
-        let mut attempts = 0;
-        loop {
-            tokio::time::sleep_until(next).await;
-            next = Instant::now() + Duration::from_millis(1050);
-            ws.send(setup::send_frame(&client_id, &body)).await?;
-            match timeout(Duration::from_secs(15), wait_ack(&mut ws, &client_id)).await {
-                Ok(Ok(Ok(seq))) => {
-                    res.acked += 1;
-                    res.newest = res.newest.max(seq);
-                    break;
-                }
-                Ok(Ok(Err((code, retry_ms)))) => {
-                    *res.errors.entry(code.clone()).or_default() += 1;
-                    attempts += 1;
-                    if attempts > 5 || !(code == "rate_limited" || code == "unavailable") {
-                        bail!("seeding: send refused with {code}");
-                    }
-                    next = next.max(Instant::now() + Duration::from_millis(retry_ms + 50));
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => bail!("seeding: no ack within 15 s"),
-            }
-        }
-    }
-    setup::close(ws).await;
-    Ok(res)
-}
-
-/// Reads until the ack (→ its seq) or the error (→ code, retry_after_ms) for `client_id`.
-async fn wait_ack(
-    ws: &mut setup::Ws,
-    client_id: &str,
-) -> Result<std::result::Result<u64, (String, u64)>> {
-    while let Some(msg) = ws.next().await {
-        let Message::Text(text) = msg? else { continue };
-        let Ok(f) = serde_json::from_str::<Frame>(text.as_str()) else {
-            continue;
-        };
-        if f.client_id.as_deref() != Some(client_id) {
-            continue;
-        }
-        match f.kind {
-            "ack" => return Ok(Ok(f.seq.unwrap_or(0))),
-            "error" => {
-                return Ok(Err((
-                    f.code.unwrap_or_default(),
-                    f.retry_after_ms.unwrap_or(1000),
-                )))
-            }
-            _ => {}
-        }
-    }
-    bail!("socket closed while waiting for an ack")
 }
 
 /// Is `history` exactly the latest `expected` messages, ending at `newest`?

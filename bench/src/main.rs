@@ -12,6 +12,7 @@ mod fanout;
 mod idle;
 mod join_storm;
 mod report;
+mod seed;
 mod send_storm;
 mod setup;
 mod summary;

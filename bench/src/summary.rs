@@ -109,7 +109,7 @@ const METRICS: &[(&str, &str, &str, f64, usize)] = &[
 /// The sizes shown in each scenario's heading.
 const SIZES: &[(&str, &[&str])] = &[
     ("fanout", &["rooms", "members", "duration_s"]),
-    ("idle", &["sockets", "users", "rooms"]),
+    ("idle", &["sockets", "users", "rooms", "history"]),
     ("join-storm", &["joiners", "seeded"]),
     ("send-storm", &["rooms", "senders", "duration_s"]),
 ];
