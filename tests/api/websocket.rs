@@ -40,6 +40,17 @@ async fn upgrades_are_refused_before_the_handshake_without_session_origin_or_roo
             .err(),
         Some(400)
     );
+    // A request that is not a WebSocket handshake is refused, not upgraded.
+    let plain = alice.client.get(alice.url(&format!("/ws/rooms/{slug}")));
+    assert_eq!(plain.send().await.unwrap().status(), 426);
+    let wrong_version = alice
+        .client
+        .get(alice.url(&format!("/ws/rooms/{slug}")))
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "8")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    assert_eq!(wrong_version.send().await.unwrap().status(), 400);
     // The page's own origin is fine.
     let own = format!("http://{}", app.addr);
     assert!(alice
@@ -102,6 +113,31 @@ async fn a_message_reaches_every_member_with_identity_from_the_session() {
         sent_at.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(sent_at).is_ok(),
         "{sent_at}"
     );
+}
+
+/// Frames longer than the socket's buffer go out in fragments; the client gets the same
+/// message, live and in a later joiner's history.
+#[tokio::test]
+async fn a_long_message_arrives_whole_live_and_in_history() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let slug = alice.create_room("general").await;
+    let mut alice_ws = alice.connect(&slug).await;
+    let mut bob_ws = bob.connect(&slug).await;
+    let body = "é🎉 long ".repeat(500);
+    let body = body.trim();
+    assert!(body.chars().count() <= 4000 && body.len() > 4 * 1024);
+
+    let ack = alice_ws.say(body, "long").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let live = bob_ws.next_of_type("message").await;
+    assert_eq!(live["body"], body);
+
+    let carol = app.user("carol").await;
+    let carol_ws = carol.connect(&slug).await;
+    let history = &carol_ws.history.as_ref().unwrap()["messages"];
+    assert_eq!(history[0]["body"], body);
 }
 
 #[tokio::test]

@@ -3,17 +3,27 @@
 //!
 //! Live frames come from the room's bounded ring in the hub, already serialized; a socket
 //! that falls behind the ring gets `resync` with the last `seq` it was sent.
+//!
+//! A text frame longer than [`SOCKET_BUFFER_BYTES`] goes out as WebSocket fragments of at
+//! most that size (clients reassemble them: the message is the same). tungstenite formats
+//! every frame into one buffer per socket that is drained but never shrunk, so a `history`
+//! sent whole would keep its size in every socket for the socket's life: 13.4 KiB per idle
+//! socket in rooms with 50 messages, instead of a few (docs/BENCHMARKS.md).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use super::MAX_FRAME_BYTES;
+use super::handshake::Socket as WebSocket;
+use super::{MAX_FRAME_BYTES, SOCKET_BUFFER_BYTES};
 use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Membership, SharedFrame};
 use crate::domain::{HistoryRange, Room, Seq};
 use crate::http::AppState;
@@ -33,6 +43,7 @@ const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_INTERNAL: u16 = 1011;
 
 type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
 
 pub async fn run(
     socket: WebSocket,
@@ -80,7 +91,7 @@ impl Socket {
         &mut self,
         state: &AppState,
         session: &AuthSession,
-        stream: &mut futures_util::stream::SplitStream<WebSocket>,
+        stream: &mut Stream,
         mut membership: Membership,
     ) -> Membership {
         if self.greet(&mut membership).await.is_err() {
@@ -120,7 +131,7 @@ impl Socket {
                         Some(Ok(Message::Binary(_))) => {
                             self.refuse_or_answer(|| Err(ChatError::InvalidFrame("frames are JSON text".into()))).await
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
                         Some(Ok(Message::Close(_))) | None => break,
                         Some(Err(e)) => {
                             if is_too_large(&e) {
@@ -172,8 +183,8 @@ impl Socket {
             messages: history.iter().map(MessageView::from).collect(),
             truncated: membership.truncated,
         };
-        self.sink.feed(text(&joined)).await.map_err(drop)?;
-        self.sink.feed(text(&history)).await.map_err(drop)?;
+        feed_text(&mut self.sink, json_text(&joined)).await?;
+        feed_text(&mut self.sink, json_text(&history)).await?;
         self.sink.flush().await.map_err(drop)
     }
 
@@ -225,7 +236,7 @@ impl Socket {
     async fn feed_shared(&mut self, frame: &SharedFrame) -> Result<(), ()> {
         // Validated once per broadcast, by the first socket to get here.
         match frame.encoded(|json| Utf8Bytes::try_from(json.clone()).ok()) {
-            Some(text) => self.sink.feed(Message::Text(text)).await.map_err(drop),
+            Some(text) => feed_text(&mut self.sink, text).await,
             None => Ok(()),
         }
     }
@@ -234,7 +245,7 @@ impl Socket {
         let resync = ServerFrame::Resync {
             after: self.last_seq,
         };
-        self.sink.feed(text(&resync)).await.map_err(drop)
+        feed_text(&mut self.sink, json_text(&resync)).await
     }
 
     async fn handle_text(
@@ -364,17 +375,51 @@ fn rate_limited(wait: Duration) -> ServerFrame {
     }
 }
 
-fn text(frame: &ServerFrame) -> Message {
-    Message::Text(Utf8Bytes::from(frame.to_json()))
+fn json_text(frame: &ServerFrame) -> Utf8Bytes {
+    Utf8Bytes::from(frame.to_json())
+}
+
+/// Feeds one text message, in fragments of at most [`SOCKET_BUFFER_BYTES`] (see the
+/// module's comment).
+async fn feed_text(sink: &mut Sink, text: Utf8Bytes) -> Result<(), ()> {
+    if text.len() <= SOCKET_BUFFER_BYTES {
+        return sink.feed(Message::Text(text)).await.map_err(drop);
+    }
+    let pieces = fragments(text.as_str(), SOCKET_BUFFER_BYTES);
+    let last = pieces.len() - 1;
+    let bytes = Bytes::from(text);
+    for (n, range) in pieces.into_iter().enumerate() {
+        let opcode = OpCode::Data(if n == 0 { Data::Text } else { Data::Continue });
+        let fragment = Frame::message(bytes.slice(range), opcode, n == last);
+        sink.feed(Message::Frame(fragment)).await.map_err(drop)?;
+    }
+    Ok(())
+}
+
+/// `text` cut into consecutive pieces of at most `max` bytes (`max` ≥ 4), each whole
+/// characters, so every fragment is valid UTF-8 by itself too.
+fn fragments(text: &str, max: usize) -> Vec<std::ops::Range<usize>> {
+    let mut pieces = Vec::with_capacity(text.len().div_ceil(max));
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + max).min(text.len());
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        pieces.push(start..end);
+        start = end;
+    }
+    pieces
 }
 
 async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), ()> {
-    sink.send(text(frame)).await.map_err(drop)
+    feed_text(sink, json_text(frame)).await?;
+    sink.flush().await.map_err(drop)
 }
 
 async fn close(sink: &mut Sink, code: u16, reason: &'static str) -> Result<(), ()> {
     let frame = CloseFrame {
-        code,
+        code: CloseCode::from(code),
         reason: Utf8Bytes::from_static(reason),
     };
     sink.send(Message::Close(Some(frame))).await.map_err(drop)
@@ -386,10 +431,9 @@ fn time_until(moment: chrono::DateTime<chrono::Utc>) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// tungstenite reports an over-size message only through its error's text.
-fn is_too_large(error: &axum::Error) -> bool {
-    let text = error.to_string();
-    text.contains("too long") || text.contains("Space limit") || text.contains("too big")
+/// A frame or message over the size limits.
+fn is_too_large(error: &WsError) -> bool {
+    matches!(error, WsError::Capacity(_))
 }
 
 /// A sliding one-second window of non-`send` frames.
@@ -414,5 +458,22 @@ impl FrameBudget {
         }
         self.recent.push_back(now);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fragments;
+
+    #[test]
+    fn fragments_are_whole_characters_within_the_limit_and_add_up() {
+        let text = "é🎉 chat ".repeat(200);
+        for max in [4, 5, 7, 1024] {
+            let pieces = fragments(&text, max);
+            assert!(pieces.iter().all(|r| !r.is_empty() && r.len() <= max));
+            let joined: String = pieces.iter().map(|r| &text[r.clone()]).collect();
+            assert_eq!(joined, text, "max {max}");
+        }
+        assert_eq!(fragments("short", 1024), vec![0..5]);
     }
 }
