@@ -339,8 +339,8 @@ async fn members_are_announced_on_first_join_and_last_leave() {
     assert_eq!(alice_ws.next_frame().await["type"], "pong");
 }
 
-/// Presence frames may wait briefly in a socket's buffer for company; a message must not
-/// overtake them, and a message arriving meanwhile takes them along.
+/// Presence frames after the first of a burst wait briefly in the hub for company; a
+/// message must not overtake them, and a message arriving meanwhile takes them along.
 #[tokio::test]
 async fn a_joiners_first_message_arrives_after_their_member_joined() {
     let app = TestApp::spawn().await;

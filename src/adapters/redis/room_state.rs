@@ -257,7 +257,7 @@ impl RedisRoomState {
         .await
     }
 
-    /// Usernames present in `room`, sorted.
+    /// Reads the usernames present in `room`, in no order (callers sort).
     fn members_cmd(&self, room: RoomId) -> redis::Cmd {
         redis::cmd("HKEYS").arg(self.room_key(room, "users")).take()
     }

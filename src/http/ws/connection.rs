@@ -11,6 +11,7 @@
 //! socket in rooms with 50 messages, instead of a few (docs/BENCHMARKS.md).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -234,11 +235,16 @@ impl Socket {
     }
 
     async fn feed_shared(&mut self, frame: &SharedFrame) -> Result<(), ()> {
-        // Validated once per broadcast, by the first socket to get here.
-        match frame.encoded(|json| Utf8Bytes::try_from(json.clone()).ok()) {
-            Some(text) => feed_text(&mut self.sink, text).await,
-            None => Ok(()),
+        // Validated and cut into fragments once per broadcast, by the first socket here.
+        let encoded = frame.encoded(|json| {
+            Utf8Bytes::try_from(json.clone())
+                .map(|text| Arc::<[Message]>::from(text_messages(text)))
+                .ok()
+        });
+        for message in encoded.iter().flat_map(|messages| messages.iter()) {
+            self.sink.feed(message.clone()).await.map_err(drop)?;
         }
+        Ok(())
     }
 
     async fn feed_resync(&mut self) -> Result<(), ()> {
@@ -379,21 +385,31 @@ fn json_text(frame: &ServerFrame) -> Utf8Bytes {
     Utf8Bytes::from(frame.to_json())
 }
 
-/// Feeds one text message, in fragments of at most [`SOCKET_BUFFER_BYTES`] (see the
-/// module's comment).
+/// Feeds one text message (see [`text_messages`]).
 async fn feed_text(sink: &mut Sink, text: Utf8Bytes) -> Result<(), ()> {
+    for message in text_messages(text) {
+        sink.feed(message).await.map_err(drop)?;
+    }
+    Ok(())
+}
+
+/// What one text message is written as: itself, or if longer than [`SOCKET_BUFFER_BYTES`]
+/// its fragments of at most that size (see the module's comment).
+fn text_messages(text: Utf8Bytes) -> Vec<Message> {
     if text.len() <= SOCKET_BUFFER_BYTES {
-        return sink.feed(Message::Text(text)).await.map_err(drop);
+        return vec![Message::Text(text)];
     }
     let pieces = fragments(text.as_str(), SOCKET_BUFFER_BYTES);
     let last = pieces.len() - 1;
     let bytes = Bytes::from(text);
-    for (n, range) in pieces.into_iter().enumerate() {
-        let opcode = OpCode::Data(if n == 0 { Data::Text } else { Data::Continue });
-        let fragment = Frame::message(bytes.slice(range), opcode, n == last);
-        sink.feed(Message::Frame(fragment)).await.map_err(drop)?;
-    }
-    Ok(())
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(n, range)| {
+            let opcode = OpCode::Data(if n == 0 { Data::Text } else { Data::Continue });
+            Message::Frame(Frame::message(bytes.slice(range), opcode, n == last))
+        })
+        .collect()
 }
 
 /// `text` cut into consecutive pieces of at most `max` bytes (`max` ≥ 4), each whole
@@ -463,7 +479,7 @@ impl FrameBudget {
 
 #[cfg(test)]
 mod tests {
-    use super::fragments;
+    use super::*;
 
     #[test]
     fn fragments_are_whole_characters_within_the_limit_and_add_up() {
@@ -475,5 +491,31 @@ mod tests {
             assert_eq!(joined, text, "max {max}");
         }
         assert_eq!(fragments("short", 1024), vec![0..5]);
+    }
+
+    #[test]
+    fn a_long_text_is_one_text_fragment_then_continuations_the_last_final() {
+        let short = text_messages(Utf8Bytes::from_static("short"));
+        assert!(matches!(short.as_slice(), [Message::Text(t)] if t.as_str() == "short"));
+
+        let long = "é🎉 chat ".repeat(300);
+        let messages = text_messages(Utf8Bytes::from(long.clone()));
+        let frames: Vec<&Frame> = messages
+            .iter()
+            .map(|m| match m {
+                Message::Frame(frame) => frame,
+                other => panic!("expected a fragment, got {other:?}"),
+            })
+            .collect();
+        assert!(frames.len() > 1);
+        for (n, frame) in frames.iter().enumerate() {
+            let header = frame.header();
+            let expected = if n == 0 { Data::Text } else { Data::Continue };
+            assert_eq!(header.opcode, OpCode::Data(expected));
+            assert_eq!(header.is_final, n == frames.len() - 1);
+            assert!(frame.payload().len() <= SOCKET_BUFFER_BYTES);
+        }
+        let payload: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
+        assert_eq!(payload, long.as_bytes());
     }
 }
