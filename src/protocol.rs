@@ -60,6 +60,7 @@ pub enum ServerFrame {
     },
     Message(MessageView),
     Ack {
+        room: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
         id: i64,

@@ -33,6 +33,9 @@ pub enum ChatError {
     InvalidFrame(String),
     #[error("{0}")]
     InvalidRequest(String),
+    /// The user's `client_id` already names a message in another room or with another body.
+    #[error("that client_id was already used for another message; pick a new one")]
+    ClientIdReused,
     #[error("slow down: too many messages")]
     RateLimited { retry_after: Duration },
     #[error("the service is unavailable right now; try again")]
@@ -56,6 +59,7 @@ impl ChatError {
             ChatError::BodyTooLong => "body_too_long",
             ChatError::InvalidFrame(_) => "invalid_frame",
             ChatError::InvalidRequest(_) => "invalid_request",
+            ChatError::ClientIdReused => "client_id_reused",
             ChatError::RateLimited { .. } => "rate_limited",
             ChatError::Unavailable(_) => "unavailable",
         }

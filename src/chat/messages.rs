@@ -17,6 +17,8 @@ use crate::protocol::{MessageView, ServerFrame};
 /// The answer to an accepted send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
+    /// The slug of the room the message is in.
+    pub room: String,
     pub client_id: Option<String>,
     pub id: i64,
     pub seq: Seq,
@@ -25,6 +27,7 @@ pub struct Ack {
 impl Ack {
     fn of(message: &Message) -> Ack {
         Ack {
+            room: message.room_slug.clone(),
             client_id: message.client_id.clone(),
             id: message.id,
             seq: message.seq,
@@ -38,6 +41,17 @@ pub const HISTORY_PAGE_MAX: u32 = 100;
 const UNCACHED_MAX: usize = 10_000;
 /// Most messages a resume (`?since=`) returns before saying `truncated`.
 pub const RESUME_MAX: usize = 1000;
+
+/// The answer to a send whose `(user, client_id)` is already stored: the same ack when
+/// it is the same message again, a refusal when the `client_id` names another message
+/// (acking it would say the new text was stored when it was dropped).
+fn resend_ack(stored: &Message, room: &Room, body: &MessageBody) -> Result<Ack, ChatError> {
+    if stored.room_id == room.id && stored.body == body.as_str() {
+        Ok(Ack::of(stored))
+    } else {
+        Err(ChatError::ClientIdReused)
+    }
+}
 
 impl ChatService {
     /// Stores `body` as `user`'s message in `room` and fans it out; identity and room come
@@ -67,7 +81,7 @@ impl ChatService {
                 if let Some(client_id) = &client_id {
                     let stored = self.store.find_by_client_id(user.id, client_id.as_str());
                     if let Some(stored) = store_call(stored).await? {
-                        return Ok(Ack::of(&stored));
+                        return resend_ack(&stored, room, &body);
                     }
                 }
                 self.metrics.rate_limited.inc();
@@ -76,6 +90,8 @@ impl ChatService {
             Err(e) => return Err(e),
         };
 
+        // Only a send with a client_id can come back as an earlier message to compare with.
+        let sent_body = client_id.as_ref().map(|_| body.clone());
         let new = NewMessage {
             room: room.clone(),
             user: user.clone(),
@@ -92,9 +108,14 @@ impl ChatService {
             }
         };
         if !appended.fresh {
-            // A resend: the message was stored before; this one took a slot for nothing.
+            // A resend (or a reused client_id): nothing was stored; the slot goes back.
             let _ = limiter.release(user.id, slot).await;
-            return Ok(Ack::of(&appended.message));
+            return match &sent_body {
+                Some(body) => resend_ack(&appended.message, room, body),
+                None => Err(ChatError::Unavailable(
+                    "the store matched a send without a client_id to an earlier one".into(),
+                )),
+            };
         }
         self.metrics.messages.inc();
         self.publish_message(&appended.message).await;

@@ -48,7 +48,7 @@ pub fn status_of(error: &ChatError) -> StatusCode {
         | ChatError::BodyTooLong
         | ChatError::InvalidFrame(_)
         | ChatError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-        ChatError::UsernameTaken => StatusCode::CONFLICT,
+        ChatError::UsernameTaken | ChatError::ClientIdReused => StatusCode::CONFLICT,
         ChatError::InvalidCredentials | ChatError::Unauthenticated => StatusCode::UNAUTHORIZED,
         ChatError::TooManyAttempts { .. } | ChatError::RateLimited { .. } => {
             StatusCode::TOO_MANY_REQUESTS

@@ -3,6 +3,7 @@
 mod accounts;
 mod cache;
 mod helpers;
+mod integrity;
 mod operations;
 mod pages;
 mod rate_limits;

@@ -286,6 +286,7 @@ impl Socket {
                     .await
                 {
                     Ok(ack) => ServerFrame::Ack {
+                        room: ack.room,
                         client_id: ack.client_id,
                         id: ack.id,
                         seq: ack.seq,

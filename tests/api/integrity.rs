@@ -1,0 +1,51 @@
+//! CONTRACT §7a: no client can make a message lie, hide a room, or slip invisible text
+//! past the checks.
+
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+/// The same `client_id` in another room, or with another body, names another message:
+/// acking it with the old id would say the new text was stored when it was dropped.
+#[tokio::test]
+async fn a_client_id_reused_for_another_message_is_refused_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let general = alice.create_room("general").await;
+    let other = alice.create_room("other").await;
+    let mut in_general = alice.connect(&general).await;
+    let mut in_other = alice.connect(&other).await;
+
+    let first = in_general.say("the first text", "c1").await;
+    assert_eq!(first["type"], "ack", "{first}");
+    assert_eq!(first["room"], general.as_str(), "an ack names its room");
+
+    // Inside the same second (the limiter refuses) and after it (the limiter grants):
+    // both paths must refuse.
+    let other_body = in_general.say("another text", "c1").await;
+    assert_eq!(other_body["type"], "error", "{other_body}");
+    assert_eq!(other_body["code"], "client_id_reused");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let other_room = in_other.say("the first text", "c1").await;
+    assert_eq!(other_room["code"], "client_id_reused", "{other_room}");
+
+    // The refusals took no rate-limit slot: a fresh message goes through at once.
+    let fresh = in_other.say("a new message", "c2").await;
+    assert_eq!(fresh["type"], "ack", "{fresh}");
+    assert_eq!(fresh["room"], other.as_str());
+
+    // The same message again is still a resend, acked with the same id and seq.
+    let resent = in_general.say("the first text", "c1").await;
+    assert_eq!((&resent["id"], &resent["seq"]), (&first["id"], &first["seq"]));
+
+    let stored = alice.get_json(&format!("/api/rooms/{general}/messages")).await;
+    let bodies: Vec<_> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(bodies, vec![json!("the first text")]);
+    let stored = alice.get_json(&format!("/api/rooms/{other}/messages")).await;
+    assert_eq!(stored["messages"].as_array().unwrap().len(), 1);
+}
