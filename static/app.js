@@ -13,6 +13,14 @@
     return node;
   }
 
+  // What a person typed (a name, a body): its direction is its own, so a right-to-left
+  // override inside it cannot reorder the text around it.
+  function userText(tag, className, text) {
+    const node = el(tag, className, text);
+    node.dir = "auto";
+    return node;
+  }
+
   // Times are shown in the reader's time zone and locale: the time of day for today,
   // the date too for older ones, everything in the tooltip.
   const timeOfDay = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
@@ -66,7 +74,9 @@
       const tr = el("tr");
       tr.dataset.slug = slug;
       const nameCell = el("td");
-      nameCell.append(el("a"));
+      const link = el("a");
+      link.dir = "auto";
+      nameCell.append(link);
       tr.append(nameCell, el("td", "num online"), el("td"));
       return tr;
     }
@@ -97,7 +107,11 @@
           location.href = "/login?next=/";
           return;
         }
-        if (response.ok) render((await response.json()).rooms || []);
+        if (response.ok) {
+          const list = await response.json();
+          render(list.rooms || []);
+          $("rooms-truncated").hidden = !list.truncated;
+        }
       } catch (_) {
         // Offline for now: the next round tries again.
       } finally {
@@ -235,11 +249,11 @@
       li.dataset.seq = m.seq;
       li.dataset.user = m.user;
       li.dataset.at = Date.parse(m.sent_at) || 0;
-      const who = el("span", "who", m.user);
+      const who = userText("bdi", "who", m.user);
       if (m.user === me) who.append(el("span", "visually-hidden", " (you)"));
       const when = el("time");
       setTime(when, m.sent_at);
-      li.append(who, " ", when, el("div", "body", m.body));
+      li.append(who, " ", when, userText("div", "body", m.body));
       return li;
     }
 
@@ -328,7 +342,7 @@
       const names = [...online].sort();
       members.replaceChildren(
         ...names.map((name) => {
-          const li = el("li", name === me ? "me" : "", name);
+          const li = userText("li", name === me ? "me" : "", name);
           li.dataset.user = name;
           if (name === me) li.append(el("span", "visually-hidden", " (you)"));
           return li;
@@ -346,9 +360,9 @@
 
     function pendingItem(body) {
       const li = el("li", "message mine pending");
-      const who = el("span", "who", me);
+      const who = userText("bdi", "who", me);
       who.append(el("span", "visually-hidden", " (you)"));
-      li.append(who, " ", el("span", "state", "sending…"), el("div", "body", body));
+      li.append(who, " ", el("span", "state", "sending…"), userText("div", "body", body));
       return li;
     }
 

@@ -20,7 +20,7 @@ pub use error::ChatError;
 pub use hub::{CloseReason, Delivery, SharedFrame};
 pub use membership::Membership;
 pub use messages::Ack;
-pub use rooms::RoomListing;
+pub use rooms::{RoomList, RoomListing};
 
 use crate::ports::{Bus, MessageCache, Presence, RateLimiter, Store, StoreError};
 use crate::telemetry::Metrics;

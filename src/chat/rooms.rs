@@ -1,6 +1,6 @@
 //! Rooms: create-or-join by name, look-up by slug, the list with online counts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -44,6 +44,19 @@ pub struct RoomListing {
     pub last_message_at: Option<DateTime<Utc>>,
 }
 
+/// The room list: what fits, and whether rooms were left out.
+#[derive(Debug, Clone)]
+pub struct RoomList {
+    pub rooms: Vec<RoomListing>,
+    /// More rooms matched than [`ROOM_LIST_MAX`].
+    pub truncated: bool,
+}
+
+/// Most rooms one listing returns (CONTRACT §7a).
+pub const ROOM_LIST_MAX: usize = 500;
+/// Rooms read from the store at a time while filtering by name.
+const ROOM_SCAN_PAGE: usize = 1000;
+
 impl ChatService {
     /// Creates the room, or joins the one whose slug the name gives; `true` when created.
     pub async fn create_room(&self, name: &str) -> Result<(Room, bool), ChatError> {
@@ -65,8 +78,35 @@ impl ChatService {
         Ok(room)
     }
 
-    pub async fn list_rooms(&self) -> Result<Vec<RoomListing>, ChatError> {
-        let rooms = store_call(self.store.list_rooms()).await?;
+    /// At most [`ROOM_LIST_MAX`] rooms, most recently active first, only those whose name
+    /// contains `name_contains` (case-insensitive) when it is given.
+    pub async fn list_rooms(&self, name_contains: Option<&str>) -> Result<RoomList, ChatError> {
+        let wanted = ROOM_LIST_MAX + 1;
+        let mut rooms = Vec::new();
+        match name_contains.map(str::to_lowercase) {
+            None => rooms = store_call(self.store.list_rooms(0, wanted)).await?,
+            // Filtered here, not in SQL: neither SQLite's LIKE nor a C-locale PostgreSQL
+            // folds non-ASCII case, and both stores must give the same answer.
+            Some(needle) => {
+                let mut seen = HashSet::new();
+                let mut offset = 0;
+                while rooms.len() < wanted {
+                    let page = store_call(self.store.list_rooms(offset, ROOM_SCAN_PAGE)).await?;
+                    offset += page.len();
+                    let last_page = page.len() < ROOM_SCAN_PAGE;
+                    rooms.extend(page.into_iter().filter(|summary| {
+                        // A room may move between pages when a message arrives meanwhile.
+                        summary.room.name.to_lowercase().contains(&needle)
+                            && seen.insert(summary.room.id)
+                    }));
+                    if last_page {
+                        break;
+                    }
+                }
+            }
+        }
+        let truncated = rooms.len() > ROOM_LIST_MAX;
+        rooms.truncate(ROOM_LIST_MAX);
         let ids: Vec<_> = rooms.iter().map(|r| r.room.id).collect();
         let online = match self.presence.online_counts(&ids).await {
             Ok(counts) => counts,
@@ -76,13 +116,14 @@ impl ChatService {
                 Default::default()
             }
         };
-        Ok(rooms
+        let rooms = rooms
             .into_iter()
             .map(|summary| RoomListing {
                 online: online.get(&summary.room.id).copied().unwrap_or(0),
                 room: summary.room,
                 last_message_at: summary.last_message_at,
             })
-            .collect())
+            .collect();
+        Ok(RoomList { rooms, truncated })
     }
 }

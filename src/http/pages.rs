@@ -43,6 +43,8 @@ pub struct RoomsPage {
     pub signed_in_as: Option<String>,
     pub csrf: String,
     pub rooms: Vec<RoomRow>,
+    /// More rooms exist than the list shows.
+    pub truncated: bool,
     pub room_name: String,
     pub error: Option<String>,
 }
@@ -165,12 +167,13 @@ pub async fn room_list_page(
     room_name: String,
     error: Option<String>,
 ) -> Result<Response, PageError> {
-    let rooms = state.chat.list_rooms().await?;
+    let list = state.chat.list_rooms(None).await?;
     let csrf = csrf_token(&state.secret_key, headers);
     let page = RoomsPage {
         signed_in_as: Some(username),
         csrf: csrf.token,
-        rooms: rooms.into_iter().map(RoomRow::from).collect(),
+        truncated: list.truncated,
+        rooms: list.rooms.into_iter().map(RoomRow::from).collect(),
         room_name,
         error,
     };

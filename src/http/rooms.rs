@@ -73,10 +73,15 @@ async fn create_submit(
 async fn api_list(
     State(state): State<AppState>,
     session: Result<ApiSession, ApiError>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     session?;
-    let rooms = state.chat.list_rooms().await?;
-    let rooms: Vec<_> = rooms
+    let Query(query) =
+        query.map_err(|e| Refusal::bad_request(format!("bad query: {e}"), Wants::Json))?;
+    let name_contains = query.get("q").map(|q| q.trim()).filter(|q| !q.is_empty());
+    let list = state.chat.list_rooms(name_contains).await?;
+    let rooms: Vec<_> = list
+        .rooms
         .iter()
         .map(|listing| {
             json!({
@@ -87,7 +92,11 @@ async fn api_list(
             })
         })
         .collect();
-    Ok(Json(json!({ "rooms": rooms })))
+    let mut body = json!({ "rooms": rooms });
+    if list.truncated {
+        body["truncated"] = json!(true);
+    }
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]

@@ -69,7 +69,10 @@ pub trait Store: Send + Sync + 'static {
     /// Creates the room, or returns the one with this slug; `true` when it was created.
     async fn create_room(&self, slug: &Slug, name: &RoomName) -> Result<(Room, bool), StoreError>;
     async fn find_room(&self, slug: &Slug) -> Result<Option<Room>, StoreError>;
-    async fn list_rooms(&self) -> Result<Vec<RoomSummary>, StoreError>;
+    /// Rooms, most recently active first (by the last message, or creation for a room
+    /// without one): `limit` of them after skipping `offset`.
+    async fn list_rooms(&self, offset: usize, limit: usize)
+        -> Result<Vec<RoomSummary>, StoreError>;
 
     /// Stores a message: allocates the room's next `seq` and the id in one transaction.
     /// A `(user, client_id)` already stored returns that message with `fresh: false`

@@ -36,9 +36,14 @@ async fn a_client_id_reused_for_another_message_is_refused_and_nothing_is_stored
 
     // The same message again is still a resend, acked with the same id and seq.
     let resent = in_general.say("the first text", "c1").await;
-    assert_eq!((&resent["id"], &resent["seq"]), (&first["id"], &first["seq"]));
+    assert_eq!(
+        (&resent["id"], &resent["seq"]),
+        (&first["id"], &first["seq"])
+    );
 
-    let stored = alice.get_json(&format!("/api/rooms/{general}/messages")).await;
+    let stored = alice
+        .get_json(&format!("/api/rooms/{general}/messages"))
+        .await;
     let bodies: Vec<_> = stored["messages"]
         .as_array()
         .unwrap()
@@ -46,6 +51,60 @@ async fn a_client_id_reused_for_another_message_is_refused_and_nothing_is_stored
         .map(|m| m["body"].clone())
         .collect();
     assert_eq!(bodies, vec![json!("the first text")]);
-    let stored = alice.get_json(&format!("/api/rooms/{other}/messages")).await;
+    let stored = alice
+        .get_json(&format!("/api/rooms/{other}/messages"))
+        .await;
     assert_eq!(stored["messages"].as_array().unwrap().len(), 1);
+}
+
+/// Room spam must not hide rooms silently: the list says it left some out, and `?q=`
+/// finds any room by its name.
+#[tokio::test]
+async fn a_long_room_list_says_truncated_and_q_finds_the_quiet_rooms() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let quiet = alice.create_room("Quiet École corner").await;
+    // 500 newer rooms (through the store: the API would take minutes).
+    let store = app.backend.store().await;
+    for n in 0..500 {
+        let name = natter::domain::RoomName::parse(&format!("spam {n}")).unwrap();
+        store.create_room(&name.slug(), &name).await.unwrap();
+    }
+
+    let list = alice.get_json("/api/rooms").await;
+    let rooms = list["rooms"].as_array().unwrap();
+    assert_eq!(rooms.len(), 500);
+    assert_eq!(list["truncated"], true);
+    assert!(
+        rooms.iter().all(|r| r["slug"] != quiet.as_str()),
+        "the oldest room is the one left out"
+    );
+    assert_eq!(rooms[0]["name"], "spam 499", "most recently active first");
+
+    for q in ["école", "QUIET", "corner"] {
+        let found = alice.get_json(&format!("/api/rooms?q={q}")).await;
+        let slugs: Vec<_> = found["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["slug"].clone())
+            .collect();
+        assert_eq!(slugs, vec![json!(quiet)], "q={q}");
+        assert!(found.get("truncated").is_none(), "{found}");
+    }
+    let none = alice.get_json("/api/rooms?q=nothing-like-it").await;
+    assert_eq!(none["rooms"], json!([]));
+    let page = alice
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"rooms-truncated\" class=\"hint\">"),
+        "the page says the list is cut"
+    );
 }

@@ -34,6 +34,7 @@ store_suite!(
         history_ranges_are_oldest_first,
         bodies_come_back_exactly_as_stored,
         the_room_list_knows_the_last_message_time,
+        the_room_list_is_most_recently_active_first_in_pages,
         times_read_back_as_written_to_the_millisecond,
     ]
 );
@@ -51,6 +52,7 @@ store_suite!(
         history_ranges_are_oldest_first,
         bodies_come_back_exactly_as_stored,
         the_room_list_knows_the_last_message_time,
+        the_room_list_is_most_recently_active_first_in_pages,
         times_read_back_as_written_to_the_millisecond,
     ]
 );
@@ -408,10 +410,33 @@ async fn the_room_list_knows_the_last_message_time(store: Arc<dyn Store>) {
         .append_message(message(&busy, &alice, "hi", None))
         .await
         .unwrap();
-    let rooms = store.list_rooms().await.unwrap();
+    let rooms = store.list_rooms(0, 500).await.unwrap();
     let find = |r: &Room| rooms.iter().find(|s| s.room == *r).unwrap().clone();
     assert!(find(&quiet).last_message_at.is_none());
     assert!(find(&busy).last_message_at.unwrap() > before);
+}
+
+/// Recency is the last message, or the creation for a room without one; pages do not
+/// overlap.
+async fn the_room_list_is_most_recently_active_first_in_pages(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let old = room(&*store, "old but talked in").await;
+    let _middle = room(&*store, "created second").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let _newest = room(&*store, "created last").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store
+        .append_message(message(&old, &alice, "hi", None))
+        .await
+        .unwrap();
+    let names = |rooms: Vec<natter::domain::RoomSummary>| -> Vec<String> {
+        rooms.into_iter().map(|r| r.room.name).collect()
+    };
+    let all = names(store.list_rooms(0, 10).await.unwrap());
+    assert_eq!(all, ["old but talked in", "created last", "created second"]);
+    assert_eq!(names(store.list_rooms(0, 2).await.unwrap()), all[..2]);
+    assert_eq!(names(store.list_rooms(2, 2).await.unwrap()), all[2..]);
+    assert!(store.list_rooms(3, 2).await.unwrap().is_empty());
 }
 
 /// The time an ack carries is the time history, the room list and sessions read back: a
@@ -443,7 +468,7 @@ async fn times_read_back_as_written_to_the_millisecond(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(stored, vec![acked.clone()]);
-    let rooms = store.list_rooms().await.unwrap();
+    let rooms = store.list_rooms(0, 500).await.unwrap();
     let listed = rooms.iter().find(|r| r.room == general).unwrap();
     assert_eq!(listed.last_message_at, Some(acked.sent_at));
 }

@@ -295,11 +295,17 @@ impl Store for PgStore {
         Ok(row.map(room_from_row))
     }
 
-    async fn list_rooms(&self) -> Result<Vec<RoomSummary>, StoreError> {
+    async fn list_rooms(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RoomSummary>, StoreError> {
         let rows: Vec<(i64, String, String, Option<DateTime<Utc>>)> = bounded(
             sqlx::query_as(
-                "SELECT id, slug, name, last_message_at FROM rooms ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC LIMIT 500",
+                "SELECT id, slug, name, last_message_at FROM rooms ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC LIMIT $1 OFFSET $2",
             )
+            .bind(limit as i64)
+            .bind(offset as i64)
             .fetch_all(&self.pool),
         )
         .await?;

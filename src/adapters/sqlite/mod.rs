@@ -248,10 +248,16 @@ impl Store for SqliteStore {
             .map_err(from_sqlx)
     }
 
-    async fn list_rooms(&self) -> Result<Vec<RoomSummary>, StoreError> {
+    async fn list_rooms(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RoomSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, slug, name, last_message_at FROM rooms ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC LIMIT 500",
+            "SELECT id, slug, name, last_message_at FROM rooms ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC LIMIT ? OFFSET ?",
         )
+        .bind(limit as i64)
+        .bind(offset as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(from_sqlx)?;
