@@ -1,6 +1,7 @@
 //! Validated values: each `parse` is the one place its rule lives.
 
 use sha2::{Digest, Sha256};
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 /// Why a value was refused, in words a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,12 +12,18 @@ pub enum ValueError {
     Password,
     #[error("room name must be 1 to 64 characters, without control characters")]
     RoomName,
+    #[error("room name has no visible characters")]
+    RoomNameInvisible,
+    #[error("room name contains a text-direction control character")]
+    RoomNameBidi,
     #[error("message is empty")]
     EmptyBody,
     #[error("message is longer than 4000 characters")]
     BodyTooLong,
     #[error("message contains a NUL character")]
     BodyHasNul,
+    #[error("message contains a control character (only tab and line breaks are allowed)")]
+    BodyHasControl,
     #[error("client_id must be 1 to 64 characters, without control characters")]
     ClientId,
 }
@@ -77,7 +84,25 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// 1–64 characters after trimming, no control characters.
+/// A Unicode format character (category Cf): zero-width spaces and joiners, the
+/// bidirectional controls, the BOM, soft hyphens. They show nothing by themselves.
+fn is_invisible(c: char) -> bool {
+    c.general_category() == GeneralCategory::Format
+}
+
+/// The characters that change the direction of the text around them (LRM, RLM, ALM, the
+/// embeddings, overrides and isolates).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Text that would show as nothing: only whitespace and invisible characters.
+fn shows_nothing(text: &str) -> bool {
+    text.chars().all(|c| c.is_whitespace() || is_invisible(c))
+}
+
+/// 1–64 characters after trimming; no control or bidirectional-control characters, and
+/// something visible.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomName(String);
 
@@ -85,22 +110,46 @@ impl RoomName {
     pub fn parse(raw: &str) -> Result<RoomName, ValueError> {
         let name = raw.trim();
         let chars = name.chars().count();
-        if (1..=64).contains(&chars) && !name.chars().any(char::is_control) {
-            Ok(RoomName(name.to_owned()))
-        } else {
-            Err(ValueError::RoomName)
+        if !(1..=64).contains(&chars) || name.chars().any(char::is_control) {
+            return Err(ValueError::RoomName);
         }
+        if name.chars().any(is_bidi_control) {
+            return Err(ValueError::RoomNameBidi);
+        }
+        if shows_nothing(name) {
+            return Err(ValueError::RoomNameInvisible);
+        }
+        Ok(RoomName(name.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// Lower-case `a–z 0–9 -`. A name with no such characters at all ("日本語") gets a
-    /// slug made from its hash, so every valid name has a slug.
+    /// The name transliterated to ASCII ("École" → "ecole", "Русский" → "russkii"),
+    /// lower-case `a–z 0–9 -`. A name with a letter that has no ASCII form gets its hash
+    /// appended (or is its hash, when nothing is left), so it never lands on the slug of a
+    /// different name that merely shares its digits or its other letters.
     pub fn slug(&self) -> Slug {
-        let mut slug = String::with_capacity(self.0.len());
-        for c in self.0.chars().flat_map(char::to_lowercase) {
+        let mut ascii = String::with_capacity(self.0.len());
+        let mut lost_a_letter = false;
+        for c in self.0.chars() {
+            if c.is_ascii() {
+                ascii.push(c);
+                continue;
+            }
+            match deunicode::deunicode_char(c) {
+                Some(form)
+                    if !c.is_alphanumeric() || form.chars().any(|f| f.is_ascii_alphanumeric()) =>
+                {
+                    ascii.push_str(form);
+                }
+                _ if c.is_alphanumeric() => lost_a_letter = true,
+                _ => ascii.push(' '),
+            }
+        }
+        let mut slug = String::with_capacity(ascii.len());
+        for c in ascii.chars().map(|c| c.to_ascii_lowercase()) {
             if c.is_ascii_alphanumeric() {
                 slug.push(c);
             } else if !slug.is_empty() && !slug.ends_with('-') {
@@ -110,9 +159,10 @@ impl RoomName {
         while slug.ends_with('-') {
             slug.pop();
         }
-        if slug.is_empty() {
+        if slug.is_empty() || lost_a_letter {
             let digest = Sha256::digest(self.0.to_lowercase().as_bytes());
-            slug = format!("room-{}", hex(&digest[..5]));
+            let stem = if slug.is_empty() { "room" } else { &slug };
+            slug = format!("{stem}-{}", hex(&digest[..5]));
         }
         Slug(slug)
     }
@@ -138,21 +188,28 @@ impl Slug {
     }
 }
 
-/// 1–4000 characters after trimming, no U+0000.
+/// 1–4000 characters after trimming, something visible, and no control characters but
+/// tab and line breaks (an escape or a bell must not reach a terminal client).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageBody(String);
 
 impl MessageBody {
     pub fn parse(raw: &str) -> Result<MessageBody, ValueError> {
         let body = raw.trim();
-        if body.is_empty() {
-            return Err(ValueError::EmptyBody);
-        }
         if body.len() > 4000 && body.chars().count() > 4000 {
             return Err(ValueError::BodyTooLong);
         }
         if body.contains('\0') {
             return Err(ValueError::BodyHasNul);
+        }
+        if body
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(ValueError::BodyHasControl);
+        }
+        if shows_nothing(body) {
+            return Err(ValueError::EmptyBody);
         }
         Ok(MessageBody(body.to_owned()))
     }
@@ -220,12 +277,69 @@ mod tests {
             "general"
         );
         let cjk = RoomName::parse("日本語").unwrap().slug();
-        assert!(cjk.as_str().starts_with("room-"));
+        assert_eq!(cjk.as_str(), "ri-ben-yu");
         assert_eq!(Slug::parse(cjk.as_str()), Some(cjk));
         assert!(RoomName::parse("   ").is_err());
         assert!(RoomName::parse("a\u{7}b").is_err());
         assert!(RoomName::parse(&"x".repeat(65)).is_err());
         assert!(RoomName::parse(&"é".repeat(64)).is_ok());
+    }
+
+    #[test]
+    fn slugs_are_transliterated_and_never_shared_by_accident() {
+        let slug = |name: &str| RoomName::parse(name).unwrap().slug().as_str().to_owned();
+        assert_eq!(slug("École"), "ecole");
+        assert_eq!(slug("Über"), "uber");
+        assert_eq!(slug("Русский"), "russkii");
+        assert_ne!(slug("École"), slug("Cole"));
+        assert_ne!(slug("Русский 2024"), slug("日本語 2024"));
+        assert_ne!(slug("Русский 2024"), slug("2024"));
+        // A letter with no ASCII form: the slug is the name's own.
+        let hieroglyph = slug("𓀀 2024");
+        assert!(hieroglyph.starts_with("2024-"), "{hieroglyph}");
+        assert_ne!(hieroglyph, slug("𓀁 2024"));
+        assert_ne!(hieroglyph, slug("2024"));
+        assert!(slug("𓀀").starts_with("room-"));
+        for name in ["École", "𓀀 2024", "🎉", "日本語", "ß straße"] {
+            assert!(Slug::parse(&slug(name)).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn names_and_bodies_that_show_nothing_or_turn_text_around_are_refused() {
+        for hidden in ["\u{200B}", "\u{FEFF}", " \u{200D}\u{2060} ", "\u{00AD}"] {
+            assert_eq!(
+                RoomName::parse(hidden),
+                Err(ValueError::RoomNameInvisible),
+                "{hidden:?}"
+            );
+            assert_eq!(
+                MessageBody::parse(hidden),
+                Err(ValueError::EmptyBody),
+                "{hidden:?}"
+            );
+        }
+        for bidi in ["abc\u{202E}def", "\u{2066}x", "x\u{200F}"] {
+            assert_eq!(
+                RoomName::parse(bidi),
+                Err(ValueError::RoomNameBidi),
+                "{bidi:?}"
+            );
+        }
+        for control in ["a\u{1b}[31mred", "ding\u{7}", "a\u{85}b"] {
+            assert_eq!(
+                MessageBody::parse(control),
+                Err(ValueError::BodyHasControl),
+                "{control:?}"
+            );
+        }
+        // Visible text with joiners and line breaks is kept exactly.
+        let family = "👨\u{200D}👩\u{200D}👧 hi\tthere\r\nok";
+        assert_eq!(MessageBody::parse(family).unwrap().as_str(), family);
+        assert!(
+            MessageBody::parse("مرحبا \u{202E}abc").is_ok(),
+            "bodies may carry bidi text; pages isolate it"
+        );
     }
 
     #[test]

@@ -108,3 +108,39 @@ async fn a_long_room_list_says_truncated_and_q_finds_the_quiet_rooms() {
         "the page says the list is cut"
     );
 }
+
+/// Text that shows nothing, turns the text around it, or drives a terminal is refused
+/// at the edge; a name's slug is its own.
+#[tokio::test]
+async fn invisible_bidi_and_control_text_is_refused_and_slugs_do_not_collide() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    for name in ["\u{200B}\u{FEFF}", "evil\u{202E}txt.exe", "a\u{1b}b"] {
+        let response = alice
+            .client
+            .post(app.url("/api/rooms"))
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{name:?}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "invalid_room_name", "{name:?}");
+    }
+
+    let ecole = alice.create_room("École").await;
+    let cole = alice.create_room("Cole").await;
+    assert_eq!(ecole, "ecole");
+    assert_ne!(ecole, cole);
+    let russian = alice.create_room("Русский 2024").await;
+    let japanese = alice.create_room("日本語 2024").await;
+    assert_ne!(russian, japanese);
+
+    let mut ws = alice.connect(&ecole).await;
+    let invisible = ws.say("\u{200B}\u{2060} \u{FEFF}", "z1").await;
+    assert_eq!(invisible["code"], "empty_body", "{invisible}");
+    let escape = ws.say("\u{1b}[2J\u{7}gotcha", "z2").await;
+    assert_eq!(escape["code"], "invalid_frame", "{escape}");
+    let fine = ws.say("line one\n\tline two 👨\u{200D}👩\u{200D}👧", "z3").await;
+    assert_eq!(fine["type"], "ack", "{fine}");
+}
