@@ -75,6 +75,22 @@ impl Backend {
         }
     }
 
+    /// SQLite in a directory of its own, whatever `NATTER_TEST_BACKEND` says: for tests of
+    /// what only the embedded store has (its file).
+    pub fn embedded() -> Backend {
+        Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            shared: None,
+        }
+    }
+
+    /// The SQLite file, when the store is SQLite.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        self.shared
+            .is_none()
+            .then(|| self.dir.path().join("natter.db"))
+    }
+
     /// The app's store, opened beside it: to put in place what the API cannot make
     /// quickly (the rate limits allow one message per second per user).
     pub async fn store(&self) -> std::sync::Arc<dyn natter::ports::Store> {

@@ -141,6 +141,33 @@ async fn invisible_bidi_and_control_text_is_refused_and_slugs_do_not_collide() {
     assert_eq!(invisible["code"], "empty_body", "{invisible}");
     let escape = ws.say("\u{1b}[2J\u{7}gotcha", "z2").await;
     assert_eq!(escape["code"], "invalid_frame", "{escape}");
-    let fine = ws.say("line one\n\tline two 👨\u{200D}👩\u{200D}👧", "z3").await;
+    let fine = ws
+        .say("line one\n\tline two 👨\u{200D}👩\u{200D}👧", "z3")
+        .await;
     assert_eq!(fine["type"], "ack", "{fine}");
+}
+
+/// Readiness tells the truth: a deleted SQLite file still answers reads (the open
+/// descriptors keep it alive) but every write to it would vanish at the next start.
+#[tokio::test]
+async fn a_deleted_sqlite_file_makes_readyz_503_and_sends_unavailable() {
+    let app = TestApp::spawn_in(crate::helpers::Backend::embedded(), &[]).await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let mut ws = alice.connect(&slug).await;
+    assert_eq!(ws.say("before", "b1").await["type"], "ack");
+    assert_eq!(
+        reqwest::get(app.url("/readyz")).await.unwrap().status(),
+        200
+    );
+
+    let file = app.backend.sqlite_file().expect("an embedded backend");
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(
+        reqwest::get(app.url("/readyz")).await.unwrap().status(),
+        503
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let refused = ws.say("into the void", "b2").await;
+    assert_eq!(refused["code"], "unavailable", "never acked: {refused}");
 }

@@ -29,7 +29,7 @@ use crate::ports::{Appended, SessionRecord, Store, StoreError};
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    appends: mpsc::Sender<writer::AppendJob>,
+    writes: mpsc::Sender<writer::Job>,
 }
 
 fn migrator() -> Migrator {
@@ -65,8 +65,8 @@ impl SqliteStore {
             .await
             .map_err(from_sqlx)?;
         migrator().run(&pool).await.map_err(unavailable)?;
-        let appends = writer::spawn(options).await?;
-        Ok(SqliteStore { pool, appends })
+        let writes = writer::spawn(options).await?;
+        Ok(SqliteStore { pool, writes })
     }
 
     /// Applies pending migrations and returns (`natter migrate`).
@@ -106,12 +106,21 @@ fn room_from_row(row: &SqliteRow) -> Result<Room, sqlx::Error> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Reads and writes: a store that can be read but not written to (a full disk, a
+    /// read-only or deleted file) is not ready.
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
             .map_err(from_sqlx)?;
-        Ok(())
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(writer::Job::Probe(reply))
+            .await
+            .map_err(|_| unavailable(sqlx::Error::PoolClosed))?;
+        answer
+            .await
+            .map_err(|_| unavailable(sqlx::Error::PoolClosed))?
     }
 
     async fn create_user(
@@ -276,8 +285,8 @@ impl Store for SqliteStore {
 
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.appends
-            .send(writer::AppendJob { message, reply })
+        self.writes
+            .send(writer::Job::Append { message, reply })
             .await
             .map_err(|_| unavailable(sqlx::Error::PoolClosed))?;
         answer

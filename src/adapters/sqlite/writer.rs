@@ -4,6 +4,15 @@
 //! Per message, inside the transaction: look up `(user, client_id)` (a resend returns the
 //! stored message), else `UPDATE rooms … last_seq + 1 RETURNING` and `INSERT`. A failed
 //! batch rolls back whole, so `seq` never gets a gap and nothing unacked is half-written.
+//!
+//! Before each commit the writer checks that the database file is still the one it opened:
+//! a deleted or replaced file would take writes that vanish at the next start, so such a
+//! batch fails (`unavailable`) instead of being acked. A probe ([`Job::Probe`]) is a write
+//! transaction of its own, so `/readyz` learns whether writes work (a full disk, a
+//! read-only file), not merely whether the file can be read.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Row};
@@ -16,39 +25,91 @@ use crate::ports::{Appended, StoreError};
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 256;
 
-pub(super) struct AppendJob {
-    pub message: NewMessage,
-    pub reply: oneshot::Sender<Result<Appended, StoreError>>,
+pub(super) enum Job {
+    Append {
+        message: NewMessage,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    /// Answers once a write transaction has committed (or why it could not).
+    Probe(oneshot::Sender<Result<(), StoreError>>),
 }
 
-pub(super) async fn spawn(
-    options: SqliteConnectOptions,
-) -> Result<mpsc::Sender<AppendJob>, StoreError> {
+/// Which file the database is: a deleted or replaced file has another (or no) identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileIdentity {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+impl FileIdentity {
+    fn of(path: PathBuf) -> Option<FileIdentity> {
+        let meta = std::fs::metadata(&path).ok()?;
+        Some(FileIdentity {
+            device: meta.dev(),
+            inode: meta.ino(),
+            path,
+        })
+    }
+
+    fn still_there(&self) -> Result<(), sqlx::Error> {
+        match FileIdentity::of(self.path.clone()) {
+            Some(now) if now == *self => Ok(()),
+            _ => Err(sqlx::Error::Protocol(format!(
+                "the database file {} was deleted or replaced; writes would be lost",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
+pub(super) async fn spawn(options: SqliteConnectOptions) -> Result<mpsc::Sender<Job>, StoreError> {
     let connection = SqliteConnection::connect_with(&options)
         .await
         .map_err(from_sqlx)?;
+    // An in-memory database has no file to lose.
+    let identity = FileIdentity::of(options.get_filename().to_path_buf());
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(run(connection, receiver));
+    tokio::spawn(run(connection, identity, receiver));
     Ok(sender)
 }
 
-async fn run(mut connection: SqliteConnection, mut jobs: mpsc::Receiver<AppendJob>) {
+async fn run(
+    mut connection: SqliteConnection,
+    identity: Option<FileIdentity>,
+    mut jobs: mpsc::Receiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match commit(&mut connection, &batch).await {
+        match commit(&mut connection, identity.as_ref(), &batch).await {
             Ok(results) => {
                 for (job, result) in batch.drain(..).zip(results) {
-                    let _ = job.reply.send(Ok(result));
+                    match job {
+                        Job::Append { reply, .. } => {
+                            let _ = reply.send(result.ok_or_else(|| {
+                                StoreError::Unavailable("an append without a result".into())
+                            }));
+                        }
+                        Job::Probe(reply) => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, size = batch.len(), "message batch not stored");
+                tracing::error!(error = %e, size = batch.len(), "write batch not stored");
                 let _ = sqlx::query("ROLLBACK").execute(&mut connection).await;
                 let message = e.to_string();
+                let refusal = || StoreError::Unavailable(message.clone().into());
                 for job in batch.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Unavailable(message.clone().into())));
+                    match job {
+                        Job::Append { reply, .. } => {
+                            let _ = reply.send(Err(refusal()));
+                        }
+                        Job::Probe(reply) => {
+                            let _ = reply.send(Err(refusal()));
+                        }
+                    }
                 }
             }
         }
@@ -56,20 +117,44 @@ async fn run(mut connection: SqliteConnection, mut jobs: mpsc::Receiver<AppendJo
     let _ = connection.close().await;
 }
 
+/// One result per job: the append's, or `None` for a probe.
 async fn commit(
     connection: &mut SqliteConnection,
-    batch: &[AppendJob],
-) -> Result<Vec<Appended>, sqlx::Error> {
+    identity: Option<&FileIdentity>,
+    batch: &[Job],
+) -> Result<Vec<Option<Appended>>, sqlx::Error> {
+    if let Some(identity) = identity {
+        identity.still_there()?;
+    }
     // IMMEDIATE takes the write lock up front, so the batch cannot fail half-way on a busy upgrade.
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *connection)
         .await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        results.push(append_one(connection, &job.message).await?);
+        results.push(match job {
+            Job::Append { message, .. } => Some(append_one(connection, message).await?),
+            Job::Probe(_) => {
+                probe(connection).await?;
+                None
+            }
+        });
     }
     sqlx::query("COMMIT").execute(&mut *connection).await?;
     Ok(results)
+}
+
+/// A write that changes nothing: the schema cookie set to its own value still dirties
+/// the header page, so the commit has to reach the disk.
+async fn probe(connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let version: i64 = sqlx::query("PRAGMA user_version")
+        .fetch_one(&mut *connection)
+        .await?
+        .try_get(0)?;
+    sqlx::query(&format!("PRAGMA user_version = {version}"))
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
 }
 
 async fn append_one(
