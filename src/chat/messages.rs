@@ -41,6 +41,9 @@ pub const HISTORY_PAGE_MAX: u32 = 100;
 const UNCACHED_MAX: usize = 10_000;
 /// Most messages a resume (`?since=`) returns before saying `truncated`.
 pub const RESUME_MAX: usize = 1000;
+/// History pages one user may read over HTTP per second (CONTRACT §7a); a WebSocket's
+/// `history` frames count against its own per-connection budget instead.
+pub const HISTORY_READS_PER_SECOND: usize = 20;
 
 /// The answer to a send whose `(user, client_id)` is already stored: the same ack when
 /// it is the same message again, a refusal when the `client_id` names another message
@@ -180,6 +183,20 @@ impl ChatService {
                 .unwrap_or_else(|e| e.into_inner())
                 .extend(failed);
         }
+    }
+
+    /// [`Self::history`] for `user` over HTTP, within their per-second budget.
+    pub async fn read_history(
+        &self,
+        user: &User,
+        room: &Room,
+        range: HistoryRange,
+        limit: u32,
+    ) -> Result<(Vec<Message>, bool), ChatError> {
+        self.history_reads
+            .take(user.id)
+            .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
+        self.history(room, range, limit).await
     }
 
     /// A page of history, oldest first; `truncated` when more messages lie beyond it.

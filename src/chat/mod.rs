@@ -4,6 +4,7 @@
 //! methods (spread over the files of this module by resource) are what the HTTP edge calls.
 
 mod accounts;
+mod budget;
 mod error;
 mod hub;
 mod membership;
@@ -64,6 +65,8 @@ pub struct ChatService {
     uncached: std::sync::Mutex<Vec<crate::domain::Message>>,
     fallback_limiter: Option<Arc<dyn RateLimiter>>,
     known_rooms: rooms::KnownRooms,
+    /// REST history reads per user (CONTRACT §7a).
+    history_reads: budget::Budget<crate::domain::UserId>,
 }
 
 impl ChatService {
@@ -83,6 +86,10 @@ impl ChatService {
             uncached: std::sync::Mutex::new(Vec::new()),
             fallback_limiter: ports.fallback_limiter,
             known_rooms: rooms::KnownRooms::default(),
+            history_reads: budget::Budget::new(
+                messages::HISTORY_READS_PER_SECOND,
+                Duration::from_secs(1),
+            ),
         }
     }
 

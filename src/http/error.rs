@@ -106,11 +106,13 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let mut response = match self.wants {
-            Wants::Json => (
-                self.status,
-                Json(json!({"error": {"code": self.code, "message": self.message}})),
-            )
-                .into_response(),
+            Wants::Json => {
+                let mut error = json!({"code": self.code, "message": self.message});
+                if let Some(wait) = self.retry_after {
+                    error["retry_after_ms"] = json!(wait.as_millis().max(1) as u64);
+                }
+                (self.status, Json(json!({ "error": error }))).into_response()
+            }
             Wants::Html => render_error_page(self.status, &self.message),
         };
         if let Some(wait) = self.retry_after {

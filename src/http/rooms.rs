@@ -137,7 +137,7 @@ async fn api_messages(
     Path(slug): Path<String>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    session?;
+    let ApiSession(session) = session?;
     let Query(query) =
         query.map_err(|e| Refusal::bad_request(format!("bad query: {e}"), Wants::Json))?;
     let before = number_param(&query, "before")?;
@@ -149,7 +149,10 @@ async fn api_messages(
         .map_err(|_| ApiError::from(ChatError::InvalidRequest("limit must be 1 to 100".into())))?;
     let room = state.chat.find_room(&slug).await?;
     let range = before.map_or(HistoryRange::Latest, HistoryRange::Before);
-    let (messages, _) = state.chat.history(&room, range, limit).await?;
+    let (messages, _) = state
+        .chat
+        .read_history(&session.user, &room, range, limit)
+        .await?;
     let messages: Vec<_> = messages.iter().map(MessageView::from).collect();
     Ok(Json(json!({ "messages": messages })))
 }

@@ -171,3 +171,36 @@ async fn a_deleted_sqlite_file_makes_readyz_503_and_sends_unavailable() {
     let refused = ws.say("into the void", "b2").await;
     assert_eq!(refused["code"], "unavailable", "never acked: {refused}");
 }
+
+/// Reading history over HTTP costs the store a query each time: 20 a second per user.
+#[tokio::test]
+async fn rest_history_is_limited_to_20_requests_a_second_per_user() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let slug = alice.create_room("general").await;
+    let path = app.url(&format!("/api/rooms/{slug}/messages"));
+    let started = std::time::Instant::now();
+    let mut refused = None;
+    for _ in 0..21 {
+        let response = alice.client.get(&path).send().await.unwrap();
+        if response.status() == 429 {
+            refused = Some(response);
+            break;
+        }
+        assert_eq!(response.status(), 200);
+    }
+    let refused = refused.expect("the 21st request inside a second is refused");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "the test ran too slowly to tell"
+    );
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "rate_limited");
+    assert!(error["error"]["retry_after_ms"]
+        .as_u64()
+        .is_some_and(|ms| (1..=1000).contains(&ms)));
+    // Per user: bob reads on.
+    assert_eq!(bob.client.get(&path).send().await.unwrap().status(), 200);
+}
