@@ -204,3 +204,42 @@ async fn rest_history_is_limited_to_20_requests_a_second_per_user() {
     // Per user: bob reads on.
     assert_eq!(bob.client.get(&path).send().await.unwrap().status(), 200);
 }
+
+/// serde reads a struct from a JSON array as readily as from an object: an array body
+/// must not register an account or create a room; a duplicate key is no better.
+#[tokio::test]
+async fn json_arrays_and_duplicate_keys_are_not_bodies() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let post = |path: &str, body: &'static str| {
+        alice
+            .client
+            .post(app.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for (path, body) in [
+        ("/api/register", r#"["abc_def","longenough1"]"#),
+        ("/api/login", r#"["alice","correct horse battery"]"#),
+        ("/api/rooms", r#"["x"]"#),
+        ("/api/rooms", r#"  ["x"]"#),
+        ("/api/rooms", r#""x""#),
+        ("/api/rooms", r#"{"name":"one","name":"two"}"#),
+    ] {
+        let response = post(path, body).await.unwrap();
+        assert_eq!(response.status(), 400, "{path} {body}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "invalid_request", "{path} {body}");
+    }
+    let login = app
+        .browser()
+        .post(app.url("/api/login"))
+        .json(&json!({"username": "abc_def", "password": "longenough1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 401, "the array registered no account");
+    let rooms = alice.get_json("/api/rooms").await;
+    assert_eq!(rooms["rooms"], json!([]), "the arrays made no room");
+}
