@@ -473,6 +473,64 @@ async fn times_read_back_as_written_to_the_millisecond(store: Arc<dyn Store>) {
     assert_eq!(listed.last_message_at, Some(acked.sent_at));
 }
 
+/// PostgreSQL only: a server that answers reads but refuses writes (a standby after a
+/// failover, or made read-only) is not ready.
+#[tokio::test]
+async fn postgres_read_only_is_not_ready() {
+    use sqlx::Connection;
+    let Some(fixture) = crate::postgres_fixture::postgres_store().await else {
+        return;
+    };
+    let store = fixture.store.clone();
+    let general = room(&*store, "general").await;
+    store.ping().await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&fixture.database.url)
+        .await
+        .unwrap();
+    let set_read_only = |on: bool| {
+        format!(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = {on}', current_database()); END $$"
+        )
+    };
+    // New sessions pick the setting up; the store's pool reconnects after the kick.
+    let kick = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    sqlx::query(&set_read_only(true))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(kick).execute(&mut admin).await.unwrap();
+    eventually("reads work", || store_reads(&store, &general)).await;
+    assert!(
+        matches!(store.ping().await, Err(StoreError::Unavailable(_))),
+        "reads work, writes do not: not ready"
+    );
+    sqlx::query(&set_read_only(false))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(kick).execute(&mut admin).await.unwrap();
+    eventually("ready", || async { store.ping().await.is_ok() }).await;
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never {what} again");
+}
+
+async fn store_reads(store: &Arc<dyn Store>, room: &Room) -> bool {
+    store.messages(room, HistoryRange::Latest, 1).await.is_ok()
+}
+
 /// PostgreSQL only: while it is unreachable every call fails fast, and when it comes back
 /// the same store works again.
 mod postgres_outage {

@@ -157,8 +157,21 @@ fn room_from_row((id, slug, name): (i64, String, String)) -> Room {
 
 #[async_trait]
 impl Store for PgStore {
+    /// Answers, and takes writes: a server that became a standby (a failover pointed the
+    /// URL at it) or was made read-only still answers reads, but every send would fail.
     async fn ping(&self) -> Result<(), StoreError> {
-        bounded(sqlx::query("SELECT 1").execute(&self.pool)).await?;
+        let read_only: bool = bounded(
+            sqlx::query_scalar(
+                "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::boolean",
+            )
+            .fetch_one(&self.pool),
+        )
+        .await?;
+        if read_only {
+            return Err(StoreError::Unavailable(
+                "PostgreSQL is read-only (a standby, or default_transaction_read_only)".into(),
+            ));
+        }
         Ok(())
     }
 
