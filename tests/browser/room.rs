@@ -266,6 +266,11 @@ async fn markup_in_messages_and_room_names_is_shown_as_text() {
     let injected = "return document.querySelectorAll('main img, main script, main b').length \
                     + (window.pwned === undefined ? 0 : 100)";
     assert_eq!(alice.js(injected, vec![]).await, json!(0));
+    // Each piece of user text keeps its own direction: a right-to-left override in a
+    // body or a name cannot reorder the text around it.
+    let isolated = "return [...document.querySelectorAll('.message')].every(m => \
+                    m.querySelector('.body').dir === 'auto' && m.querySelector('.who').tagName === 'BDI')";
+    assert_eq!(alice.js(isolated, vec![]).await, json!(true));
 
     // A room name with markup, arriving through the room list's refresh.
     alice.click("a.brand").await;
@@ -286,6 +291,9 @@ async fn markup_in_messages_and_room_names_is_shown_as_text() {
         )
         .await;
     assert_eq!(alice.js(injected, vec![]).await, json!(0));
+    let names_isolated =
+        "return [...document.querySelectorAll('#room-list a')].every(a => a.dir === 'auto')";
+    assert_eq!(alice.js(names_isolated, vec![]).await, json!(true));
     alice.close().await;
 }
 
