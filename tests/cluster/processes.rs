@@ -154,3 +154,44 @@ fn room_ids(keys: &[String], prefix: &str) -> Vec<String> {
     ids.dedup();
     ids
 }
+
+/// `client_id` means one message on every process: a reuse through another process, in
+/// another room, is refused and nothing is stored.
+#[tokio::test]
+async fn a_client_id_reused_through_another_process_is_refused() {
+    let Some((database, redis)) = shared_services().await else {
+        return;
+    };
+    let env = env_of(&database, &redis);
+    let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
+    let alice = register(a.addr, "alice").await;
+    let general = alice.create_room("general").await;
+    let other = alice.create_room("other").await;
+
+    let mut on_a = alice.connect(&general).await;
+    let first = on_a.say("said once", "same-id").await;
+    assert_eq!(
+        (&first["type"], &first["room"]),
+        (&json!("ack"), &json!(general))
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut on_b = alice.at(b.addr).connect(&other).await;
+    let reused = on_b.say("said once", "same-id").await;
+    assert_eq!(reused["code"], "client_id_reused", "{reused}");
+    let resent = alice
+        .at(b.addr)
+        .connect(&general)
+        .await
+        .say("said once", "same-id")
+        .await;
+    assert_eq!(
+        (&resent["id"], &resent["seq"]),
+        (&first["id"], &first["seq"])
+    );
+    let stored = alice
+        .at(b.addr)
+        .get_json(&format!("/api/rooms/{other}/messages"))
+        .await;
+    assert_eq!(stored["messages"], json!([]));
+}
