@@ -10,6 +10,7 @@ mod ops;
 mod pages;
 mod rooms;
 mod security;
+pub(crate) mod strict_json;
 mod ws;
 
 use std::sync::Arc;
