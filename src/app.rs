@@ -22,7 +22,7 @@ use crate::adapters::redis::{RedisBus, RedisRateLimiter, RedisRoomState};
 use crate::adapters::sqlite::SqliteStore;
 use crate::chat::{ChatService, ChatSettings, Ports};
 use crate::config::{Config, ConfigError, DatabaseUrl, RedisUrl};
-use crate::http::{self, AppState, OriginPolicy};
+use crate::http::{self, AppState, OriginPolicy, WsSettings};
 use crate::ports::{Store, StoreError, Unavailable, MAINTAIN_EVERY};
 use crate::telemetry::Metrics;
 
@@ -122,6 +122,7 @@ impl App {
             origins: Arc::new(OriginPolicy::new(config.allowed_origins.clone())),
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
+            ws: Arc::new(WsSettings::new(&config)),
         };
         let router = http::router(state.clone());
         let listener = bind(config.bind)?;

@@ -29,6 +29,14 @@ pub struct Config {
     /// Most recent messages kept in the cache per active room.
     pub cache_messages: usize,
     pub session_ttl: Duration,
+    /// Data queued for one WebSocket and not yet taken by the OS (CONTRACT §7a).
+    pub ws_max_unsent_bytes: usize,
+    /// How long one write to a WebSocket may wait before the socket is closed.
+    pub ws_write_timeout: Duration,
+    /// WebSockets one user may hold open at once.
+    pub max_sockets_per_user: usize,
+    /// WebSocket upgrades one user may make in any 10 seconds.
+    pub max_upgrades_per_user: usize,
 }
 
 /// The store to use.
@@ -216,6 +224,18 @@ impl Config {
             31_536_000,
         )? as u64);
 
+        let ws_max_unsent_bytes = parse_number(
+            &get,
+            "WS_MAX_UNSENT_BYTES",
+            1024 * 1024,
+            64 * 1024,
+            64 * 1024 * 1024,
+        )?;
+        let ws_write_timeout =
+            Duration::from_secs(parse_number(&get, "WS_WRITE_TIMEOUT", 30, 1, 600)? as u64);
+        let max_sockets_per_user = parse_number(&get, "MAX_SOCKETS_PER_USER", 20, 1, 10_000)?;
+        let max_upgrades_per_user = parse_number(&get, "MAX_UPGRADES_PER_USER", 10, 1, 10_000)?;
+
         Ok(Config {
             bind,
             database,
@@ -226,6 +246,10 @@ impl Config {
             history_on_join,
             cache_messages,
             session_ttl,
+            ws_max_unsent_bytes,
+            ws_write_timeout,
+            max_sockets_per_user,
+            max_upgrades_per_user,
         })
     }
 }

@@ -28,6 +28,9 @@ pub struct Membership {
     pub history: Vec<Message>,
     /// More than [`RESUME_MAX`] messages were missed; the client should page on.
     pub truncated: bool,
+    /// The joiner's `?since=`, lowered to the room's last `seq` if it was above it
+    /// (CONTRACT §7a): live messages after it are the client's.
+    pub since: Option<Seq>,
     /// Live frames for the room.
     pub deliveries: broadcast::Receiver<Delivery>,
     /// Becomes `Some` when the server must close the socket.
@@ -52,6 +55,7 @@ impl ChatService {
             members: Vec::new(),
             history: Vec::new(),
             truncated: false,
+            since,
             deliveries: attachment.receiver,
             closed: attachment.closed,
             session: session.token_hash.clone(),
@@ -106,7 +110,14 @@ impl ChatService {
         };
 
         let (history, truncated) = match since {
-            Some(since) => self.history_since(&room, since).await?,
+            Some(since) => {
+                // Read before the history: a message stored after this has a higher `seq`
+                // than the clamp, so it is in the history or arrives live, never skipped.
+                let last = store_call(self.store.last_seq(room.id)).await?;
+                let since = since.min(last);
+                membership.since = Some(since);
+                self.history_since(&room, since).await?
+            }
             None => (self.history_on_join(membership).await?, false),
         };
         membership.history = history;

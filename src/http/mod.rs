@@ -10,6 +10,7 @@ mod ops;
 mod pages;
 mod rooms;
 mod security;
+pub(crate) mod strict_json;
 mod ws;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::chat::ChatService;
 use crate::config::SecretKey;
 
 pub use security::OriginPolicy;
+pub use ws::WsSettings;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -37,6 +39,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every WebSocket task, so shutdown can wait for them.
     pub sockets: TaskTracker,
+    /// What bounds each socket, and each user's sockets.
+    pub ws: Arc<WsSettings>,
 }
 
 /// Forms and JSON bodies are small; anything bigger is refused before it is read.

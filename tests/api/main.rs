@@ -9,6 +9,7 @@ mod pages;
 mod rate_limits;
 mod rooms;
 mod websocket;
+mod ws_limits;
 
 #[path = "../support/postgres.rs"]
 mod postgres_support;

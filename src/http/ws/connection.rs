@@ -4,167 +4,200 @@
 //! Live frames come from the room's bounded ring in the hub, already serialized; a socket
 //! that falls behind the ring gets `resync` with the last `seq` it was sent.
 //!
-//! A text frame longer than [`SOCKET_BUFFER_BYTES`] goes out as WebSocket fragments of at
-//! most that size (clients reassemble them: the message is the same). tungstenite formats
-//! every frame into one buffer per socket that is drained but never shrunk, so a `history`
-//! sent whole would keep its size in every socket for the socket's life: 13.4 KiB per idle
-//! socket in rooms with 50 messages, instead of a few (docs/BENCHMARKS.md).
+//! Every frame is written here, straight to the connection ([`frames`] says why not through
+//! tungstenite), and every write is bounded (CONTRACT §7a): at most `max_unsent_bytes` are
+//! queued for a socket (it writes what it holds before it takes more, and takes nothing
+//! while a write is pending: deliveries wait in the room's ring meanwhile), one write waits
+//! at most `write_timeout`, and logout, session expiry and shutdown are raced against every
+//! write, so a client that stops reading cannot keep its socket open past them.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio::sync::watch;
+use tokio::time::Sleep;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
 
+use super::frames::{self, Keep, MAX_HISTORY_JSON};
 use super::handshake::Socket as WebSocket;
-use super::{MAX_FRAME_BYTES, SOCKET_BUFFER_BYTES};
+use super::MAX_FRAME_BYTES;
 use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Membership, SharedFrame};
 use crate::domain::{HistoryRange, Room, Seq};
+use crate::http::strict_json;
 use crate::http::AppState;
-use crate::protocol::{ClientFrame, MessageView, RoomView, ServerFrame, UserView};
+use crate::protocol::{ClientFrame, RoomView, ServerFrame, UserView};
 
-/// Non-`send` frames (history, ping, malformed) allowed per second per connection.
+/// Non-`send` frames (history, ping, refused sends, malformed) allowed per second per connection.
 const OTHER_FRAMES_PER_SECOND: usize = 20;
 /// The server pings this often; a client silent for [`IDLE_LIMIT`] is gone.
 const PING_EVERY: Duration = Duration::from_secs(30);
 const IDLE_LIMIT: Duration = Duration::from_secs(75);
 /// Deliveries written before one flush.
 const WRITE_BATCH: usize = 64;
+/// How long a close frame may take to be written before the connection is just dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_INTERNAL: u16 = 1011;
 
-type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
-
 pub async fn run(
-    socket: WebSocket,
+    mut ws: WebSocket,
     state: AppState,
     session: AuthSession,
     room: Room,
     since: Option<Seq>,
 ) {
-    let (mut sink, mut stream) = socket.split();
     let membership = match state.chat.join(&session, room, since).await {
         Ok(membership) => membership,
         Err(e) => {
-            let _ = send_frame(&mut sink, &error_frame(&e, None)).await;
-            let _ = close(&mut sink, CLOSE_INTERNAL, "could not join the room").await;
+            let mut farewell = frames::text(error_frame(&e, None).to_json().as_bytes()).to_vec();
+            farewell.extend_from_slice(&frames::close(CLOSE_INTERNAL, "could not join the room"));
+            let _ =
+                tokio::time::timeout(CLOSE_WAIT, write_all(&mut ws, &farewell, &mut true)).await;
             return;
         }
     };
-    let own_arrival = ServerFrame::MemberJoined {
-        user: membership.user.username.clone(),
-    }
-    .to_json();
     let mut socket = Socket {
-        sink,
-        last_seq: since.unwrap_or(0),
+        ws,
+        last_seq: membership.since.unwrap_or(0),
         budget: FrameBudget::default(),
-        own_arrival: Bytes::from(own_arrival),
+        own_arrival: Bytes::from(
+            ServerFrame::MemberJoined {
+                user: membership.user.username.clone(),
+            }
+            .to_json(),
+        ),
+        unsent: Vec::new(),
+        unsent_bytes: 0,
+        at_boundary: true,
+        max_unsent: state.ws.max_unsent_bytes,
+        write_timeout: state.ws.write_timeout,
+        shutdown: state.shutdown.clone(),
+        closed: membership.closed.clone(),
+        session_ends: Box::pin(tokio::time::sleep(time_until(session.expires_at))),
     };
-    let membership = socket
-        .serve(&state, &session, &mut stream, membership)
-        .await;
+    let membership = socket.serve(&state, membership).await;
+    // The connection goes first, so a client is not kept waiting on the store.
+    drop(socket);
     state.chat.leave(membership).await;
 }
 
+/// Why a socket stops.
+enum End {
+    /// With a close frame (the connection is between frames).
+    Close(u16, &'static str),
+    /// At once: the client left, or the connection is in the middle of a frame.
+    Drop,
+}
+
+/// What ends a socket from outside, even in the middle of a write.
+#[derive(Clone, Copy)]
+enum Signal {
+    Shutdown,
+    SessionEnded,
+    SessionExpired,
+}
+
+impl Signal {
+    fn end(self) -> End {
+        match self {
+            Signal::Shutdown => End::Close(CLOSE_GOING_AWAY, "server is restarting"),
+            Signal::SessionEnded => End::Close(CLOSE_POLICY, "session ended"),
+            Signal::SessionExpired => End::Close(CLOSE_POLICY, "session expired"),
+        }
+    }
+}
+
+/// What woke the socket up.
+enum Event {
+    Signal(Signal),
+    Delivery(Result<Delivery, RecvError>),
+    Incoming(Option<Result<Message, WsError>>),
+    PingTime,
+}
+
 struct Socket {
-    sink: Sink,
+    ws: WebSocket,
     /// The highest `seq` this client has been sent.
     last_seq: Seq,
     budget: FrameBudget,
     /// The `member_joined` this socket's own arrival caused: the joiner knows already.
     own_arrival: Bytes,
+    /// Wire frames queued and not yet written, and their size.
+    unsent: Vec<Bytes>,
+    unsent_bytes: usize,
+    /// False while the connection is in the middle of a frame (a close cannot go out then).
+    at_boundary: bool,
+    max_unsent: usize,
+    write_timeout: Duration,
+    shutdown: CancellationToken,
+    /// Becomes `Some` (or its sender goes) when the session ends.
+    closed: watch::Receiver<Option<CloseReason>>,
+    session_ends: Pin<Box<Sleep>>,
 }
 
 impl Socket {
-    async fn serve(
-        &mut self,
-        state: &AppState,
-        session: &AuthSession,
-        stream: &mut Stream,
-        mut membership: Membership,
-    ) -> Membership {
-        if self.greet(&mut membership).await.is_err() {
+    async fn serve(&mut self, state: &AppState, mut membership: Membership) -> Membership {
+        if let Err(end) = self.greet(&mut membership).await {
+            self.end(end).await;
             return membership;
         }
-        let session_ends = tokio::time::sleep(time_until(session.expires_at));
-        tokio::pin!(session_ends);
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.reset();
         let mut last_heard = Instant::now();
 
         loop {
-            let outcome: Result<(), ()> = tokio::select! {
+            let event = tokio::select! {
                 biased;
-                _ = state.shutdown.cancelled() => {
-                    let _ = close(&mut self.sink, CLOSE_GOING_AWAY, "server is restarting").await;
-                    break;
-                }
-                changed = membership.closed.changed() => {
-                    if changed.is_err() || *membership.closed.borrow() == Some(CloseReason::SessionEnded) {
-                        let _ = close(&mut self.sink, CLOSE_POLICY, "session ended").await;
-                        break;
-                    }
-                    Ok(())
-                }
-                _ = &mut session_ends => {
-                    let _ = close(&mut self.sink, CLOSE_POLICY, "session expired").await;
-                    break;
-                }
-                delivery = membership.deliveries.recv() => {
-                    self.forward(delivery, &mut membership).await
-                }
-                incoming = stream.next() => {
-                    last_heard = Instant::now();
-                    match incoming {
-                        Some(Ok(Message::Text(text))) => self.handle_text(state, &membership, text.as_str()).await,
-                        Some(Ok(Message::Binary(_))) => {
-                            self.refuse_or_answer(|| Err(ChatError::InvalidFrame("frames are JSON text".into()))).await
-                        }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Ok(()),
-                        Some(Ok(Message::Close(_))) | None => break,
-                        Some(Err(e)) => {
-                            if is_too_large(&e) {
-                                let refusal = ServerFrame::Error {
-                                    code: "frame_too_large",
-                                    message: format!("frames are limited to {} KiB", MAX_FRAME_BYTES / 1024),
-                                    client_id: None,
-                                    retry_after_ms: None,
-                                };
-                                let _ = send_frame(&mut self.sink, &refusal).await;
-                                let _ = close(&mut self.sink, CLOSE_TOO_BIG, "frame too large").await;
-                            }
-                            break;
-                        }
-                    }
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > IDLE_LIMIT {
-                        let _ = close(&mut self.sink, CLOSE_GOING_AWAY, "idle").await;
-                        break;
-                    }
-                    self.sink.send(Message::Ping(Default::default())).await.map_err(drop)
-                }
+                _ = self.shutdown.cancelled() => Event::Signal(Signal::Shutdown),
+                _ = self.closed.wait_for(Option::is_some) => Event::Signal(Signal::SessionEnded),
+                _ = self.session_ends.as_mut() => Event::Signal(Signal::SessionExpired),
+                delivery = membership.deliveries.recv() => Event::Delivery(delivery),
+                incoming = self.ws.next() => Event::Incoming(incoming),
+                _ = ping.tick() => Event::PingTime,
             };
-            if outcome.is_err() {
+            let outcome = match event {
+                Event::Signal(signal) => Err(signal.end()),
+                Event::Delivery(delivery) => self.forward(delivery, &mut membership).await,
+                Event::Incoming(incoming) => {
+                    last_heard = Instant::now();
+                    self.receive(state, &membership, incoming).await
+                }
+                Event::PingTime if last_heard.elapsed() > IDLE_LIMIT => {
+                    Err(End::Close(CLOSE_GOING_AWAY, "idle"))
+                }
+                Event::PingTime => self.send(frames::ping()).await,
+            };
+            if let Err(end) = outcome {
+                self.end(end).await;
                 break;
             }
         }
         membership
     }
 
-    async fn greet(&mut self, membership: &mut Membership) -> Result<(), ()> {
+    async fn end(&mut self, end: End) {
+        if let End::Close(code, reason) = end {
+            if self.at_boundary {
+                let frame = frames::close(code, reason);
+                let _ = tokio::time::timeout(
+                    CLOSE_WAIT,
+                    write_all(&mut self.ws, &frame, &mut self.at_boundary),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn greet(&mut self, membership: &mut Membership) -> Result<(), End> {
         let joined = ServerFrame::Joined {
             room: RoomView {
                 slug: membership.room.slug.clone(),
@@ -176,17 +209,23 @@ impl Socket {
             },
             members: std::mem::take(&mut membership.members),
         };
-        let history = std::mem::take(&mut membership.history);
-        if let Some(last) = history.last() {
-            self.last_seq = self.last_seq.max(last.seq);
-        }
-        let history = ServerFrame::History {
-            messages: history.iter().map(MessageView::from).collect(),
-            truncated: membership.truncated,
+        let keep = match membership.since {
+            Some(_) => Keep::Oldest,
+            None => Keep::Newest,
         };
-        feed_text(&mut self.sink, json_text(&joined)).await?;
-        feed_text(&mut self.sink, json_text(&history)).await?;
-        self.sink.flush().await.map_err(drop)
+        let history = frames::history(
+            &std::mem::take(&mut membership.history),
+            membership.truncated,
+            keep,
+            MAX_HISTORY_JSON,
+        );
+        if let Some(last) = history.last_seq {
+            self.last_seq = self.last_seq.max(last);
+        }
+        self.queue(frames::text(joined.to_json().as_bytes()))
+            .await?;
+        self.queue(frames::text(&history.json)).await?;
+        self.write_out().await
     }
 
     /// Writes a delivery and whatever else is already waiting, then flushes once.
@@ -194,13 +233,13 @@ impl Socket {
         &mut self,
         first: Result<Delivery, RecvError>,
         membership: &mut Membership,
-    ) -> Result<(), ()> {
+    ) -> Result<(), End> {
         let mut next = first;
         for _ in 0..WRITE_BATCH {
             match next {
-                Ok(delivery) => self.feed_delivery(delivery).await?,
-                Err(RecvError::Lagged(_)) => self.feed_resync().await?,
-                Err(RecvError::Closed) => return Err(()),
+                Ok(delivery) => self.queue_delivery(delivery).await?,
+                Err(RecvError::Lagged(_)) => self.queue_resync().await?,
+                Err(RecvError::Closed) => return Err(End::Drop),
             }
             next = match membership.deliveries.try_recv() {
                 Ok(delivery) => Ok(delivery),
@@ -209,10 +248,10 @@ impl Socket {
                 Err(TryRecvError::Closed) => Err(RecvError::Closed),
             };
         }
-        self.sink.flush().await.map_err(drop)
+        self.write_out().await
     }
 
-    async fn feed_delivery(&mut self, delivery: Delivery) -> Result<(), ()> {
+    async fn queue_delivery(&mut self, delivery: Delivery) -> Result<(), End> {
         match delivery {
             Delivery::Message { seq, frame } => {
                 // Already in the history this client was sent.
@@ -220,47 +259,83 @@ impl Socket {
                     return Ok(());
                 }
                 self.last_seq = seq;
-                self.feed_shared(&frame).await
+                self.queue_shared(&frame).await
             }
             Delivery::Presence(frames) => {
                 for frame in frames.iter() {
                     if frame.json() != &self.own_arrival {
-                        self.feed_shared(frame).await?;
+                        self.queue_shared(frame).await?;
                     }
                 }
                 Ok(())
             }
-            Delivery::Resync => self.feed_resync().await,
+            Delivery::Resync => self.queue_resync().await,
         }
     }
 
-    async fn feed_shared(&mut self, frame: &SharedFrame) -> Result<(), ()> {
-        // Validated and cut into fragments once per broadcast, by the first socket here.
-        let encoded = frame.encoded(|json| {
-            Utf8Bytes::try_from(json.clone())
-                .map(|text| Arc::<[Message]>::from(text_messages(text)))
-                .ok()
+    async fn queue_shared(&mut self, frame: &SharedFrame) -> Result<(), End> {
+        // Validated and framed once per broadcast, by the first socket here; the rest
+        // write the same bytes.
+        let wire = frame.encoded(|json| {
+            std::str::from_utf8(json)
+                .is_ok()
+                .then(|| frames::text(json))
         });
-        for message in encoded.iter().flat_map(|messages| messages.iter()) {
-            self.sink.feed(message.clone()).await.map_err(drop)?;
+        match wire {
+            Some(wire) => self.queue(wire).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    async fn feed_resync(&mut self) -> Result<(), ()> {
+    async fn queue_resync(&mut self) -> Result<(), End> {
         let resync = ServerFrame::Resync {
             after: self.last_seq,
         };
-        feed_text(&mut self.sink, json_text(&resync)).await
+        self.queue(frames::text(resync.to_json().as_bytes())).await
+    }
+
+    async fn receive(
+        &mut self,
+        state: &AppState,
+        membership: &Membership,
+        incoming: Option<Result<Message, WsError>>,
+    ) -> Result<(), End> {
+        match incoming {
+            Some(Ok(Message::Text(text))) => {
+                self.handle_text(state, membership, text.as_bytes()).await
+            }
+            Some(Ok(Message::Binary(_))) => {
+                let refusal = ChatError::InvalidFrame("frames are JSON text".into());
+                self.refuse(&refusal, None).await
+            }
+            // tungstenite answers a ping with a pong by itself; it still counts.
+            Some(Ok(Message::Ping(_))) => match self.budget.take() {
+                Ok(()) => Ok(()),
+                Err(wait) => self.send_frame(&rate_limited(wait, None)).await,
+            },
+            Some(Ok(Message::Pong(_) | Message::Frame(_))) => Ok(()),
+            Some(Ok(Message::Close(_))) | None => Err(End::Drop),
+            Some(Err(e)) if is_too_large(&e) => {
+                let refusal = ServerFrame::Error {
+                    code: "frame_too_large",
+                    message: format!("frames are limited to {} KiB", MAX_FRAME_BYTES / 1024),
+                    client_id: None,
+                    retry_after_ms: None,
+                };
+                self.send_frame(&refusal).await?;
+                Err(End::Close(CLOSE_TOO_BIG, "frame too large"))
+            }
+            Some(Err(_)) => Err(End::Drop),
+        }
     }
 
     async fn handle_text(
         &mut self,
         state: &AppState,
         membership: &Membership,
-        raw: &str,
-    ) -> Result<(), ()> {
-        let value: Result<serde_json::Value, _> = serde_json::from_str(raw);
+        raw: &[u8],
+    ) -> Result<(), End> {
+        let value = strict_json::parse_object(raw);
         let client_id = value
             .as_ref()
             .ok()
@@ -268,7 +343,7 @@ impl Socket {
             .and_then(|v| v.as_str())
             .map(str::to_owned);
         let frame = value
-            .map_err(|e| ChatError::InvalidFrame(format!("not JSON: {e}")))
+            .map_err(|e| ChatError::InvalidFrame(e.to_string()))
             .and_then(|v| {
                 serde_json::from_value::<ClientFrame>(v)
                     .map_err(|e| ChatError::InvalidFrame(e.to_string()))
@@ -291,63 +366,139 @@ impl Socket {
                         id: ack.id,
                         seq: ack.seq,
                     },
-                    Err(e) => error_frame(&e, client_id),
+                    Err(e) => return self.refuse(&e, client_id).await,
                 };
-                send_frame(&mut self.sink, &reply).await
+                self.send_frame(&reply).await
             }
-            Ok(ClientFrame::Ping) => self.refuse_or_answer(|| Ok(ServerFrame::Pong)).await,
+            Ok(ClientFrame::Ping) => {
+                let reply = match self.budget.take() {
+                    Ok(()) => ServerFrame::Pong,
+                    Err(wait) => rate_limited(wait, None),
+                };
+                self.send_frame(&reply).await
+            }
             Ok(ClientFrame::History {
                 before,
                 after,
                 limit,
             }) => {
                 if let Err(wait) = self.budget.take() {
-                    return send_frame(&mut self.sink, &rate_limited(wait)).await;
+                    return self.send_frame(&rate_limited(wait, None)).await;
                 }
-                let reply = match history_request(before, after, limit) {
-                    Ok((range, limit)) => {
-                        match state.chat.history(&membership.room, range, limit).await {
-                            Ok((messages, truncated)) => ServerFrame::History {
-                                messages: messages.iter().map(MessageView::from).collect(),
-                                truncated,
-                            },
-                            Err(e) => error_frame(&e, None),
-                        }
-                    }
-                    Err(e) => error_frame(&e, None),
+                let answer = match history_request(before, after, limit) {
+                    Ok((range, limit, keep)) => state
+                        .chat
+                        .history(&membership.room, range, limit)
+                        .await
+                        .map(|(messages, truncated)| {
+                            frames::history(&messages, truncated, keep, MAX_HISTORY_JSON)
+                        }),
+                    Err(e) => Err(e),
                 };
-                send_frame(&mut self.sink, &reply).await
-            }
-            Err(e) => {
-                if let Err(wait) = self.budget.take() {
-                    return send_frame(&mut self.sink, &rate_limited(wait)).await;
+                match answer {
+                    Ok(history) => self.send(frames::text(&history.json)).await,
+                    Err(e) => self.send_frame(&error_frame(&e, None)).await,
                 }
-                send_frame(&mut self.sink, &error_frame(&e, client_id)).await
             }
+            Err(e) => self.refuse(&e, client_id).await,
         }
     }
 
-    /// Answers a non-`send` frame, within the per-connection budget.
-    async fn refuse_or_answer(
-        &mut self,
-        answer: impl FnOnce() -> Result<ServerFrame, ChatError>,
-    ) -> Result<(), ()> {
+    /// Answers a refused frame with its error, or `rate_limited` beyond the budget.
+    async fn refuse(&mut self, error: &ChatError, client_id: Option<String>) -> Result<(), End> {
         let reply = match self.budget.take() {
-            Err(wait) => rate_limited(wait),
-            Ok(()) => answer().unwrap_or_else(|e| error_frame(&e, None)),
+            Ok(()) => error_frame(error, client_id),
+            Err(wait) => rate_limited(wait, client_id),
         };
-        send_frame(&mut self.sink, &reply).await
+        self.send_frame(&reply).await
     }
+
+    async fn send_frame(&mut self, frame: &ServerFrame) -> Result<(), End> {
+        self.send(frames::text(frame.to_json().as_bytes())).await
+    }
+
+    async fn send(&mut self, wire: Bytes) -> Result<(), End> {
+        self.queue(wire).await?;
+        self.write_out().await
+    }
+
+    /// Queues one wire frame, writing what is queued first if both would not fit.
+    async fn queue(&mut self, wire: Bytes) -> Result<(), End> {
+        if self.unsent_bytes + wire.len() > self.max_unsent {
+            self.write_out().await?;
+            if wire.len() > self.max_unsent {
+                return Err(End::Close(CLOSE_POLICY, "too much unsent data"));
+            }
+        }
+        self.unsent_bytes += wire.len();
+        self.unsent.push(wire);
+        Ok(())
+    }
+
+    /// Writes everything queued, unless it takes longer than the write timeout or the
+    /// socket must close first; then the socket ends.
+    async fn write_out(&mut self) -> Result<(), End> {
+        let pieces = std::mem::take(&mut self.unsent);
+        let bytes = match pieces.as_slice() {
+            [] => return Ok(()),
+            [one] => one.clone(),
+            many => Bytes::from(many.concat()),
+        };
+        drop(pieces);
+        let written = {
+            let write = write_all(&mut self.ws, &bytes, &mut self.at_boundary);
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => Err(Signal::Shutdown),
+                _ = self.closed.wait_for(Option::is_some) => Err(Signal::SessionEnded),
+                _ = self.session_ends.as_mut() => Err(Signal::SessionExpired),
+                written = tokio::time::timeout(self.write_timeout, write) => Ok(written),
+            }
+        };
+        self.unsent_bytes = 0;
+        match written {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(()))) => Err(End::Drop),
+            Ok(Err(_elapsed)) => Err(End::Close(CLOSE_POLICY, "write timed out")),
+            // The write is abandoned: [`Socket::end`] sends the close only if the
+            // connection is between frames, else drops it.
+            Err(signal) => Err(signal.end()),
+        }
+    }
+}
+
+/// Writes `bytes` (whole frames) after whatever tungstenite still holds (a pong), so that
+/// frames never interleave; `at_boundary` says whether the connection is between frames.
+async fn write_all(ws: &mut WebSocket, bytes: &[u8], at_boundary: &mut bool) -> Result<(), ()> {
+    *at_boundary = false;
+    ws.flush().await.map_err(drop)?;
+    *at_boundary = true;
+    let io = ws.get_mut();
+    let mut written = 0;
+    while written < bytes.len() {
+        let n = io.write(&bytes[written..]).await.map_err(drop)?;
+        if n == 0 {
+            return Err(());
+        }
+        written += n;
+        *at_boundary = written == bytes.len();
+    }
+    io.flush().await.map_err(drop)
 }
 
 fn history_request(
     before: Option<Seq>,
     after: Option<Seq>,
     limit: Option<u32>,
-) -> Result<(HistoryRange, u32), ChatError> {
-    let range = match (before, after) {
-        (Some(before), None) => HistoryRange::Before(before),
-        (None, Some(after)) => HistoryRange::After(after),
+) -> Result<(HistoryRange, u32, Keep), ChatError> {
+    let (range, keep) = match (before, after) {
+        (Some(before), None) if before >= 0 => (HistoryRange::Before(before), Keep::Newest),
+        (None, Some(after)) if after >= 0 => (HistoryRange::After(after), Keep::Oldest),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(ChatError::InvalidFrame(
+                "before and after are seqs: 0 or more".into(),
+            ))
+        }
         _ => {
             return Err(ChatError::InvalidFrame(
                 "history needs exactly one of before or after".into(),
@@ -358,7 +509,7 @@ fn history_request(
     if !(1..=100).contains(&limit) {
         return Err(ChatError::InvalidFrame("limit must be 1 to 100".into()));
     }
-    Ok((range, limit))
+    Ok((range, limit, keep))
 }
 
 fn error_frame(error: &ChatError, client_id: Option<String>) -> ServerFrame {
@@ -373,73 +524,13 @@ fn error_frame(error: &ChatError, client_id: Option<String>) -> ServerFrame {
     }
 }
 
-fn rate_limited(wait: Duration) -> ServerFrame {
+fn rate_limited(wait: Duration, client_id: Option<String>) -> ServerFrame {
     ServerFrame::Error {
         code: "rate_limited",
         message: "too many frames; slow down".into(),
-        client_id: None,
+        client_id,
         retry_after_ms: Some(wait.as_millis().max(1) as u64),
     }
-}
-
-fn json_text(frame: &ServerFrame) -> Utf8Bytes {
-    Utf8Bytes::from(frame.to_json())
-}
-
-/// Feeds one text message (see [`text_messages`]).
-async fn feed_text(sink: &mut Sink, text: Utf8Bytes) -> Result<(), ()> {
-    for message in text_messages(text) {
-        sink.feed(message).await.map_err(drop)?;
-    }
-    Ok(())
-}
-
-/// What one text message is written as: itself, or if longer than [`SOCKET_BUFFER_BYTES`]
-/// its fragments of at most that size (see the module's comment).
-fn text_messages(text: Utf8Bytes) -> Vec<Message> {
-    if text.len() <= SOCKET_BUFFER_BYTES {
-        return vec![Message::Text(text)];
-    }
-    let pieces = fragments(text.as_str(), SOCKET_BUFFER_BYTES);
-    let last = pieces.len() - 1;
-    let bytes = Bytes::from(text);
-    pieces
-        .into_iter()
-        .enumerate()
-        .map(|(n, range)| {
-            let opcode = OpCode::Data(if n == 0 { Data::Text } else { Data::Continue });
-            Message::Frame(Frame::message(bytes.slice(range), opcode, n == last))
-        })
-        .collect()
-}
-
-/// `text` cut into consecutive pieces of at most `max` bytes (`max` ≥ 4), each whole
-/// characters, so every fragment is valid UTF-8 by itself too.
-fn fragments(text: &str, max: usize) -> Vec<std::ops::Range<usize>> {
-    let mut pieces = Vec::with_capacity(text.len().div_ceil(max));
-    let mut start = 0;
-    while start < text.len() {
-        let mut end = (start + max).min(text.len());
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        pieces.push(start..end);
-        start = end;
-    }
-    pieces
-}
-
-async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), ()> {
-    feed_text(sink, json_text(frame)).await?;
-    sink.flush().await.map_err(drop)
-}
-
-async fn close(sink: &mut Sink, code: u16, reason: &'static str) -> Result<(), ()> {
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: Utf8Bytes::from_static(reason),
-    };
-    sink.send(Message::Close(Some(frame))).await.map_err(drop)
 }
 
 fn time_until(moment: chrono::DateTime<chrono::Utc>) -> Duration {
@@ -453,7 +544,7 @@ fn is_too_large(error: &WsError) -> bool {
     matches!(error, WsError::Capacity(_))
 }
 
-/// A sliding one-second window of non-`send` frames.
+/// A sliding one-second window of frames that are not accepted `send`s.
 #[derive(Default)]
 struct FrameBudget {
     recent: VecDeque<Instant>,
@@ -483,40 +574,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fragments_are_whole_characters_within_the_limit_and_add_up() {
-        let text = "é🎉 chat ".repeat(200);
-        for max in [4, 5, 7, 1024] {
-            let pieces = fragments(&text, max);
-            assert!(pieces.iter().all(|r| !r.is_empty() && r.len() <= max));
-            let joined: String = pieces.iter().map(|r| &text[r.clone()]).collect();
-            assert_eq!(joined, text, "max {max}");
+    fn history_requests_need_one_non_negative_seq() {
+        assert!(matches!(
+            history_request(Some(5), None, None),
+            Ok((HistoryRange::Before(5), 50, Keep::Newest))
+        ));
+        assert!(matches!(
+            history_request(None, Some(0), Some(100)),
+            Ok((HistoryRange::After(0), 100, Keep::Oldest))
+        ));
+        for (before, after, limit) in [
+            (Some(-1), None, None),
+            (None, Some(-3), None),
+            (Some(1), Some(2), None),
+            (None, None, None),
+            (None, Some(1), Some(0)),
+            (None, Some(1), Some(101)),
+        ] {
+            assert!(
+                matches!(
+                    history_request(before, after, limit),
+                    Err(ChatError::InvalidFrame(_))
+                ),
+                "{before:?} {after:?} {limit:?}"
+            );
         }
-        assert_eq!(fragments("short", 1024), vec![0..5]);
-    }
-
-    #[test]
-    fn a_long_text_is_one_text_fragment_then_continuations_the_last_final() {
-        let short = text_messages(Utf8Bytes::from_static("short"));
-        assert!(matches!(short.as_slice(), [Message::Text(t)] if t.as_str() == "short"));
-
-        let long = "é🎉 chat ".repeat(300);
-        let messages = text_messages(Utf8Bytes::from(long.clone()));
-        let frames: Vec<&Frame> = messages
-            .iter()
-            .map(|m| match m {
-                Message::Frame(frame) => frame,
-                other => panic!("expected a fragment, got {other:?}"),
-            })
-            .collect();
-        assert!(frames.len() > 1);
-        for (n, frame) in frames.iter().enumerate() {
-            let header = frame.header();
-            let expected = if n == 0 { Data::Text } else { Data::Continue };
-            assert_eq!(header.opcode, OpCode::Data(expected));
-            assert_eq!(header.is_final, n == frames.len() - 1);
-            assert!(frame.payload().len() <= SOCKET_BUFFER_BYTES);
-        }
-        let payload: Vec<u8> = frames.iter().flat_map(|f| f.payload().to_vec()).collect();
-        assert_eq!(payload, long.as_bytes());
     }
 }

@@ -1,6 +1,7 @@
 //! The WebSocket opening handshake (RFC 6455 §4.2), answered here instead of by axum's
-//! `WebSocketUpgrade`, so that the socket is tungstenite's own stream: only that can send
-//! a big frame as fragments ([`super::connection`] explains why it must).
+//! `WebSocketUpgrade`, so that the socket is tungstenite's own stream: only that gives
+//! access to the connection beneath, which [`super::connection`] writes frames to
+//! ([`super::frames`] explains why).
 
 use std::future::Future;
 

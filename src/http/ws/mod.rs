@@ -1,14 +1,19 @@
-//! `GET /ws/rooms/{slug}`: checks session (`401`), Origin (`403`) and room (`404`) before
-//! upgrading ([`handshake`]), then hands the socket to [`connection`].
+//! `GET /ws/rooms/{slug}`: checks session (`401`), Origin (`403`), room (`404`) and the
+//! user's socket quota (`429`, [`quota`]) before upgrading ([`handshake`]), then hands the
+//! socket to [`connection`].
 
 mod connection;
+mod frames;
 mod handshake;
+mod quota;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -17,12 +22,35 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use super::extract::MaybeSession;
 use super::AppState;
 use crate::chat::ChatError;
+use crate::config::Config;
+use quota::{Refused, SocketQuota};
 
-/// Frames (and messages) above this are refused with `frame_too_large`.
+/// Client frames (and messages) above this are refused with `frame_too_large`.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
-/// Initial read buffer and write batching threshold of one socket, and the largest
-/// fragment a frame is sent in (see [`connection`]).
+/// Initial read buffer of one socket (see [`upgrade`]).
 const SOCKET_BUFFER_BYTES: usize = 1024;
+
+/// What bounds every socket of this process (CONTRACT §7a).
+pub struct WsSettings {
+    /// Data one socket may have queued and not yet taken by the OS.
+    pub max_unsent_bytes: usize,
+    /// How long one write may wait.
+    pub write_timeout: Duration,
+    quota: Arc<SocketQuota>,
+}
+
+impl WsSettings {
+    pub fn new(config: &Config) -> WsSettings {
+        WsSettings {
+            max_unsent_bytes: config.ws_max_unsent_bytes,
+            write_timeout: config.ws_write_timeout,
+            quota: Arc::new(SocketQuota::new(
+                config.max_sockets_per_user,
+                config.max_upgrades_per_user,
+            )),
+        }
+    }
+}
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/ws/rooms/{slug}", get(upgrade))
@@ -64,6 +92,26 @@ async fn upgrade(
         Ok(handshake) => handshake,
         Err(refusal) => return refusal.into_response(),
     };
+    // Last, so that only an upgrade that will happen takes a place.
+    let place = match state.ws.quota.admit(session.user.id) {
+        Ok(place) => place,
+        Err(Refused::TooManyOpen) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many open WebSockets for this user",
+            )
+                .into_response()
+        }
+        Err(Refused::TooManyUpgrades { retry_after }) => {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, seconds.to_string())],
+                "too many WebSocket upgrades for this user; retry later",
+            )
+                .into_response();
+        }
+    };
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
@@ -71,9 +119,13 @@ async fn upgrade(
         // first read: the 128 KiB default made an idle socket cost 15.5 KiB of RSS, 1 KiB
         // makes it 8.8 (docs/BENCHMARKS.md). Bigger frames grow the buffer as needed.
         .read_buffer_size(SOCKET_BUFFER_BYTES)
-        .write_buffer_size(SOCKET_BUFFER_BYTES);
+        // tungstenite writes only its automatic pongs: [`connection`] writes the rest.
+        .write_buffer_size(0);
     let sockets = state.sockets.clone();
     handshake.accept(config, move |socket| {
-        sockets.track_future(connection::run(socket, state, session, room, since))
+        sockets.track_future(async move {
+            connection::run(socket, state, session, room, since).await;
+            drop(place);
+        })
     })
 }
