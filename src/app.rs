@@ -114,12 +114,14 @@ impl App {
             history_on_join: config.history_on_join,
             cache_messages: config.cache_messages,
             session_ttl: config.session_ttl,
+            registrations_per_address_per_hour: config.registrations_per_address_per_hour,
         };
         let chat = Arc::new(ChatService::new(ports, settings, metrics));
         let state = AppState {
             chat,
             secret_key: Arc::new(config.secret_key.clone()),
             origins: Arc::new(OriginPolicy::new(config.allowed_origins.clone())),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
             ws: Arc::new(WsSettings::new(&config)),

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -37,6 +37,69 @@ pub struct Config {
     pub max_sockets_per_user: usize,
     /// WebSocket upgrades one user may make in any 10 seconds.
     pub max_upgrades_per_user: usize,
+    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
+    pub registrations_per_address_per_hour: usize,
+}
+
+/// `TRUSTED_PROXIES`: addresses and CIDR ranges (`10.0.0.0/8`, `fd00::/8`, `127.0.0.1`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpRange>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IpRange {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl TrustedProxies {
+    pub fn parse(list: &str) -> Result<TrustedProxies, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                IpRange::parse(item)
+                    .ok_or_else(|| format!("{item:?} is not an address or a range like 10.0.0.0/8"))
+            })
+            .collect::<Result<_, _>>()
+            .map(TrustedProxies)
+    }
+
+    pub fn contains(&self, address: IpAddr) -> bool {
+        // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`.
+        let address = address.to_canonical();
+        self.0.iter().any(|range| range.contains(address))
+    }
+}
+
+impl IpRange {
+    fn parse(text: &str) -> Option<IpRange> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let network = address.parse::<IpAddr>().ok()?.to_canonical();
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            // Digits only: `u8::from_str` would take `+8`.
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+            Some(_) => return None,
+            None => bits,
+        };
+        (prefix <= bits).then_some(IpRange { network, prefix })
+    }
+
+    fn contains(&self, address: IpAddr) -> bool {
+        let (network, address, bits) = match (self.network, address) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n) as u128, u32::from(a) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
+            _ => return false,
+        };
+        let host_bits = bits - u32::from(self.prefix);
+        // `checked_shr`: a /0 shifts by the whole width, which `>>` does not allow.
+        let mask = |x: u128| x.checked_shr(host_bits).unwrap_or(0);
+        mask(network) == mask(address)
+    }
 }
 
 /// The store to use.
@@ -235,6 +298,14 @@ impl Config {
             Duration::from_secs(parse_number(&get, "WS_WRITE_TIMEOUT", 30, 1, 600)? as u64);
         let max_sockets_per_user = parse_number(&get, "MAX_SOCKETS_PER_USER", 20, 1, 10_000)?;
         let max_upgrades_per_user = parse_number(&get, "MAX_UPGRADES_PER_USER", 10, 1, 10_000)?;
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            Some(list) => {
+                TrustedProxies::parse(&list).map_err(|problem| error("TRUSTED_PROXIES", problem))?
+            }
+            None => TrustedProxies::default(),
+        };
+        let registrations_per_address_per_hour =
+            parse_number(&get, "REGISTRATIONS_PER_ADDRESS_PER_HOUR", 20, 1, 1_000_000)?;
 
         Ok(Config {
             bind,
@@ -250,6 +321,8 @@ impl Config {
             ws_write_timeout,
             max_sockets_per_user,
             max_upgrades_per_user,
+            trusted_proxies,
+            registrations_per_address_per_hour,
         })
     }
 }
@@ -458,6 +531,11 @@ mod tests {
                 "ALLOWED_ORIGINS",
             ),
             (vec![("SECRET_KEY", "short")], "SECRET_KEY"),
+            (vec![("TRUSTED_PROXIES", "10.0.0.0/33")], "TRUSTED_PROXIES"),
+            (
+                vec![("REGISTRATIONS_PER_ADDRESS_PER_HOUR", "0")],
+                "REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+            ),
         ] {
             let err = config(&pairs).unwrap_err();
             assert_eq!(err.variable, variable, "{pairs:?}");
@@ -502,5 +580,51 @@ mod tests {
             c.allowed_origins,
             vec!["http://127.0.0.1:8000", "https://chat.example.com"]
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_ranges() {
+        let c = config(&[]).unwrap();
+        assert!(!c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        assert_eq!(c.registrations_per_address_per_hour, 20);
+        let c = config(&[(
+            "TRUSTED_PROXIES",
+            " 10.0.0.0/8, 192.168.1.7 ,fd00::/8,,2001:db8::1",
+        )])
+        .unwrap();
+        let trusted = |ip: &str| c.trusted_proxies.contains(ip.parse().unwrap());
+        for ip in [
+            "10.0.0.1",
+            "10.255.255.255",
+            "192.168.1.7",
+            "fd12::1",
+            "2001:db8::1",
+        ] {
+            assert!(trusted(ip), "{ip}");
+        }
+        // An IPv4 peer of a dual-stack listener.
+        assert!(trusted("::ffff:10.1.2.3"));
+        for ip in [
+            "11.0.0.1",
+            "192.168.1.8",
+            "fe00::1",
+            "2001:db8::2",
+            "127.0.0.1",
+        ] {
+            assert!(!trusted(ip), "{ip}");
+        }
+        let everyone = TrustedProxies::parse("0.0.0.0/0,::/0").unwrap();
+        assert!(everyone.contains("203.0.113.9".parse().unwrap()));
+        assert!(everyone.contains("2001:db8::9".parse().unwrap()));
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "proxy.local",
+            "10.0.0/8",
+        ] {
+            assert!(TrustedProxies::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -15,37 +15,86 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::throttle::FailureThrottle;
+use super::throttle::{Throttle, ThrottleKey};
 use super::{store_call, ChatError, ChatService};
 use crate::domain::{Password, User, Username};
 use crate::ports::{BusEvent, StoreError};
 
-/// Failed logins allowed per username, and per address, in [`FAILURE_WINDOW`].
+/// Failed logins allowed per username, per device, and per address, in [`FAILURE_WINDOW`].
 const LOGIN_FAILURES_PER_USER: usize = 5;
+const LOGIN_FAILURES_PER_DEVICE: usize = 5;
 const FAILURES_PER_ADDRESS: usize = 20;
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+const REGISTRATION_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// A browser that signed in as `username` before: its device cookie's signature was
+/// checked at the edge. Its logins are throttled on their own (CONTRACT §7a), so strangers
+/// failing on purpose cannot lock the owner out.
+#[derive(Debug, Clone)]
+pub struct KnownDevice {
+    /// The username in the form usernames are compared in ([`Username::key`]).
+    pub username: String,
+    /// Random, made at the login that issued the cookie.
+    pub id: String,
+}
 
 pub(crate) struct Accounts {
     hashing: Semaphore,
     /// Verified against for unknown usernames, so they cost as much as a wrong password.
     dummy_hash: OnceCell<String>,
-    login_failures_by_user: FailureThrottle,
-    login_failures_by_address: FailureThrottle,
-    register_failures_by_address: FailureThrottle,
+    login_failures_by_user: Throttle,
+    login_failures_by_device: Throttle,
+    login_failures_by_address: Throttle,
+    register_failures_by_address: Throttle,
+    registrations_by_address: Throttle,
 }
 
 impl Accounts {
-    pub fn new() -> Accounts {
+    pub fn new(registrations_per_address_per_hour: usize) -> Accounts {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Accounts {
             hashing: Semaphore::new(cores),
             dummy_hash: OnceCell::new(),
-            login_failures_by_user: FailureThrottle::new(LOGIN_FAILURES_PER_USER, FAILURE_WINDOW),
-            login_failures_by_address: FailureThrottle::new(FAILURES_PER_ADDRESS, FAILURE_WINDOW),
-            register_failures_by_address: FailureThrottle::new(
-                FAILURES_PER_ADDRESS,
-                FAILURE_WINDOW,
+            login_failures_by_user: Throttle::new(LOGIN_FAILURES_PER_USER, FAILURE_WINDOW),
+            login_failures_by_device: Throttle::new(LOGIN_FAILURES_PER_DEVICE, FAILURE_WINDOW),
+            login_failures_by_address: Throttle::new(FAILURES_PER_ADDRESS, FAILURE_WINDOW),
+            register_failures_by_address: Throttle::new(FAILURES_PER_ADDRESS, FAILURE_WINDOW),
+            registrations_by_address: Throttle::new(
+                registrations_per_address_per_hour,
+                REGISTRATION_WINDOW,
             ),
+        }
+    }
+
+    /// The throttles a login is counted in, each with whether a success forgives its key.
+    fn login_throttles(
+        &self,
+        username: Option<&Username>,
+        address: IpAddr,
+        device: Option<&KnownDevice>,
+    ) -> Vec<(&Throttle, ThrottleKey, bool)> {
+        let device = device.filter(|d| username.is_some_and(|u| u.key() == d.username));
+        let address_key = ThrottleKey::of_address(address);
+        let by_address = (&self.login_failures_by_address, address_key, false);
+        // The bool: a success forgives this key's failures. The owner is back; but an
+        // address may be shared with whoever failed, so its failures stand. An invalid
+        // username is never a key: it cannot match an account, and keying on it would let a
+        // client fill memory with names of its own making.
+        match (device, username) {
+            (Some(device), _) => vec![(
+                &self.login_failures_by_device,
+                ThrottleKey::of("device", device.id.as_bytes()),
+                true,
+            )],
+            (None, Some(username)) => vec![
+                (
+                    &self.login_failures_by_user,
+                    ThrottleKey::of("user", username.key().as_bytes()),
+                    true,
+                ),
+                by_address,
+            ],
+            (None, None) => vec![by_address],
         }
     }
 
@@ -137,18 +186,25 @@ impl ChatService {
         password_confirm: Option<&str>,
         address: IpAddr,
     ) -> Result<NewSession, ChatError> {
-        let address_key = address.to_string();
-        let by_address = &self.accounts.register_failures_by_address;
-        by_address
-            .check(&address_key)
-            .map_err(|retry_after| ChatError::TooManyAttempts { retry_after })?;
+        let accounts = &self.accounts;
+        let address_key = ThrottleKey::of_address(address);
+        let too_many = |retry_after| ChatError::TooManyAttempts { retry_after };
+        accounts
+            .register_failures_by_address
+            .check(address_key)
+            .map_err(too_many)?;
+        // Counted before the slow hash, so parallel requests cannot all pass the check.
+        accounts
+            .registrations_by_address
+            .admit(address_key)
+            .map_err(too_many)?;
         let result = async {
             let username = Username::parse(username).map_err(ChatError::InvalidUsername)?;
             let password = Password::parse(password).map_err(ChatError::InvalidPassword)?;
             if password_confirm.is_some_and(|confirm| confirm != password.expose()) {
                 return Err(ChatError::PasswordMismatch);
             }
-            let hash = self.accounts.hash(password).await?;
+            let hash = accounts.hash(password).await?;
             match store_call(async {
                 match self.store.create_user(&username, &hash).await {
                     Err(StoreError::Duplicate) => Ok(None),
@@ -164,56 +220,73 @@ impl ChatService {
         .await;
         match result {
             Ok(user) => self.start_session(user).await,
-            Err(e @ ChatError::Unavailable(_)) => Err(e),
             Err(e) => {
-                by_address.record_failure(&address_key);
+                accounts.registrations_by_address.forget_latest(address_key);
+                if !matches!(e, ChatError::Unavailable(_)) {
+                    accounts.register_failures_by_address.record(address_key);
+                }
                 Err(e)
             }
         }
     }
 
+    /// Signs in. With a `device` that signed in as this username before, only that
+    /// device's failures count; otherwise the username's and the address's do.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         address: IpAddr,
+        device: Option<&KnownDevice>,
     ) -> Result<NewSession, ChatError> {
         let accounts = &self.accounts;
-        let user_key = format!("user:{}", username.to_ascii_lowercase());
-        let address_key = address.to_string();
-        for (throttle, key) in [
-            (&accounts.login_failures_by_user, &user_key),
-            (&accounts.login_failures_by_address, &address_key),
-        ] {
-            throttle
-                .check(key)
-                .map_err(|retry_after| ChatError::TooManyAttempts { retry_after })?;
-        }
-        let fail = || {
-            accounts.login_failures_by_user.record_failure(&user_key);
-            accounts
-                .login_failures_by_address
-                .record_failure(&address_key);
-            ChatError::InvalidCredentials
-        };
-        // Malformed input cannot match an account; refuse it without hashing a huge password.
-        let (Ok(username), Ok(password)) = (Username::parse(username), Password::parse(password))
-        else {
-            return Err(fail());
-        };
-        let found = store_call(self.store.find_credentials(&username)).await?;
-        let (user, hash) = match found {
-            Some((user, hash)) => (Some(user), hash),
-            None => (None, accounts.dummy_hash().await?),
-        };
-        let matches = accounts.verify(password, hash).await?;
-        match user {
-            Some(user) if matches => {
-                accounts.login_failures_by_user.clear(&user_key);
-                self.start_session(user).await
+        let parsed = Username::parse(username).ok();
+        let throttles = accounts.login_throttles(parsed.as_ref(), address, device);
+        // Every attempt counts as a failure until it succeeds, so a burst of parallel
+        // guesses cannot all pass the check before the first one fails.
+        for (admitted, (throttle, key, _)) in throttles.iter().enumerate() {
+            if let Err(retry_after) = throttle.admit(*key) {
+                for (throttle, key, _) in &throttles[..admitted] {
+                    throttle.forget_latest(*key);
+                }
+                return Err(ChatError::TooManyAttempts { retry_after });
             }
-            _ => Err(fail()),
         }
+        let outcome = async {
+            // Malformed input cannot match an account; refuse it without hashing a huge password.
+            let (Some(username), Ok(password)) = (parsed, Password::parse(password)) else {
+                return Err(ChatError::InvalidCredentials);
+            };
+            let found = store_call(self.store.find_credentials(&username)).await?;
+            let (user, hash) = match found {
+                Some((user, hash)) => (Some(user), hash),
+                None => (None, accounts.dummy_hash().await?),
+            };
+            match (user, accounts.verify(password, hash).await?) {
+                (Some(user), true) => self.start_session(user).await,
+                _ => Err(ChatError::InvalidCredentials),
+            }
+        }
+        .await;
+        match &outcome {
+            Err(ChatError::InvalidCredentials) => {}
+            Ok(_) => {
+                for (throttle, key, forgiven) in &throttles {
+                    if *forgiven {
+                        throttle.clear(*key);
+                    } else {
+                        throttle.forget_latest(*key);
+                    }
+                }
+            }
+            // Not the client's failure (the store is down): it does not count.
+            Err(_) => {
+                for (throttle, key, _) in &throttles {
+                    throttle.forget_latest(*key);
+                }
+            }
+        }
+        outcome
     }
 
     async fn start_session(&self, user: User) -> Result<NewSession, ChatError> {
@@ -271,7 +344,7 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_are_stored_as_argon2id_with_owasp_parameters_and_a_salt_each() {
-        let accounts = Accounts::new();
+        let accounts = Accounts::new(20);
         let password = || Password::parse("correct horse battery").unwrap();
         let first = accounts.hash(password()).await.unwrap();
         let second = accounts.hash(password()).await.unwrap();
@@ -285,5 +358,48 @@ mod tests {
             .verify(Password::parse("wrong horse battery").unwrap(), first)
             .await
             .unwrap());
+    }
+
+    #[test]
+    fn an_invalid_username_is_never_a_throttle_key_only_its_address_counts() {
+        let accounts = Accounts::new(20);
+        let address: IpAddr = "203.0.113.7".parse().unwrap();
+        for i in 0..1_000 {
+            let huge = format!("{i}{}", "x".repeat(60_000));
+            let username = Username::parse(&huge).ok();
+            assert!(username.is_none());
+            for (throttle, key, _) in accounts.login_throttles(username.as_ref(), address, None) {
+                throttle.record(key);
+            }
+        }
+        assert_eq!(accounts.login_failures_by_user.keys(), 0);
+        assert_eq!(accounts.login_failures_by_address.keys(), 1);
+        assert!(accounts
+            .login_failures_by_address
+            .check(ThrottleKey::of_address(address))
+            .is_err());
+    }
+
+    #[test]
+    fn a_device_counts_only_for_the_username_it_names() {
+        let accounts = Accounts::new(20);
+        let address: IpAddr = "203.0.113.7".parse().unwrap();
+        let alice = Username::parse("Alice").unwrap();
+        let device = KnownDevice {
+            username: "alice".into(),
+            id: "device-1".into(),
+        };
+        let throttles = accounts.login_throttles(Some(&alice), address, Some(&device));
+        assert_eq!(throttles.len(), 1);
+        assert!(std::ptr::eq(
+            throttles[0].0,
+            &accounts.login_failures_by_device
+        ));
+        let bob = Username::parse("bob").unwrap();
+        let throttles = accounts.login_throttles(Some(&bob), address, Some(&device));
+        assert_eq!(throttles.len(), 2, "the user's and the address's");
+        assert!(throttles
+            .iter()
+            .all(|(t, _, _)| !std::ptr::eq(*t, &accounts.login_failures_by_device)));
     }
 }

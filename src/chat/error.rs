@@ -17,7 +17,7 @@ pub enum ChatError {
     UsernameTaken,
     #[error("wrong username or password")]
     InvalidCredentials,
-    #[error("too many failed attempts; try again later")]
+    #[error("too many attempts; try again later")]
     TooManyAttempts { retry_after: Duration },
     #[error("sign in first")]
     Unauthenticated,

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use accounts::{AuthSession, NewSession};
+pub use accounts::{AuthSession, KnownDevice, NewSession};
 pub use error::ChatError;
 pub use hub::{CloseReason, Delivery, SharedFrame};
 pub use membership::Membership;
@@ -35,6 +35,7 @@ pub struct ChatSettings {
     pub history_on_join: usize,
     pub cache_messages: usize,
     pub session_ttl: Duration,
+    pub registrations_per_address_per_hour: usize,
 }
 
 /// The ports the service talks to.
@@ -81,8 +82,8 @@ impl ChatService {
             bus: ports.bus,
             hub,
             metrics,
+            accounts: accounts::Accounts::new(settings.registrations_per_address_per_hour),
             settings,
-            accounts: accounts::Accounts::new(),
             uncached: std::sync::Mutex::new(Vec::new()),
             fallback_limiter: ports.fallback_limiter,
             known_rooms: rooms::KnownRooms::default(),

@@ -11,12 +11,13 @@ use serde_json::json;
 
 use super::error::{status_of, ApiError, PageError, Refusal, Wants};
 use super::extract::{
-    cookie, expired_session_cookie, session_cookie, ApiJson, ApiSession, ClientAddr, SESSION_COOKIE,
+    cookie, device_cookie, expired_session_cookie, known_device, new_device_id, session_cookie,
+    ApiJson, ApiSession, ClientAddr, OverHttps, SESSION_COOKIE,
 };
 use super::pages::{next_from, render, safe_next, LoginPage, NextQuery, RegisterPage};
 use super::security::{csrf_token, verify_csrf};
 use super::AppState;
-use crate::chat::{ChatError, NewSession};
+use crate::chat::{ChatError, KnownDevice, NewSession};
 use crate::domain::User;
 
 pub(super) fn router() -> Router<AppState> {
@@ -34,13 +35,39 @@ pub fn user_json(user: &User) -> serde_json::Value {
     json!({"id": user.id.0, "username": user.username})
 }
 
-fn with_session_cookie(
+/// Signs the browser in: the session cookie, and the device cookie that keeps strangers'
+/// failures from locking this user out of it (its id is kept if it already named them).
+fn signed_in(
+    state: &AppState,
     mut response: Response,
     session: &NewSession,
     headers: &HeaderMap,
+    over_https: bool,
 ) -> Response {
-    if let Ok(value) = session_cookie(session, headers).parse() {
-        response.headers_mut().append(header::SET_COOKIE, value);
+    let username = session.user.username.to_ascii_lowercase();
+    let id = known_device(&state.secret_key, headers)
+        .filter(|device| device.username == username)
+        .map_or_else(new_device_id, |device| device.id);
+    let device = KnownDevice { username, id };
+    for cookie in [
+        session_cookie(session, over_https),
+        device_cookie(&state.secret_key, &device, over_https),
+    ] {
+        if let Ok(value) = cookie.parse() {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// A form page that refuses: a throttled one says when to come back, as the API does.
+fn refused_page(e: &ChatError, page: &impl askama::Template) -> Response {
+    let mut response = render(status_of(e), page, None);
+    if let Some(wait) = e.retry_after() {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, seconds.max(1).into());
     }
     response
 }
@@ -82,17 +109,25 @@ async fn login_form(
 async fn login_submit(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    OverHttps(over_https): OverHttps,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let form = form_or_refuse(form)?;
     verify_csrf(&state.secret_key, &headers, &form.csrf)?;
     let next = safe_next(form.next.as_deref());
-    match state.chat.login(&form.username, &form.password, addr).await {
-        Ok(session) => Ok(with_session_cookie(
+    let device = known_device(&state.secret_key, &headers);
+    let login = state
+        .chat
+        .login(&form.username, &form.password, addr, device.as_ref())
+        .await;
+    match login {
+        Ok(session) => Ok(signed_in(
+            &state,
             Redirect::to(&next).into_response(),
             &session,
             &headers,
+            over_https,
         )),
         Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
         Err(e) => {
@@ -103,7 +138,7 @@ async fn login_submit(
                 username: form.username,
                 error: Some(e.to_string()),
             };
-            Ok(render(status_of(&e), &page, None))
+            Ok(refused_page(&e, &page))
         }
     }
 }
@@ -134,6 +169,7 @@ async fn register_form(State(state): State<AppState>, headers: HeaderMap) -> Res
 async fn register_submit(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    OverHttps(over_https): OverHttps,
     headers: HeaderMap,
     form: Result<Form<RegisterForm>, FormRejection>,
 ) -> Result<Response, PageError> {
@@ -149,10 +185,12 @@ async fn register_submit(
         )
         .await;
     match registered {
-        Ok(session) => Ok(with_session_cookie(
+        Ok(session) => Ok(signed_in(
+            &state,
             Redirect::to("/").into_response(),
             &session,
             &headers,
+            over_https,
         )),
         Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
         Err(e) => {
@@ -162,7 +200,7 @@ async fn register_submit(
                 username: form.username,
                 error: Some(e.to_string()),
             };
-            Ok(render(status_of(&e), &page, None))
+            Ok(refused_page(&e, &page))
         }
     }
 }
@@ -199,6 +237,7 @@ struct Credentials {
 async fn api_register(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    OverHttps(over_https): OverHttps,
     headers: HeaderMap,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
@@ -207,28 +246,39 @@ async fn api_register(
         .register(&credentials.username, &credentials.password, None, addr)
         .await?;
     let body = Json(json!({"user": user_json(&session.user)}));
-    Ok(with_session_cookie(
+    Ok(signed_in(
+        &state,
         (StatusCode::CREATED, body).into_response(),
         &session,
         &headers,
+        over_https,
     ))
 }
 
 async fn api_login(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
+    OverHttps(over_https): OverHttps,
     headers: HeaderMap,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
+    let device = known_device(&state.secret_key, &headers);
     let session = state
         .chat
-        .login(&credentials.username, &credentials.password, addr)
+        .login(
+            &credentials.username,
+            &credentials.password,
+            addr,
+            device.as_ref(),
+        )
         .await?;
     let body = Json(json!({"user": user_json(&session.user)}));
-    Ok(with_session_cookie(
+    Ok(signed_in(
+        &state,
         body.into_response(),
         &session,
         &headers,
+        over_https,
     ))
 }
 

@@ -1,5 +1,5 @@
 //! Extractors: the session from its cookie, JSON bodies that fail as the contract says,
-//! and the client's address.
+//! the client's address and scheme (believing only trusted proxies); the cookies we set.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -7,11 +7,17 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
 use serde::de::DeserializeOwned;
+use sha2::Sha256;
 
 use super::error::{ApiError, Refusal, Wants};
 use super::AppState;
-use crate::chat::{AuthSession, ChatError, NewSession};
+use crate::chat::{AuthSession, ChatError, KnownDevice, NewSession};
+use crate::config::{SecretKey, TrustedProxies};
 
 pub const SESSION_COOKIE: &str = "natter_session";
 /// Binds an anonymous visitor's CSRF tokens until they log in.
@@ -28,31 +34,85 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, value)| value.trim_matches('"').to_owned())
 }
 
-/// Behind a TLS-terminating proxy the cookie must be `Secure`.
-fn served_over_https(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
-}
-
-pub fn session_cookie(session: &NewSession, headers: &HeaderMap) -> String {
-    let max_age = (session.expires_at - chrono::Utc::now())
-        .num_seconds()
-        .max(0);
-    let secure = if served_over_https(headers) {
+fn secure_attribute(over_https: bool) -> &'static str {
+    if over_https {
         "; Secure"
     } else {
         ""
-    };
+    }
+}
+
+/// `over_https`: see [`OverHttps`]; behind a TLS-terminating proxy the cookie must be `Secure`.
+pub fn session_cookie(session: &NewSession, over_https: bool) -> String {
+    let max_age = (session.expires_at - chrono::Utc::now())
+        .num_seconds()
+        .max(0);
     format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
-        session.token
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
+        session.token,
+        secure_attribute(over_https)
     )
 }
 
 pub fn expired_session_cookie() -> String {
     format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+/// Names a browser that signed in before, so its owner's logins are throttled apart from
+/// strangers' (CONTRACT §7a). It outlives sessions and logout: that is its point.
+pub const DEVICE_COOKIE: &str = "natter_device";
+/// 400 days, the longest browsers keep a cookie.
+const DEVICE_COOKIE_MAX_AGE: u64 = 400 * 24 * 60 * 60;
+
+fn device_mac(secret: &SecretKey, username: &str, id: &str) -> Hmac<Sha256> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
+    // Domain-separated from the CSRF tokens signed with the same key.
+    mac.update(b"natter-device:");
+    mac.update(username.as_bytes());
+    mac.update(b".");
+    mac.update(id.as_bytes());
+    mac
+}
+
+/// The device cookie for `device`: `{username}.{id}.{mac}`. A username may hold `.`; the id
+/// and the MAC are base64url, which never does, so the value is split from the right.
+pub fn device_cookie(secret: &SecretKey, device: &KnownDevice, over_https: bool) -> String {
+    let mac = URL_SAFE_NO_PAD.encode(
+        device_mac(secret, &device.username, &device.id)
+            .finalize()
+            .into_bytes(),
+    );
+    format!(
+        "{DEVICE_COOKIE}={}.{}.{mac}; Path=/; HttpOnly; SameSite=Lax; Max-Age={DEVICE_COOKIE_MAX_AGE}{}",
+        device.username,
+        device.id,
+        secure_attribute(over_https)
+    )
+}
+
+/// The request's device cookie, if its signature holds.
+pub fn known_device(secret: &SecretKey, headers: &HeaderMap) -> Option<KnownDevice> {
+    let value = cookie(headers, DEVICE_COOKIE)?;
+    // A real value is about 100 characters; a huge one is not worth hashing.
+    if value.len() > 256 {
+        return None;
+    }
+    let mut parts = value.rsplitn(3, '.');
+    let (mac, id, username) = (parts.next()?, parts.next()?, parts.next()?);
+    let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
+    device_mac(secret, username, id).verify_slice(&mac).ok()?;
+    Some(KnownDevice {
+        username: username.to_owned(),
+        id: id.to_owned(),
+    })
+}
+
+/// A fresh device id: 128 random bits.
+pub fn new_device_id() -> String {
+    let mut random = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut random);
+    URL_SAFE_NO_PAD.encode(random)
 }
 
 /// The request's session, if its cookie names a live one.
@@ -132,18 +192,195 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// The peer's address, for throttling failed logins.
+fn peer(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// One `X-Forwarded-For` entry: `1.2.3.4`, `2001:db8::1`, or either with a port.
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
+/// The client behind `peer`: from a trusted proxy, the right-most `X-Forwarded-For` address
+/// that is not itself a trusted proxy (each proxy appends the peer it saw, so the entries
+/// left of that one are the client's to invent). From anyone else, the peer.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    let entries = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        // An entry that is not an address was not written by a proxy we trust: the last
+        // trusted hop is the best we know.
+        let Some(address) = forwarded_address(entry) else {
+            break;
+        };
+        client = address;
+        if !trusted.contains(address) {
+            break;
+        }
+    }
+    client
+}
+
+/// The peer's address (the client's, behind a trusted proxy), for per-address limits.
 pub struct ClientAddr(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        Ok(ClientAddr(addr))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_address(
+            peer(parts),
+            &parts.headers,
+            &state.trusted_proxies,
+        )))
+    }
+}
+
+/// Whether the client reached a TLS-terminating proxy: `X-Forwarded-Proto: https` from a
+/// trusted proxy. From anyone else the header would let a client make us set cookies that
+/// are not `Secure`, or are, at will; natter itself serves plain HTTP.
+pub struct OverHttps(pub bool);
+
+impl FromRequestParts<AppState> for OverHttps {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let over_https = state.trusted_proxies.contains(peer(parts))
+            && parts
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                // The left-most is what the outermost proxy saw from the client.
+                .and_then(|v| v.split(',').next())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+        Ok(OverHttps(over_https))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn secret_key(key: &str) -> SecretKey {
+        crate::config::Config::from_lookup(|name| (name == "SECRET_KEY").then(|| key.to_owned()))
+            .unwrap()
+            .secret_key
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let xff = headers(&[("x-forwarded-for", "203.0.113.7")]);
+        assert_eq!(
+            client_address(ip("198.51.100.1"), &xff, &trusted),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.2"), &xff, &trusted),
+            ip("203.0.113.7")
+        );
+        let none = TrustedProxies::default();
+        assert_eq!(client_address(ip("10.0.0.2"), &xff, &none), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_address_that_is_not_a_trusted_proxy() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let proxy = ip("10.0.0.2");
+        for (values, client) in [
+            // The client claims to be 1.1.1.1; the edge proxy saw 203.0.113.7.
+            (&["1.1.1.1, 203.0.113.7, 10.0.0.9"][..], "203.0.113.7"),
+            (&["1.1.1.1", "203.0.113.7:4711"][..], "203.0.113.7"),
+            (&["[2001:db8::5]:443"][..], "2001:db8::5"),
+            (&["::ffff:203.0.113.7"][..], "203.0.113.7"),
+            // Only proxies: the farthest of them.
+            (&["10.0.0.7, 10.0.0.9"][..], "10.0.0.7"),
+            // Garbage stops the walk at the last trusted hop.
+            (&["203.0.113.7, unknown, 10.0.0.9"][..], "10.0.0.9"),
+            (&["nonsense"][..], "10.0.0.2"),
+            (&[][..], "10.0.0.2"),
+        ] {
+            let pairs: Vec<_> = values.iter().map(|v| ("x-forwarded-for", *v)).collect();
+            assert_eq!(
+                client_address(proxy, &headers(&pairs), &trusted),
+                ip(client),
+                "{values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_device_cookie_holds_only_with_its_signature() {
+        let secret = secret_key("a-secret-key-for-the-tests");
+        let device = KnownDevice {
+            username: "al.ice".into(),
+            id: new_device_id(),
+        };
+        let set = device_cookie(&secret, &device, false);
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+            "{set}"
+        );
+        assert!(!set.contains("Secure"));
+        assert!(device_cookie(&secret, &device, true).ends_with("; Secure"));
+        let value = set.split(';').next().unwrap().to_owned();
+        let found = known_device(&secret, &headers(&[("cookie", &value)])).unwrap();
+        assert_eq!(
+            (found.username, found.id),
+            (device.username, device.id.clone())
+        );
+        let other = secret_key("another-secret-key-entirely");
+        assert!(known_device(&other, &headers(&[("cookie", &value)])).is_none());
+        let forged = value.replacen("al.ice", "bob", 1);
+        assert!(known_device(&secret, &headers(&[("cookie", &forged)])).is_none());
+        for junk in [
+            "natter_device=x",
+            "natter_device=a.b",
+            "natter_device=..",
+            "natter_device=a.b.!!",
+        ] {
+            assert!(
+                known_device(&secret, &headers(&[("cookie", junk)])).is_none(),
+                "{junk}"
+            );
+        }
     }
 }

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::chat::ChatService;
-use crate::config::SecretKey;
+use crate::config::{SecretKey, TrustedProxies};
 
 pub use security::OriginPolicy;
 pub use ws::WsSettings;
@@ -35,6 +35,8 @@ pub struct AppState {
     pub chat: Arc<ChatService>,
     pub secret_key: Arc<SecretKey>,
     pub origins: Arc<OriginPolicy>,
+    /// Whose forwarding headers are believed (CONTRACT §7).
+    pub trusted_proxies: Arc<TrustedProxies>,
     /// Cancelled on SIGTERM: sockets close with 1001.
     pub shutdown: CancellationToken,
     /// Every WebSocket task, so shutdown can wait for them.

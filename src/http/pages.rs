@@ -122,28 +122,47 @@ pub fn render_error_page(status: StatusCode, message: &str) -> Response {
     render(status, &page, None)
 }
 
-/// Where to send a visitor who must sign in first.
+/// Where to send a visitor who must sign in first; `next` is the decoded path they asked for.
 pub fn login_redirect(next: &str) -> Response {
-    // Slashes stay readable: `/login?next=/rooms/general`.
+    // `next` goes back into a URL path, so it is encoded as one first (controls, spaces,
+    // non-ASCII, `%`, `?`, `#` escaped): what comes back is printable ASCII and passes
+    // [`safe_next`]. Then it is encoded as a query value. Slashes stay readable:
+    // `/login?next=/rooms/general`.
+    const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'\\')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
     const NEXT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'/')
         .remove(b'-')
         .remove(b'_')
         .remove(b'.')
         .remove(b'~');
+    let path = percent_encoding::utf8_percent_encode(next, PATH).to_string();
     let mut target = String::from("/login?next=");
-    target.extend(percent_encoding::utf8_percent_encode(next, NEXT));
+    target.extend(percent_encoding::utf8_percent_encode(&path, NEXT));
     Redirect::to(&target).into_response()
 }
 
-/// `next` is followed only to a path on this site: `/x`, never `//evil` or `/\evil`.
+/// `next` is followed only to a path on this site (CONTRACT §7a): printable ASCII (`!`–`~`),
+/// one leading `/`, never `//` or `/\` (a browser reads both as another host). Anything
+/// else — a TAB or newline a browser would strip to make `//`, a byte no header may hold —
+/// goes to `/`. So what this returns is always a valid `Location`.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.starts_with("/\\")
-                && !n.contains(['\r', '\n']) =>
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             n.to_owned()
         }
@@ -322,4 +341,70 @@ fn static_file(asset: &Asset, headers: &HeaderMap, query: VersionParam) -> Respo
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
     (headers, asset.body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_is_a_path_of_printable_ascii_on_this_site() {
+        for good in [
+            "/",
+            "/rooms/general",
+            "/rooms/a?x=1&y=%20#top",
+            "/~user/!$'()*+,;=:@",
+        ] {
+            assert_eq!(safe_next(Some(good)), good);
+        }
+        for bad in [
+            "",
+            "rooms",
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\x0b/evil.example",
+            "/\x0c",
+            "/\r\n",
+            "/a b",
+            "/\x7f",
+            "/école",
+            "/\u{202e}",
+            "\t//evil.example",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn whatever_next_is_the_redirect_holds_a_valid_location() {
+        for byte in 0u8..=255 {
+            let next = format!("/{}", char::from(byte));
+            let target = safe_next(Some(&next));
+            assert!(
+                axum::http::HeaderValue::from_str(&target).is_ok(),
+                "{byte:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_login_redirect_carries_a_next_that_comes_back_safe() {
+        for (path, query) in [
+            ("/rooms/general", "/login?next=/rooms/general"),
+            ("/rooms/a b", "/login?next=/rooms/a%2520b"),
+            ("/rooms/\tx?y#z", "/login?next=/rooms/%2509x%253Fy%2523z"),
+        ] {
+            let response = login_redirect(path);
+            let location = response.headers()[header::LOCATION].to_str().unwrap();
+            assert_eq!(location, query);
+            let next = location.strip_prefix("/login?next=").unwrap();
+            let decoded = percent_encoding::percent_decode_str(next)
+                .decode_utf8()
+                .unwrap();
+            assert_eq!(safe_next(Some(&decoded)), decoded, "{path:?}");
+        }
+    }
 }

@@ -254,8 +254,8 @@ async fn an_expired_session_closes_its_websockets_and_stops_working() {
 }
 
 #[tokio::test]
-async fn the_session_cookie_is_secure_behind_https_only() {
-    let app = TestApp::spawn().await;
+async fn the_session_cookie_is_secure_behind_a_trusted_https_proxy_only() {
+    let app = TestApp::spawn_with(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
     let cookie_of = |response: &reqwest::Response| {
         response
             .headers()

@@ -1,5 +1,6 @@
 //! Black-box tests: a real natter on an ephemeral port, spoken to over HTTP and WebSocket.
 
+mod account_limits;
 mod accounts;
 mod cache;
 mod helpers;
