@@ -2,6 +2,7 @@
 
 mod accounts;
 mod cache;
+mod edge;
 mod helpers;
 mod operations;
 mod pages;
