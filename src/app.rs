@@ -3,14 +3,19 @@
 //!
 //! No statics: two `App`s can run in one process (the integration tests do).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,16 +27,20 @@ use crate::adapters::redis::{RedisBus, RedisRateLimiter, RedisRoomState};
 use crate::adapters::sqlite::SqliteStore;
 use crate::chat::{ChatService, ChatSettings, Ports};
 use crate::config::{Config, ConfigError, DatabaseUrl, RedisUrl};
-use crate::http::{self, AppState, OriginPolicy, WsSettings};
+use crate::http::{self, AppState, EdgeRules, OriginPolicy, WsSettings};
 use crate::ports::{Store, StoreError, Unavailable, MAINTAIN_EVERY};
 use crate::telemetry::Metrics;
 
-/// Clients that have not sent a complete request head by then are dropped.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pending connections the kernel queues; tokio's default of 128 drops SYNs in a join storm.
 const LISTEN_BACKLOG: i32 = 4096;
 /// How long shutdown waits for sockets and requests to finish, each.
 const DRAIN_WAIT: Duration = Duration::from_secs(4);
+/// Out of descriptors, accept is retried this often: soon enough that a waiting client
+/// (a health probe) gets in as soon as one is free, rarely enough to cost nothing.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// A failure that repeats (no descriptors, one address over its cap) is logged at most
+/// this often, with a count, instead of once per connection.
+const LOG_REPEATS_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -49,6 +58,14 @@ pub struct App {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    connections: Connections,
+}
+
+/// How connections are admitted and served.
+#[derive(Clone)]
+struct Connections {
+    per_address: AddressCounts,
+    head_timeout: Duration,
 }
 
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
@@ -126,12 +143,22 @@ impl App {
             sockets: TaskTracker::new(),
             ws: Arc::new(WsSettings::new(&config)),
         };
-        let router = http::router(state.clone());
+        let router = http::router(
+            state.clone(),
+            EdgeRules {
+                allowed_hosts: config.allowed_hosts.clone(),
+                request_body_timeout: config.request_body_timeout,
+            },
+        );
         let listener = bind(config.bind)?;
         Ok(App {
             listener,
             router,
             state,
+            connections: Connections {
+                per_address: AddressCounts::new(config.max_connections_per_address),
+                head_timeout: config.request_head_timeout,
+            },
         })
     }
 
@@ -152,21 +179,34 @@ impl App {
             listener,
             router,
             state,
+            connections: admission,
         } = self;
         let connections = TaskTracker::new();
         let upkeep = tokio::spawn(upkeep(state.chat.clone(), state.shutdown.clone()));
+        let mut out_of_descriptors = Repeats::new("accept failed: out of file descriptors (or socket memory); retrying, serving the open connections meanwhile");
+        let mut over_address_cap =
+            Repeats::new("connection refused: its address has MAX_CONNECTIONS_PER_ADDRESS open");
         loop {
             tokio::select! {
                 _ = state.shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        connections.spawn(serve_connection(stream, peer, router.clone(), state.shutdown.clone()));
+                    Ok((stream, peer)) => match admission.per_address.admit(peer.ip()) {
+                        Some(slot) => {
+                            let stream = CountedStream { stream, _slot: slot };
+                            connections.spawn(serve_connection(stream, peer, router.clone(), admission.head_timeout, state.shutdown.clone()));
+                        }
+                        // Closed at once: a refusal costs this address nothing to repeat and
+                        // the server nothing to send.
+                        None => over_address_cap.note(),
+                    },
+                    Err(e) if is_out_of_descriptors(&e) => {
+                        // Pending clients stay queued in the kernel until a descriptor is
+                        // free (the head timeout sheds idle connections); no busy loop.
+                        out_of_descriptors.note();
+                        tokio::time::sleep(ACCEPT_RETRY).await;
                     }
-                    Err(e) => {
-                        // Usually out of file descriptors: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    // A client that gave up while queued (ECONNABORTED and the like).
+                    Err(e) => tracing::debug!(error = %e, "accept failed"),
                 },
             }
         }
@@ -205,13 +245,14 @@ async fn upkeep(chat: Arc<ChatService>, shutdown: CancellationToken) {
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    stream: CountedStream,
     peer: SocketAddr,
     router: Router,
+    head_timeout: Duration,
     shutdown: CancellationToken,
 ) {
     // Without it, small frames wait for delayed ACKs (40 ms stalls in fan-out).
-    let _ = stream.set_nodelay(true);
+    let _ = stream.stream.set_nodelay(true);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         router.clone().oneshot(request)
@@ -219,7 +260,9 @@ async fn serve_connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        // hyper starts this timer whenever it waits for a head, so it also closes a
+        // keep-alive connection left idle between requests.
+        .header_read_timeout(head_timeout);
     let connection = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -230,5 +273,159 @@ async fn serve_connection(
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
+    }
+}
+
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Open connections per client address (CONTRACT §7a "Connections").
+#[derive(Clone)]
+struct AddressCounts {
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max: usize,
+}
+
+impl AddressCounts {
+    fn new(max: usize) -> AddressCounts {
+        AddressCounts {
+            open: Arc::default(),
+            max,
+        }
+    }
+
+    /// A slot for one more connection from `ip`, or `None` when it has `max` open.
+    fn admit(&self, ip: IpAddr) -> Option<AddressSlot> {
+        // An IPv4 client on a dual-stack socket is the same client as over IPv4.
+        let ip = ip.to_canonical();
+        let mut open = self.open.lock().expect("address counts lock");
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: self.open.clone(),
+            ip,
+        })
+    }
+}
+
+/// One counted connection; dropping it frees the slot.
+struct AddressSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.lock().expect("address counts lock");
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A TCP stream that holds its address slot for as long as the stream itself lives. An
+/// upgraded WebSocket outlives hyper's connection future but keeps this stream, so it
+/// stays counted until the socket is closed.
+struct CountedStream {
+    stream: TcpStream,
+    _slot: AddressSlot,
+}
+
+impl AsyncRead for CountedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// A warning for a failure that can repeat thousands of times a second: logged the first
+/// time, then at most once per [`LOG_REPEATS_EVERY`] with how often it happened.
+struct Repeats {
+    what: &'static str,
+    last_logged: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Repeats {
+    fn new(what: &'static str) -> Repeats {
+        Repeats {
+            what,
+            last_logged: None,
+            unlogged: 0,
+        }
+    }
+
+    fn note(&mut self) {
+        self.unlogged += 1;
+        if self
+            .last_logged
+            .is_some_and(|at| at.elapsed() < LOG_REPEATS_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(times = self.unlogged, "{}", self.what);
+        self.last_logged = Some(Instant::now());
+        self.unlogged = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_its_slots_back_when_connections_end() {
+        let counts = AddressCounts::new(2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let first = counts.admit(a).unwrap();
+        let _second = counts.admit(mapped).expect("the same client over IPv6");
+        assert!(counts.admit(a).is_none(), "a third is over the cap");
+        assert!(counts.admit("192.0.2.2".parse().unwrap()).is_some());
+        drop(first);
+        assert!(counts.admit(a).is_some());
     }
 }

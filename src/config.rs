@@ -40,6 +40,52 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
     pub registrations_per_address_per_hour: usize,
+    /// `Host` names (without port) this server answers to; see [`AllowedHosts`].
+    pub allowed_hosts: AllowedHosts,
+    /// How long a connection may take to send a request head; it also closes idle
+    /// keep-alive connections, so their descriptors come back.
+    pub request_head_timeout: Duration,
+    /// How long a request body may take to arrive after its head (then `408`).
+    pub request_body_timeout: Duration,
+    /// Open connections one client address may hold; beyond, new ones are closed at once.
+    pub max_connections_per_address: usize,
+}
+
+/// Which `Host` names are served (CONTRACT §7a "Hosts"): a DNS-rebinding page reaches
+/// natter under its own name, so an unknown name is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedHosts {
+    /// `ALLOWED_HOSTS=*`.
+    Any,
+    /// Lower-case host names and IP literals (`[::1]` keeps its brackets), without ports.
+    Only(Vec<String>),
+}
+
+impl AllowedHosts {
+    /// Whether a `Host` header value (with or without its port) names an allowed host.
+    pub fn allows(&self, host: &str) -> bool {
+        match self {
+            AllowedHosts::Any => true,
+            AllowedHosts::Only(hosts) => {
+                let name = host_without_port(host).to_ascii_lowercase();
+                hosts.contains(&name)
+            }
+        }
+    }
+}
+
+/// `example.com:8000` → `example.com`, `[::1]:8000` → `[::1]`.
+fn host_without_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    }
 }
 
 /// `TRUSTED_PROXIES`: addresses and CIDR ranges (`10.0.0.0/8`, `fd00::/8`, `127.0.0.1`).
@@ -306,6 +352,16 @@ impl Config {
         };
         let registrations_per_address_per_hour =
             parse_number(&get, "REGISTRATIONS_PER_ADDRESS_PER_HOUR", 20, 1, 1_000_000)?;
+        let allowed_hosts = parse_allowed_hosts(&get, &allowed_origins)?;
+        let seconds = |variable, default| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(
+                parse_number(&get, variable, default, 1, 3600)? as u64,
+            ))
+        };
+        let request_head_timeout = seconds("REQUEST_HEAD_TIMEOUT", 10)?;
+        let request_body_timeout = seconds("REQUEST_BODY_TIMEOUT", 10)?;
+        let max_connections_per_address =
+            parse_number(&get, "MAX_CONNECTIONS_PER_ADDRESS", 1000, 1, 10_000_000)?;
 
         Ok(Config {
             bind,
@@ -323,6 +379,10 @@ impl Config {
             max_upgrades_per_user,
             trusted_proxies,
             registrations_per_address_per_hour,
+            allowed_hosts,
+            request_head_timeout,
+            request_body_timeout,
+            max_connections_per_address,
         })
     }
 }
@@ -423,6 +483,39 @@ fn postgres_url_from_parts(
     ))
 }
 
+/// The loopback names, the hosts of the allowed origins (which hold `DOMAIN` and `HOST`),
+/// and `ALLOWED_HOSTS`.
+fn parse_allowed_hosts(
+    get: &impl Fn(&str) -> Option<String>,
+    allowed_origins: &[String],
+) -> Result<AllowedHosts, ConfigError> {
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for origin in allowed_origins {
+        let authority = origin.split_once("://").map_or(origin.as_str(), |(_, a)| a);
+        hosts.push(host_without_port(authority).to_owned());
+    }
+    if let Some(list) = get("ALLOWED_HOSTS") {
+        for host in list.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+            if host == "*" {
+                return Ok(AllowedHosts::Any);
+            }
+            if host.contains(['/', ' ', '@']) {
+                return Err(error(
+                    "ALLOWED_HOSTS",
+                    format!("{host:?} is not a host name like chat.example.com"),
+                ));
+            }
+            hosts.push(host_without_port(host).to_ascii_lowercase());
+        }
+    }
+    hosts.sort();
+    hosts.dedup();
+    Ok(AllowedHosts::Only(hosts))
+}
+
 /// `scheme://host[:port]`, lower-cased, from an origin or a URL with a path.
 fn parse_origin(value: &str) -> Option<String> {
     let (scheme, rest) = value.split_once("://")?;
@@ -482,6 +575,7 @@ mod tests {
         assert!(c
             .allowed_origins
             .contains(&"http://127.0.0.1:8000".to_string()));
+        assert!(c.allowed_hosts.allows("127.0.0.1:8000"));
     }
 
     #[test]
@@ -567,6 +661,77 @@ mod tests {
         assert_eq!(vars["C"], "single");
         assert_eq!(vars["D"], "v");
         assert!(parse_dotenv("JUSTAWORD\n").is_err());
+    }
+
+    #[test]
+    fn allowed_hosts_come_from_the_origins_and_allowed_hosts() {
+        let c = config(&[
+            ("DOMAIN", "Chat.Example.com:8443"),
+            ("HOST", "https://natter.example.org/"),
+            ("ALLOWED_ORIGINS", "https://other.example.net"),
+            ("ALLOWED_HOSTS", "lan-box, 192.168.1.5:8000, [fe80::1]"),
+        ])
+        .unwrap();
+        let h = &c.allowed_hosts;
+        for allowed in [
+            "localhost",
+            "localhost:8000",
+            "127.0.0.1:9",
+            "[::1]:8000",
+            "[::1]",
+            "chat.example.com",
+            "CHAT.example.com:80",
+            "natter.example.org",
+            "other.example.net:443",
+            "lan-box",
+            "192.168.1.5",
+            "[fe80::1]:8000",
+        ] {
+            assert!(h.allows(allowed), "{allowed}");
+        }
+        for refused in [
+            "evil.example",
+            "chat.example.com.evil.example",
+            "127.0.0.2",
+            "",
+        ] {
+            assert!(!h.allows(refused), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_star_allows_any_host_and_the_default_is_loopback() {
+        let any = config(&[("ALLOWED_HOSTS", "example.com, *")]).unwrap();
+        assert_eq!(any.allowed_hosts, AllowedHosts::Any);
+        assert!(any.allowed_hosts.allows("anything.example"));
+        let default = config(&[]).unwrap();
+        assert_eq!(
+            default.allowed_hosts,
+            AllowedHosts::Only(vec!["127.0.0.1".into(), "[::1]".into(), "localhost".into()])
+        );
+        let err = config(&[("ALLOWED_HOSTS", "http://x.example/")]).unwrap_err();
+        assert_eq!(err.variable, "ALLOWED_HOSTS");
+    }
+
+    #[test]
+    fn edge_limits_default_to_the_contract() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.request_head_timeout, Duration::from_secs(10));
+        assert_eq!(c.request_body_timeout, Duration::from_secs(10));
+        assert_eq!(c.max_connections_per_address, 1000);
+        let c = config(&[
+            ("REQUEST_BODY_TIMEOUT", "1"),
+            ("MAX_CONNECTIONS_PER_ADDRESS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(c.request_body_timeout, Duration::from_secs(1));
+        assert_eq!(c.max_connections_per_address, 5);
+        assert_eq!(
+            config(&[("REQUEST_BODY_TIMEOUT", "0")])
+                .unwrap_err()
+                .variable,
+            "REQUEST_BODY_TIMEOUT"
+        );
     }
 
     #[test]

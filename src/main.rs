@@ -54,6 +54,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    let signals = Signals::install();
     raise_open_file_limit();
     return_large_allocations_to_the_system();
     let app = match App::build(config).await {
@@ -66,7 +67,7 @@ async fn serve(config: Config) -> ExitCode {
     tracing::info!("natter listening on http://{}", app.local_addr());
     let shutdown = app.shutdown_token();
     let running = tokio::spawn(app.run());
-    wait_for_signal().await;
+    signals.stop_requested().await;
     tracing::info!("signal received; stopping");
     shutdown.cancel();
     match tokio::time::timeout(SHUTDOWN_LIMIT, running).await {
@@ -109,23 +110,74 @@ fn return_large_allocations_to_the_system() {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Until SIGTERM, SIGINT or SIGHUP: all three mean "stop cleanly" (CONTRACT §7, §7a). A
+/// terminal closing, or `kill -HUP` meant as "reload", must not drop acknowledged work.
+/// SIGUSR1 and SIGUSR2, whose default is to kill, are logged and otherwise ignored.
+#[cfg(unix)]
+struct Signals {
+    stop: Vec<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    /// Installed before anything is served, so no signal arrives to its default action.
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let stop = [
+            SignalKind::terminate(),
+            SignalKind::interrupt(),
+            SignalKind::hangup(),
+        ]
+        .into_iter()
+        .filter_map(|kind| match signal(kind) {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::warn!(error = %e, signal = ?kind, "cannot handle signal");
+                None
             }
-            Err(_) => std::future::pending::<()>().await,
+        })
+        .collect();
+        for (kind, name) in [
+            (SignalKind::user_defined1(), "SIGUSR1"),
+            (SignalKind::user_defined2(), "SIGUSR2"),
+        ] {
+            match signal(kind) {
+                Ok(mut stream) => {
+                    tokio::spawn(async move {
+                        while stream.recv().await.is_some() {
+                            tracing::info!("{name} received; it means nothing to natter, ignored");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot handle {name}"),
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
+        Signals { stop }
+    }
+
+    async fn stop_requested(mut self) {
+        let waits = self
+            .stop
+            .iter_mut()
+            .map(|signal| Box::pin(signal.recv()))
+            .collect::<Vec<_>>();
+        if waits.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        futures_util::future::select_all(waits).await;
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Signals {
+        Signals
+    }
+
+    async fn stop_requested(self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

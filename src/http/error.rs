@@ -92,6 +92,17 @@ impl Refusal {
         }
     }
 
+    /// A request body that did not arrive in time (CONTRACT §7a "Slow or silent peers").
+    pub fn request_timeout(wants: Wants) -> Refusal {
+        Refusal {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "request_timeout",
+            message: "the request body did not arrive in time".into(),
+            retry_after: None,
+            wants,
+        }
+    }
+
     pub fn not_found(wants: Wants) -> Refusal {
         Refusal {
             status: StatusCode::NOT_FOUND,

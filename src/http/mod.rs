@@ -6,14 +6,17 @@
 mod accounts;
 mod error;
 mod extract;
+mod hosts;
 mod ops;
 mod pages;
 mod rooms;
 mod security;
+mod slow_body;
 pub(crate) mod strict_json;
 mod ws;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
@@ -24,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::chat::ChatService;
-use crate::config::{SecretKey, TrustedProxies};
+use crate::config::{AllowedHosts, SecretKey, TrustedProxies};
 
 pub use security::OriginPolicy;
 pub use ws::WsSettings;
@@ -51,7 +54,13 @@ const BODY_LIMIT: usize = 64 * 1024;
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub fn router(state: AppState) -> Router {
+/// What the edge checks before any handler runs.
+pub struct EdgeRules {
+    pub allowed_hosts: AllowedHosts,
+    pub request_body_timeout: Duration,
+}
+
+pub fn router(state: AppState, edge: EdgeRules) -> Router {
     Router::new()
         .merge(pages::router())
         .merge(accounts::router())
@@ -64,6 +73,15 @@ pub fn router(state: AppState) -> Router {
             security::refuse_foreign_origins,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(edge.allowed_hosts),
+            hosts::refuse_unknown_hosts,
+        ))
+        // Outside the Host check: a refused request's body must not linger either.
+        .layer(middleware::from_fn_with_state(
+            edge.request_body_timeout,
+            slow_body::read_body_in_time,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),

@@ -3,6 +3,7 @@
 mod account_limits;
 mod accounts;
 mod cache;
+mod edge;
 mod helpers;
 mod integrity;
 mod operations;

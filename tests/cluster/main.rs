@@ -14,6 +14,7 @@ mod proxy_support;
 #[path = "../support/redis.rs"]
 mod redis_support;
 
+mod edge;
 mod faults;
 mod processes;
 mod support;
