@@ -43,8 +43,9 @@ pub enum Delivery {
     Message { seq: Seq, frame: Arc<SharedFrame> },
     /// Presence frames, in the order they happened (one, or a burst's worth).
     Presence(Arc<[Arc<SharedFrame>]>),
-    /// Frames may have been lost on the way here (the bus link dropped): the socket tells
-    /// its client to `resync` after the last `seq` it sent.
+    /// Frames may have been lost on the way here (the bus link dropped, or another process
+    /// could not publish): the socket tells its client to `resync` after the last `seq` it
+    /// sent.
     Resync,
 }
 
@@ -404,6 +405,11 @@ impl BusListener for Hub {
                 seq: None,
                 frame,
             } => self.deliver_presence(room, frame),
+            BusEvent::Resync { room } => {
+                if let Some(entry) = self.state().rooms.get_mut(&room) {
+                    send_resync(entry);
+                }
+            }
             BusEvent::SessionEnded { token_hash } => self.end_session(&token_hash),
         }
     }
@@ -411,10 +417,15 @@ impl BusListener for Hub {
     fn link_restored(&self) {
         let mut state = self.state();
         for entry in state.rooms.values_mut() {
-            send_held_presence(entry);
-            let _ = entry.channel.sender.send(Delivery::Resync);
+            send_resync(entry);
         }
     }
+}
+
+/// Tells every socket of the room to `resync`, after the presence frames that came before.
+fn send_resync(entry: &mut RoomEntry) {
+    send_held_presence(entry);
+    let _ = entry.channel.sender.send(Delivery::Resync);
 }
 
 /// Sends the presence frames the room's window holds, if any; `true` if it sent some.

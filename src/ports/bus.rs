@@ -16,6 +16,9 @@ pub enum BusEvent {
         seq: Option<Seq>,
         frame: Bytes,
     },
+    /// Frames for the room may have been lost on the way to some process (a publish that
+    /// could not be sent): every socket in it must be told to `resync`.
+    Resync { room: RoomId },
     /// A session ended (logout): its sockets must close.
     SessionEnded { token_hash: Bytes },
 }
@@ -28,7 +31,8 @@ pub trait BusListener: Send + Sync + 'static {
     fn link_restored(&self);
 }
 
-/// Publishing is at-most-once; subscriptions decide which rooms this process hears.
+/// Publishing is at-most-once, but a lost publication is never silent; subscriptions
+/// decide which rooms this process hears.
 ///
 /// `subscribe` and `unsubscribe` for one room may race (a room's last local member leaves
 /// while a new one joins): an adapter must end in the state of the last call.
@@ -36,6 +40,12 @@ pub trait BusListener: Send + Sync + 'static {
 pub trait Bus: Send + Sync + 'static {
     /// Called once, before anything is published, with where deliveries go.
     fn start(&self, listener: Arc<dyn BusListener>);
+    /// Delivers `event` to every process subscribed to it, this one included.
+    ///
+    /// `Unavailable` means the other processes may not have it. The adapter has then
+    /// handed it to this process's listener itself (so local sockets still get it, in
+    /// `seq` order), and for a room event it publishes [`BusEvent::Resync`] for that room
+    /// once it can publish again, so no other process's socket is left with a silent hole.
     async fn publish(&self, event: BusEvent) -> Result<(), Unavailable>;
     /// Returns once deliveries for the room reach this process.
     async fn subscribe(&self, room: RoomId) -> Result<(), Unavailable>;

@@ -130,3 +130,136 @@ async fn postgres_unreachable_means_unavailable_never_a_false_ack() {
     assert_eq!(stored["messages"][1]["id"], acked["id"]);
     assert!(natter.alive());
 }
+
+/// The contract's bound: an acked message reaches every open socket within this, or the
+/// socket is told to `resync`.
+const LIVE_WITHIN: Duration = Duration::from_secs(5);
+
+/// How a socket learned of a message: it got it, or it was told to `resync`.
+#[derive(Debug, PartialEq)]
+enum Heard {
+    Message,
+    Resync,
+}
+
+/// Reads `ws` until the message with `seq` arrives or a `resync` does; `None` if neither
+/// came within [`LIVE_WITHIN`] (a silent hole).
+async fn hears(ws: &mut Ws, seq: i64) -> Option<Heard> {
+    tokio::time::timeout(LIVE_WITHIN, async {
+        loop {
+            let frame = ws.next_frame().await;
+            match frame["type"].as_str() {
+                Some("message") if frame["seq"] == seq => return Heard::Message,
+                Some("resync") => return Heard::Resync,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+#[tokio::test]
+async fn after_a_redis_restart_every_acked_message_reaches_every_socket_or_it_resyncs() {
+    let Some((database, _shared_redis)) = shared_services().await else {
+        return;
+    };
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let env = shared_env(&database.url, &redis.url(), "natter-hole:");
+    let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
+    let alice = register(a.addr, "alice").await;
+    let bob = register(b.addr, "bob").await;
+    let slug = alice.create_room("general").await;
+    // Two sockets per process: the sender's own, and one that only listens.
+    let mut sockets = [
+        ("alice on A", alice.connect(&slug).await),
+        ("alice on B", alice.at(b.addr).connect(&slug).await),
+        ("bob on B", bob.connect(&slug).await),
+        ("bob on A", bob.at(a.addr).connect(&slug).await),
+    ];
+    let first = acked(&mut sockets[0].1, "before", "h1").await;
+    for (who, ws) in &mut sockets {
+        let seq = first["seq"].as_i64().unwrap();
+        assert_eq!(hears(ws, seq).await, Some(Heard::Message), "{who}");
+    }
+
+    redis.restart().await;
+    // Both subscribers notice the restart, reconnect and resync every socket; that resync
+    // is not what this test is about, so it is taken off the sockets first.
+    for (_, ws) in &mut sockets {
+        ws.next_of_type("resync").await;
+    }
+
+    // Each sender's first send after the restart: on A (alice), then on B (bob).
+    for (sender, client_id) in [(0, "h2"), (2, "h3")] {
+        let sender_name = sockets[sender].0;
+        let ack = acked(&mut sockets[sender].1, "after the restart", client_id).await;
+        let seq = ack["seq"].as_i64().unwrap();
+        for (who, ws) in &mut sockets {
+            let heard = hears(ws, seq).await;
+            assert!(
+                heard.is_some(),
+                "{who} got neither seq {seq} (sent by {sender_name}) nor a resync within {LIVE_WITHIN:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_down_a_message_reaches_its_own_process_and_the_others_resync() {
+    let Some((database, _shared_redis)) = shared_services().await else {
+        return;
+    };
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let env = shared_env(&database.url, &redis.url(), "natter-down:");
+    let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
+    let alice = register(a.addr, "alice").await;
+    let bob = register(b.addr, "bob").await;
+    let slug = alice.create_room("general").await;
+    let mut alice_ws = alice.connect(&slug).await;
+    let mut bob_on_a = bob.at(a.addr).connect(&slug).await;
+    let mut bob_ws = bob.connect(&slug).await;
+    let first = acked(&mut alice_ws, "before", "d1").await;
+    let seq = first["seq"].as_i64().unwrap();
+    assert_eq!(hears(&mut bob_ws, seq).await, Some(Heard::Message));
+
+    redis.stop().await;
+    // Stored (PostgreSQL answers) and acked, though it cannot be published.
+    let down = acked(&mut alice_ws, "while Redis is down", "d2").await;
+    let seq = down["seq"].as_i64().unwrap();
+    // A's own sockets get it from A itself: nothing can tell them to resync while Redis
+    // is down, so it must be the message.
+    assert_eq!(
+        hears(&mut alice_ws, seq).await,
+        Some(Heard::Message),
+        "alice on A"
+    );
+    assert_eq!(
+        hears(&mut bob_on_a, seq).await,
+        Some(Heard::Message),
+        "bob on A"
+    );
+
+    // B could not hear it; once Redis is back, B's socket is told to resync.
+    redis.start_again().await;
+    let resync = bob_ws.next_of_type("resync").await;
+    assert!(resync["after"].as_i64().unwrap() < seq, "{resync}");
+}
+
+/// Sends until acked, waiting out the rate limit (one send per second per user).
+async fn acked(ws: &mut Ws, body: &str, client_id: &str) -> Value {
+    for _ in 0..5 {
+        let answer = ws.say(body, client_id).await;
+        if answer["type"] == "ack" {
+            return answer;
+        }
+        assert_eq!(answer["code"], "rate_limited", "{answer}");
+        let wait = answer["retry_after_ms"].as_u64().unwrap();
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+    panic!("{client_id} was never acked");
+}

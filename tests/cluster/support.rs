@@ -165,9 +165,19 @@ impl PrivateRedis {
 
     /// Kills the server and starts a fresh, empty one on the same port.
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// kill -9: every connection to it drops, new ones are refused.
+    pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("kill redis-server");
         }
+    }
+
+    /// A fresh, empty server on the same port, after [`Self::stop`].
+    pub async fn start_again(&mut self) {
         assert!(self.launch().await, "redis-server restarts");
     }
 }

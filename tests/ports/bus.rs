@@ -1,5 +1,6 @@
 //! The bus: what every adapter does (stamped per adapter), then what only Redis does
-//! (room filtering, racing wishes, reconnecting after its subscriber is killed).
+//! (room filtering, racing wishes, reconnecting after its subscriber or its publishing
+//! connection is killed, and what a publish that cannot be sent leaves behind).
 //!
 //! A Redis fixture is two `RedisBus` instances on one random prefix — a sender and a
 //! receiver, like two processes — so parallel tests never hear each other.
@@ -40,6 +41,7 @@ bus_suite!(
     [
         a_room_frame_reaches_a_subscriber_unchanged,
         a_frame_without_seq_keeps_no_seq,
+        a_resync_reaches_a_subscriber,
         a_session_end_reaches_every_instance,
     ]
 );
@@ -50,6 +52,7 @@ bus_suite!(
     [
         a_room_frame_reaches_a_subscriber_unchanged,
         a_frame_without_seq_keeps_no_seq,
+        a_resync_reaches_a_subscriber,
         a_session_end_reaches_every_instance,
     ]
 );
@@ -62,6 +65,7 @@ enum Heard {
         seq: Option<Seq>,
         frame: Bytes,
     },
+    Resync(RoomId),
     SessionEnded(Bytes),
     LinkRestored,
 }
@@ -108,6 +112,7 @@ impl BusListener for Recorder {
     fn deliver(&self, event: BusEvent) {
         self.record(match event {
             BusEvent::Room { room, seq, frame } => Heard::Room { room, seq, frame },
+            BusEvent::Resync { room } => Heard::Resync(room),
             BusEvent::SessionEnded { token_hash } => Heard::SessionEnded(token_hash),
         });
     }
@@ -162,29 +167,36 @@ async fn redis_buses() -> Option<RedisBuses> {
         crate::fixtures::skip("Redis (TEST_REDIS_URL)");
         return None;
     };
+    Some(redis_buses_at(&url, &url).await)
+}
+
+/// A started bus on `prefix`, once its subscriber link is up.
+async fn started_bus(url: &str, prefix: &str) -> (Arc<RedisBus>, Arc<Recorder>) {
+    let bus = RedisBus::connect(url, prefix)
+        .await
+        .expect("redis bus connects");
+    let heard = Arc::new(Recorder::default());
+    bus.start(heard.clone());
+    // The link comes up in the background; a confirmed wish (on a room no test uses)
+    // proves it is up and hears session ends.
+    bus.subscribe(RoomId(-1)).await.expect("link up");
+    bus.unsubscribe(RoomId(-1)).await.expect("link up");
+    (Arc::new(bus), heard)
+}
+
+/// The sender reaches Redis at `sender_url`, the receiver at `url`.
+async fn redis_buses_at(url: &str, sender_url: &str) -> RedisBuses {
     let prefix = format!("natter-test-{:016x}:", rand::random::<u64>());
-    let started = || async {
-        let bus = RedisBus::connect(&url, &prefix)
-            .await
-            .expect("redis bus connects");
-        let heard = Arc::new(Recorder::default());
-        bus.start(heard.clone());
-        // The link comes up in the background; a confirmed wish (on a room no test uses)
-        // proves it is up and hears session ends.
-        bus.subscribe(RoomId(-1)).await.expect("link up");
-        bus.unsubscribe(RoomId(-1)).await.expect("link up");
-        (Arc::new(bus), heard)
-    };
-    let (sender, sender_heard) = started().await;
-    let (receiver, heard) = started().await;
-    Some(RedisBuses {
-        url,
+    let (sender, sender_heard) = started_bus(sender_url, &prefix).await;
+    let (receiver, heard) = started_bus(url, &prefix).await;
+    RedisBuses {
+        url: url.to_owned(),
         prefix,
         sender,
         sender_heard,
         receiver,
         heard,
-    })
+    }
 }
 
 fn room_event(room: i64, seq: Option<Seq>, frame: &'static [u8]) -> (BusEvent, Heard) {
@@ -228,6 +240,15 @@ async fn a_frame_without_seq_keeps_no_seq(pair: Pair) {
     let (event, heard) = room_event(2, Some(0), b"");
     pair.sender.publish(event).await.unwrap();
     pair.heard.wait_for(&heard).await;
+}
+
+async fn a_resync_reaches_a_subscriber(pair: Pair) {
+    pair.receiver.subscribe(RoomId(3)).await.unwrap();
+    pair.sender
+        .publish(BusEvent::Resync { room: RoomId(3) })
+        .await
+        .unwrap();
+    pair.heard.wait_for(&Heard::Resync(RoomId(3))).await;
 }
 
 async fn a_session_end_reaches_every_instance(pair: Pair) {
@@ -466,4 +487,72 @@ async fn redis_dropping_the_bus_closes_its_subscriber() {
         gone.is_ok(),
         "{name} still connected after the bus was dropped"
     );
+}
+
+#[tokio::test]
+async fn redis_a_publish_after_its_connection_was_killed_goes_out_on_a_fresh_one() {
+    let Some(buses) = redis_buses().await else {
+        return;
+    };
+    buses.receiver.subscribe(RoomId(1)).await.unwrap();
+    let (event, heard) = room_event(1, Some(1), b"before");
+    buses.sender.publish(event).await.unwrap();
+    buses.heard.wait_for(&heard).await;
+
+    // What a Redis restart does to the publishing connection: the next command on it
+    // meets a closed socket.
+    let mut admin = admin(&buses.url).await;
+    let name = buses.sender.publisher_name();
+    let id = client_id(&mut admin, &name)
+        .await
+        .expect("the publisher is in CLIENT LIST under its name");
+    ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&id)
+        .exec_async(&mut admin)
+        .await
+        .unwrap();
+
+    let (event, heard) = room_event(1, Some(2), b"after");
+    buses.sender.publish(event).await.expect("retried and sent");
+    buses.heard.wait_for(&heard).await;
+    assert_ne!(
+        client_id(&mut admin, &name).await,
+        Some(id),
+        "a new connection"
+    );
+}
+
+#[tokio::test]
+async fn redis_a_publish_that_cannot_be_sent_is_delivered_here_and_resyncs_the_room_everywhere() {
+    let Ok(url) = std::env::var("TEST_REDIS_URL") else {
+        crate::fixtures::skip("Redis (TEST_REDIS_URL)");
+        return;
+    };
+    let info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str()).unwrap();
+    let proxy = crate::proxy_support::Proxy::start(info.addr().to_string()).await;
+    // Only the sender's way to Redis goes through the proxy: the receiver's link never
+    // drops, so it never resyncs by itself.
+    let buses = redis_buses_at(&url, &format!("redis://{}", proxy.addr)).await;
+    buses.receiver.subscribe(RoomId(1)).await.unwrap();
+
+    proxy.cut();
+    let (event, heard) = room_event(1, Some(7), b"stored, not sent");
+    let refused = buses.sender.publish(event).await;
+    assert!(refused.is_err(), "Redis is out of reach");
+    assert!(
+        buses.sender_heard.heard().contains(&heard),
+        "this process's listener got it anyway: {:?}",
+        buses.sender_heard.heard()
+    );
+
+    proxy.restore();
+    buses.heard.wait_for(&Heard::Resync(RoomId(1))).await;
+    assert!(!buses.heard.heard().contains(&heard));
+    assert!(!buses.heard.heard().contains(&Heard::LinkRestored));
+    // And publishing works again.
+    let (event, heard) = room_event(1, Some(8), b"sent");
+    buses.sender.publish(event).await.unwrap();
+    buses.heard.wait_for(&heard).await;
 }

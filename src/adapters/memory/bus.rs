@@ -1,4 +1,5 @@
-//! In-process fan-out: publishing hands the event straight to this process's listener.
+//! In-process fan-out: publishing hands the event straight to this process's listener, so
+//! it never fails and never needs a `Resync`.
 
 use std::sync::{Arc, OnceLock};
 

@@ -18,15 +18,22 @@
 //!   sessions channel and every wanted room, and only then calls
 //!   [`BusListener::link_restored`] once: publications made in between are lost, and the
 //!   hub tells sockets to `resync`.
-//! - Publishing goes through a [`ConnectionManager`] (reconnects by itself) and fails with
-//!   `Unavailable` within 2.5 s while Redis is down.
-//! - The task stops when the `RedisBus` is dropped; its connection closes with it.
+//! - **Publishing never leaves a silent hole.** Publishes share one connection
+//!   (`natter-bus-<random>-pub`, [`RedisBus::publisher_name`]). A publish that fails on it
+//!   (Redis restarted: the first command on the old connection meets a broken pipe) drops
+//!   it and tries once more on a fresh one, all within 2.5 s. If that fails too, the event
+//!   goes to this process's listener directly (local sockets get the message, in order),
+//!   the room is remembered, and a background task publishes [`BusEvent::Resync`] for it,
+//!   retrying with the same backoff until Redis takes it: the other processes' sockets of
+//!   the room resync within about 2 s of Redis answering again. (A process whose own link
+//!   was also down resyncs every socket on `link_restored` anyway.)
+//! - The tasks stop when the `RedisBus` is dropped; their connections close with them.
 //!
 //! Payloads. A room event is a 9-byte header — a flag byte (`0`: no `seq`, `1`: `seq`
-//! present) and the `seq` as 8 bytes big-endian (zero when absent) — followed by the frame's
-//! bytes exactly as the sender serialized them; the receiver hands a slice of the received
-//! buffer to the listener, so nothing is re-encoded. A session end is the token hash bytes.
-//! Malformed payloads are logged and dropped.
+//! present, `2`: a resync, no frame) and the `seq` as 8 bytes big-endian (zero when absent)
+//! — followed by the frame's bytes exactly as the sender serialized them; the receiver hands
+//! a slice of the received buffer to the listener, so nothing is re-encoded. A session end
+//! is the token hash bytes. Malformed payloads are logged and dropped.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,9 +41,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
+    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
+    RedisResult, Value,
 };
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
@@ -46,7 +54,7 @@ use crate::ports::{BoxError, Bus, BusEvent, BusListener, Unavailable};
 
 /// Connecting and each command's answer, on both connections.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
-/// A publish answers within this, even while Redis is down.
+/// A publish (both of its tries) answers within this, even while Redis is down.
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(2500);
 /// How long `subscribe`/`unsubscribe` wait for Redis to confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
@@ -58,14 +66,43 @@ const PING_EVERY: Duration = Duration::from_secs(10);
 const HEADER: usize = 9;
 const NO_SEQ: u8 = 0;
 const HAS_SEQ: u8 = 1;
+const RESYNC: u8 = 2;
 
 pub struct RedisBus {
-    publisher: ConnectionManager,
+    publisher: Arc<Publisher>,
     subscriber: Client,
     channels: Channels,
     name: String,
     shared: Arc<Shared>,
-    task: OnceLock<AbortHandle>,
+    /// Where events go when they cannot be published.
+    listener: OnceLock<Arc<dyn BusListener>>,
+    resyncs: Arc<Resyncs>,
+    /// The subscriber and resync tasks.
+    tasks: OnceLock<[AbortHandle; 2]>,
+}
+
+/// The connection publishes share, replaced by a fresh one when a publish fails on it.
+struct Publisher {
+    client: Client,
+    config: AsyncConnectionConfig,
+    name: String,
+    /// Locked while connecting, so publishes that fail together share one new connection.
+    current: tokio::sync::Mutex<Current>,
+}
+
+#[derive(Default)]
+struct Current {
+    /// `None` after a failure, until the next publish connects.
+    conn: Option<MultiplexedConnection>,
+    /// Counts connections, so a failure discards the one it happened on and no newer one.
+    generation: u64,
+}
+
+/// Rooms whose publish failed, waiting for a `Resync` to be published.
+#[derive(Default)]
+struct Resyncs {
+    rooms: Mutex<HashSet<RoomId>>,
+    wake: Notify,
 }
 
 /// What the callers want and what the task has confirmed.
@@ -103,38 +140,46 @@ impl RedisBus {
             .set_protocol(ProtocolVersion::RESP3);
         let subscriber =
             Client::open(info.clone().set_redis_settings(resp3)).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(IO_TIMEOUT))
-            .set_response_timeout(Some(IO_TIMEOUT))
-            .set_max_delay(BACKOFF_MAX);
-        let publisher = Client::open(info).map_err(unavailable)?;
-        let publisher = tokio::time::timeout(
-            PUBLISH_TIMEOUT,
-            publisher.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| Unavailable("redis did not answer in time".into()))?
-        .map_err(unavailable)?;
+        let name = format!("natter-bus-{:016x}", rand::random::<u64>());
+        let publisher = Publisher {
+            client: Client::open(info).map_err(unavailable)?,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(IO_TIMEOUT))
+                .set_response_timeout(Some(IO_TIMEOUT)),
+            name: format!("{name}-pub"),
+            current: tokio::sync::Mutex::default(),
+        };
+        tokio::time::timeout(PUBLISH_TIMEOUT, publisher.connection())
+            .await
+            .map_err(|_| Unavailable("redis did not answer in time".into()))?
+            .map_err(unavailable)?;
         Ok(RedisBus {
-            publisher,
+            publisher: Arc::new(publisher),
             subscriber,
             channels: Channels {
                 room_prefix: format!("{key_prefix}bus:room:"),
                 sessions: format!("{key_prefix}bus:sessions"),
             },
-            name: format!("natter-bus-{:016x}", rand::random::<u64>()),
+            name,
             shared: Arc::new(Shared {
                 wanted: Mutex::new(Wanted::default()),
                 wake: Notify::new(),
                 applied: watch::Sender::new(0),
             }),
-            task: OnceLock::new(),
+            listener: OnceLock::new(),
+            resyncs: Arc::default(),
+            tasks: OnceLock::new(),
         })
     }
 
     /// The `CLIENT SETNAME` of this bus's subscriber connection.
     pub fn subscriber_name(&self) -> String {
         self.name.clone()
+    }
+
+    /// The `CLIENT SETNAME` of this bus's publishing connection.
+    pub fn publisher_name(&self) -> String {
+        self.publisher.name.clone()
     }
 
     /// Records the wish for `room` and waits until Redis confirmed a state that includes it.
@@ -167,7 +212,7 @@ impl RedisBus {
 
 impl Drop for RedisBus {
     fn drop(&mut self) {
-        if let Some(task) = self.task.get() {
+        for task in self.tasks.get().into_iter().flatten() {
             task.abort();
         }
     }
@@ -176,7 +221,8 @@ impl Drop for RedisBus {
 #[async_trait]
 impl Bus for RedisBus {
     fn start(&self, listener: Arc<dyn BusListener>) {
-        self.task.get_or_init(|| {
+        self.tasks.get_or_init(|| {
+            let _ = self.listener.set(listener.clone());
             let subscriber = Subscriber {
                 client: self.subscriber.clone(),
                 name: self.name.clone(),
@@ -184,29 +230,36 @@ impl Bus for RedisBus {
                 shared: self.shared.clone(),
                 listener,
             };
-            tokio::spawn(subscriber.run()).abort_handle()
+            let resyncs = publish_resyncs(
+                self.publisher.clone(),
+                self.channels.clone(),
+                self.resyncs.clone(),
+            );
+            [
+                tokio::spawn(subscriber.run()).abort_handle(),
+                tokio::spawn(resyncs).abort_handle(),
+            ]
         });
     }
 
     async fn publish(&self, event: BusEvent) -> Result<(), Unavailable> {
-        let (channel, payload) = match &event {
-            BusEvent::Room { room, seq, frame } => {
-                (self.channels.room(*room), encode_room(*seq, frame))
-            }
-            BusEvent::SessionEnded { token_hash } => {
-                (self.channels.sessions.clone(), token_hash.to_vec())
-            }
+        let (channel, payload) = self.channels.encode(&event);
+        let published =
+            tokio::time::timeout(PUBLISH_TIMEOUT, self.publisher.publish(&channel, &payload)).await;
+        let error = match published {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => unavailable(error),
+            Err(_) => Unavailable("redis did not answer the publish in time".into()),
         };
-        let mut publisher = self.publisher.clone();
-        let mut command = redis::cmd("PUBLISH");
-        command.arg(channel).arg(payload);
-        let publish = command.exec_async(&mut publisher);
-        match tokio::time::timeout(PUBLISH_TIMEOUT, publish).await {
-            Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(Unavailable(
-                "redis did not answer the publish in time".into(),
-            )),
+        // The other processes may not have it: this one gets it directly, and they are
+        // told to resync the room once Redis takes a publish again.
+        if let BusEvent::Room { room, .. } | BusEvent::Resync { room } = &event {
+            self.resyncs.add(*room);
         }
+        if let Some(listener) = self.listener.get() {
+            listener.deliver(event);
+        }
+        Err(error)
     }
 
     async fn subscribe(&self, room: RoomId) -> Result<(), Unavailable> {
@@ -215,6 +268,108 @@ impl Bus for RedisBus {
 
     async fn unsubscribe(&self, room: RoomId) -> Result<(), Unavailable> {
         self.want(room, false).await
+    }
+}
+
+impl Publisher {
+    /// One try on the shared connection, then, if that failed, one on a fresh connection.
+    async fn publish(&self, channel: &str, payload: &[u8]) -> RedisResult<()> {
+        match self.try_publish(channel, payload).await {
+            Err(error) => {
+                tracing::debug!(error = %error, "publish failed; retrying on a fresh connection");
+                self.try_publish(channel, payload).await
+            }
+            ok => ok,
+        }
+    }
+
+    async fn try_publish(&self, channel: &str, payload: &[u8]) -> RedisResult<()> {
+        let (generation, mut conn) = self.connection().await?;
+        let result = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .exec_async(&mut conn)
+            .await;
+        if result.is_err() {
+            // Whatever failed (a broken pipe, no answer), this connection is not trusted
+            // again.
+            let mut current = self.current.lock().await;
+            if current.generation == generation {
+                current.conn = None;
+            }
+        }
+        result
+    }
+
+    /// The shared connection, made (and named) if there is none.
+    async fn connection(&self) -> RedisResult<(u64, MultiplexedConnection)> {
+        let mut current = self.current.lock().await;
+        if let Some(conn) = &current.conn {
+            return Ok((current.generation, conn.clone()));
+        }
+        let mut conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&self.name)
+            .exec_async(&mut conn)
+            .await?;
+        current.generation += 1;
+        current.conn = Some(conn.clone());
+        Ok((current.generation, conn))
+    }
+}
+
+impl Resyncs {
+    fn add(&self, room: RoomId) {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(room);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> HashSet<RoomId> {
+        std::mem::take(&mut *self.rooms.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Publishes a `Resync` for every room whose publish failed, retrying with backoff until
+/// Redis takes each one.
+async fn publish_resyncs(publisher: Arc<Publisher>, channels: Channels, resyncs: Arc<Resyncs>) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let rooms = resyncs.take();
+        if rooms.is_empty() {
+            backoff = BACKOFF_MIN;
+            resyncs.wake.notified().await;
+            continue;
+        }
+        let mut failed = false;
+        for room in rooms {
+            let (channel, payload) = channels.encode(&BusEvent::Resync { room });
+            let sent =
+                tokio::time::timeout(PUBLISH_TIMEOUT, publisher.publish(&channel, &payload)).await;
+            if matches!(sent, Ok(Ok(()))) {
+                tracing::info!(
+                    room = room.0,
+                    "published a resync for a room whose publish failed"
+                );
+            } else {
+                failed = true;
+                resyncs
+                    .rooms
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(room);
+            }
+        }
+        if failed {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
     }
 }
 
@@ -372,6 +527,18 @@ impl Channels {
         format!("{}{}", self.room_prefix, room.0)
     }
 
+    /// The channel and payload an event is published as.
+    fn encode(&self, event: &BusEvent) -> (String, Vec<u8>) {
+        match event {
+            BusEvent::Room { room, seq, frame } => {
+                let flag = if seq.is_some() { HAS_SEQ } else { NO_SEQ };
+                (self.room(*room), encode_room(flag, seq.unwrap_or(0), frame))
+            }
+            BusEvent::Resync { room } => (self.room(*room), encode_room(RESYNC, 0, b"")),
+            BusEvent::SessionEnded { token_hash } => (self.sessions.clone(), token_hash.to_vec()),
+        }
+    }
+
     fn decode(&self, channel: &[u8], payload: Bytes) -> Result<BusEvent, &'static str> {
         if channel == self.sessions.as_bytes() {
             return Ok(BusEvent::SessionEnded {
@@ -382,24 +549,19 @@ impl Channels {
             .strip_prefix(self.room_prefix.as_bytes())
             .and_then(|id| std::str::from_utf8(id).ok()?.parse().ok())
             .ok_or("unknown channel")?;
-        let (seq, frame) = decode_room(payload)?;
-        Ok(BusEvent::Room {
-            room: RoomId(room),
-            seq,
-            frame,
-        })
+        decode_room(RoomId(room), payload)
     }
 }
 
-fn encode_room(seq: Option<Seq>, frame: &[u8]) -> Vec<u8> {
+fn encode_room(flag: u8, seq: Seq, frame: &[u8]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(HEADER + frame.len());
-    payload.push(if seq.is_some() { HAS_SEQ } else { NO_SEQ });
-    payload.extend_from_slice(&seq.unwrap_or(0).to_be_bytes());
+    payload.push(flag);
+    payload.extend_from_slice(&seq.to_be_bytes());
     payload.extend_from_slice(frame);
     payload
 }
 
-fn decode_room(payload: Bytes) -> Result<(Option<Seq>, Bytes), &'static str> {
+fn decode_room(room: RoomId, payload: Bytes) -> Result<BusEvent, &'static str> {
     let header = payload
         .get(..HEADER)
         .ok_or("payload shorter than its header")?;
@@ -407,9 +569,14 @@ fn decode_room(payload: Bytes) -> Result<(Option<Seq>, Bytes), &'static str> {
     let seq = match header[0] {
         NO_SEQ => None,
         HAS_SEQ => Some(seq),
+        RESYNC => return Ok(BusEvent::Resync { room }),
         _ => return Err("unknown header flag"),
     };
-    Ok((seq, payload.slice(HEADER..)))
+    Ok(BusEvent::Room {
+        room,
+        seq,
+        frame: payload.slice(HEADER..),
+    })
 }
 
 fn unavailable(error: redis::RedisError) -> Unavailable {
@@ -427,11 +594,22 @@ mod tests {
         }
     }
 
+    /// Encodes `event` and decodes what would arrive on its channel.
+    fn round_trip(event: &BusEvent) -> BusEvent {
+        let (channel, payload) = channels().encode(event);
+        channels()
+            .decode(channel.as_bytes(), Bytes::from(payload))
+            .unwrap()
+    }
+
     #[test]
     fn room_payloads_round_trip_with_and_without_seq() {
         for seq in [None, Some(0), Some(42), Some(Seq::MAX)] {
-            let payload = Bytes::from(encode_room(seq, b"{\"a\":1}"));
-            let event = channels().decode(b"p:bus:room:7", payload).unwrap();
+            let event = round_trip(&BusEvent::Room {
+                room: RoomId(7),
+                seq,
+                frame: Bytes::from_static(b"{\"a\":1}"),
+            });
             let BusEvent::Room {
                 room,
                 seq: got,
@@ -445,8 +623,24 @@ mod tests {
     }
 
     #[test]
+    fn resyncs_and_session_ends_round_trip() {
+        let event = round_trip(&BusEvent::Resync { room: RoomId(7) });
+        assert!(
+            matches!(event, BusEvent::Resync { room: RoomId(7) }),
+            "{event:?}"
+        );
+        let event = round_trip(&BusEvent::SessionEnded {
+            token_hash: Bytes::from_static(b"hash"),
+        });
+        assert!(
+            matches!(&event, BusEvent::SessionEnded { token_hash } if token_hash == "hash"),
+            "{event:?}"
+        );
+    }
+
+    #[test]
     fn malformed_messages_are_refused() {
-        let ok = || Bytes::from(encode_room(Some(1), b"x"));
+        let ok = || Bytes::from(encode_room(HAS_SEQ, 1, b"x"));
         let c = channels();
         assert!(c
             .decode(b"p:bus:room:7", Bytes::from_static(b"short"))
