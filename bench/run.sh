@@ -151,7 +151,8 @@ start_natter() {
   local name="$1" port="$2"; shift 2
   local dir="$WORK/$name"
   mkdir -p "$dir"
-  (cd "$dir" && exec env BIND="127.0.0.1:$port" SECRET_KEY="$SECRET" RUST_LOG=warn "$@" \
+  # Every bench user comes from 127.0.0.1: the per-address limits are for real clients.
+  (cd "$dir" && exec env BIND="127.0.0.1:$port" SECRET_KEY="$SECRET" RUST_LOG=warn REGISTRATIONS_PER_ADDRESS_PER_HOUR=1000000 MAX_CONNECTIONS_PER_ADDRESS=10000000 "$@" \
     "$NATTER" serve >"$dir.log" 2>&1) &
   local pid=$!
   PIDS+=("$pid")
