@@ -176,17 +176,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         let bytes = Bytes::from_request(request, state).await.map_err(|e| {
             Refusal::bad_request(format!("could not read the body: {e}"), Wants::Json)
         })?;
-        // serde reads a struct from a JSON array too (`["alice","secret"]` would register
-        // alice): a body is an object or nothing. Duplicate keys are refused by serde's
-        // derived structs.
-        let starts_as_object = bytes
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|&b| b == b'{');
-        if !starts_as_object {
-            return Err(Refusal::bad_request("the body must be a JSON object", Wants::Json).into());
-        }
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+        // One parser for every client JSON (the WebSocket's frames too): an object, no key
+        // twice. serde alone would read a struct from an array (`["alice","secret"]`).
+        let value = super::strict_json::parse_object(&bytes).map_err(|e| {
+            Refusal::bad_request(
+                format!("the body must be one JSON object: {e}"),
+                Wants::Json,
+            )
+        })?;
+        serde_json::from_value(value).map(ApiJson).map_err(|e| {
             Refusal::bad_request(format!("invalid JSON body: {e}"), Wants::Json).into()
         })
     }
