@@ -131,7 +131,7 @@ impl App {
             history_on_join: config.history_on_join,
             cache_messages: config.cache_messages,
             session_ttl: config.session_ttl,
-            registrations_per_address_per_hour: config.registrations_per_address_per_hour,
+            limits: config.limits.clone(),
         };
         let chat = Arc::new(ChatService::new(ports, settings, metrics));
         let state = AppState {
@@ -251,7 +251,7 @@ async fn serve_connection(
     head_timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    // Without it, small frames wait for delayed ACKs (40 ms stalls in fan-out).
+    // Without it, small frames wait for the peer's delayed ACKs (Nagle), stalling fan-out.
     let _ = stream.stream.set_nodelay(true);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));

@@ -1,6 +1,7 @@
 //! Configuration: the only code that reads the environment.
 //!
-//! [`Config::from_env`] reads the process environment (after `main` has loaded `.env`);
+//! [`Config::from_env`] reads the process environment and, for what it does not set, a
+//! `.env` file in the working directory (read here, never into the process environment);
 //! tests call [`Config::from_lookup`] with a map. Every error names its variable and never
 //! echoes a secret. The original Django project's variables (`POSTGRES_DB_*`,
 //! `DJANGO_SECRET_KEY`, `DOMAIN`, `HOST`) are understood here and nowhere else.
@@ -11,6 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::chat::Limits;
 
 /// Everything natter needs to start, parsed and validated.
 #[derive(Debug, Clone)]
@@ -39,7 +42,13 @@ pub struct Config {
     pub max_upgrades_per_user: usize,
     /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed (`TRUSTED_PROXIES`).
     pub trusted_proxies: TrustedProxies,
-    pub registrations_per_address_per_hour: usize,
+    /// What one client may do: login failures, registrations, the room list, history
+    /// reads (CONTRACT §5, §7a).
+    pub limits: Limits,
+    /// Frames per second per WebSocket that are not accepted `send`s.
+    pub ws_frames_per_second: usize,
+    /// JSON in one `history` frame; more is cut and says `truncated`.
+    pub ws_max_history_bytes: usize,
     /// `Host` names (without port) this server answers to; see [`AllowedHosts`].
     pub allowed_hosts: AllowedHosts,
     /// How long a connection may take to send a request head; it also closes idle
@@ -350,8 +359,16 @@ impl Config {
             }
             None => TrustedProxies::default(),
         };
-        let registrations_per_address_per_hour =
-            parse_number(&get, "REGISTRATIONS_PER_ADDRESS_PER_HOUR", 20, 1, 1_000_000)?;
+        let limits = parse_limits(&get)?;
+        let ws_frames_per_second = parse_number(&get, "WS_FRAMES_PER_SECOND", 20, 1, 10_000)?;
+        // A history frame must hold at least one message of 4,000 characters of 4 bytes.
+        let ws_max_history_bytes = parse_number(
+            &get,
+            "WS_MAX_HISTORY_BYTES",
+            512 * 1024,
+            64 * 1024,
+            64 * 1024 * 1024,
+        )?;
         let allowed_hosts = parse_allowed_hosts(&get, &allowed_origins)?;
         let seconds = |variable, default| -> Result<Duration, ConfigError> {
             Ok(Duration::from_secs(
@@ -378,7 +395,9 @@ impl Config {
             max_sockets_per_user,
             max_upgrades_per_user,
             trusted_proxies,
-            registrations_per_address_per_hour,
+            limits,
+            ws_frames_per_second,
+            ws_max_history_bytes,
             allowed_hosts,
             request_head_timeout,
             request_body_timeout,
@@ -418,6 +437,40 @@ pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, ConfigError> 
         vars.insert(key.trim().to_owned(), value.to_owned());
     }
     Ok(vars)
+}
+
+/// The per-client limits of CONTRACT §5 and §7a; unset variables keep the contract's
+/// defaults ([`Limits::default`]).
+fn parse_limits(get: &impl Fn(&str) -> Option<String>) -> Result<Limits, ConfigError> {
+    let default = Limits::default();
+    let number = |variable, default| parse_number(get, variable, default, 1, 1_000_000);
+    Ok(Limits {
+        login_failures_per_username: number(
+            "LOGIN_FAILURES_PER_USERNAME",
+            default.login_failures_per_username,
+        )?,
+        login_failures_per_device: number(
+            "LOGIN_FAILURES_PER_DEVICE",
+            default.login_failures_per_device,
+        )?,
+        failures_per_address: number("LOGIN_FAILURES_PER_ADDRESS", default.failures_per_address)?,
+        login_failure_window: Duration::from_secs(parse_number(
+            get,
+            "LOGIN_FAILURE_WINDOW",
+            default.login_failure_window.as_secs() as usize,
+            1,
+            7 * 24 * 3600,
+        )? as u64),
+        registrations_per_address_per_hour: number(
+            "REGISTRATIONS_PER_ADDRESS_PER_HOUR",
+            default.registrations_per_address_per_hour,
+        )?,
+        room_list_max: number("ROOM_LIST_MAX", default.room_list_max)?,
+        history_reads_per_second: number(
+            "HISTORY_READS_PER_SECOND",
+            default.history_reads_per_second,
+        )?,
+    })
 }
 
 fn parse_number(
@@ -552,6 +605,53 @@ mod tests {
         assert_eq!((c.history_on_join, c.cache_messages), (50, 100));
         assert_eq!(c.session_ttl, Duration::from_secs(1_209_600));
         assert_eq!(c.redis_key_prefix, "natter:");
+    }
+
+    #[test]
+    fn every_per_client_limit_has_the_contracts_default_and_a_variable() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(
+            (c.ws_frames_per_second, c.ws_max_history_bytes),
+            (20, 512 * 1024)
+        );
+        let c = config(&[
+            ("LOGIN_FAILURES_PER_USERNAME", "3"),
+            ("LOGIN_FAILURES_PER_DEVICE", "4"),
+            ("LOGIN_FAILURES_PER_ADDRESS", "50"),
+            ("LOGIN_FAILURE_WINDOW", "60"),
+            ("REGISTRATIONS_PER_ADDRESS_PER_HOUR", "7"),
+            ("ROOM_LIST_MAX", "2"),
+            ("HISTORY_READS_PER_SECOND", "9"),
+            ("WS_FRAMES_PER_SECOND", "11"),
+            ("WS_MAX_HISTORY_BYTES", "65536"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            Limits {
+                login_failures_per_username: 3,
+                login_failures_per_device: 4,
+                failures_per_address: 50,
+                login_failure_window: Duration::from_secs(60),
+                registrations_per_address_per_hour: 7,
+                room_list_max: 2,
+                history_reads_per_second: 9,
+            }
+        );
+        assert_eq!(
+            (c.ws_frames_per_second, c.ws_max_history_bytes),
+            (11, 65536)
+        );
+        for (variable, bad) in [
+            ("ROOM_LIST_MAX", "0"),
+            ("LOGIN_FAILURE_WINDOW", "x"),
+            ("WS_MAX_HISTORY_BYTES", "1024"),
+            ("WS_FRAMES_PER_SECOND", "-1"),
+        ] {
+            let e = config(&[(variable, bad)]).unwrap_err();
+            assert_eq!(e.variable, variable);
+        }
     }
 
     #[test]
@@ -751,7 +851,7 @@ mod tests {
     fn trusted_proxies_are_addresses_and_ranges() {
         let c = config(&[]).unwrap();
         assert!(!c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
-        assert_eq!(c.registrations_per_address_per_hour, 20);
+        assert_eq!(c.limits.registrations_per_address_per_hour, 20);
         let c = config(&[(
             "TRUSTED_PROXIES",
             " 10.0.0.0/8, 192.168.1.7 ,fd00::/8,,2001:db8::1",

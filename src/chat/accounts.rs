@@ -16,15 +16,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::throttle::{Throttle, ThrottleKey};
-use super::{store_call, ChatError, ChatService};
+use super::{store_call, ChatError, ChatService, Limits};
 use crate::domain::{Password, User, Username};
 use crate::ports::{BusEvent, StoreError};
 
-/// Failed logins allowed per username, per device, and per address, in [`FAILURE_WINDOW`].
-const LOGIN_FAILURES_PER_USER: usize = 5;
-const LOGIN_FAILURES_PER_DEVICE: usize = 5;
-const FAILURES_PER_ADDRESS: usize = 20;
-const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const REGISTRATION_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// A browser that signed in as `username` before: its device cookie's signature was
@@ -50,17 +45,18 @@ pub(crate) struct Accounts {
 }
 
 impl Accounts {
-    pub fn new(registrations_per_address_per_hour: usize) -> Accounts {
+    pub fn new(limits: &Limits) -> Accounts {
+        let failures = |limit| Throttle::new(limit, limits.login_failure_window);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Accounts {
             hashing: Semaphore::new(cores),
             dummy_hash: OnceCell::new(),
-            login_failures_by_user: Throttle::new(LOGIN_FAILURES_PER_USER, FAILURE_WINDOW),
-            login_failures_by_device: Throttle::new(LOGIN_FAILURES_PER_DEVICE, FAILURE_WINDOW),
-            login_failures_by_address: Throttle::new(FAILURES_PER_ADDRESS, FAILURE_WINDOW),
-            register_failures_by_address: Throttle::new(FAILURES_PER_ADDRESS, FAILURE_WINDOW),
+            login_failures_by_user: failures(limits.login_failures_per_username),
+            login_failures_by_device: failures(limits.login_failures_per_device),
+            login_failures_by_address: failures(limits.failures_per_address),
+            register_failures_by_address: failures(limits.failures_per_address),
             registrations_by_address: Throttle::new(
-                registrations_per_address_per_hour,
+                limits.registrations_per_address_per_hour,
                 REGISTRATION_WINDOW,
             ),
         }
@@ -344,7 +340,7 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_are_stored_as_argon2id_with_owasp_parameters_and_a_salt_each() {
-        let accounts = Accounts::new(20);
+        let accounts = Accounts::new(&Limits::default());
         let password = || Password::parse("correct horse battery").unwrap();
         let first = accounts.hash(password()).await.unwrap();
         let second = accounts.hash(password()).await.unwrap();
@@ -362,7 +358,7 @@ mod tests {
 
     #[test]
     fn an_invalid_username_is_never_a_throttle_key_only_its_address_counts() {
-        let accounts = Accounts::new(20);
+        let accounts = Accounts::new(&Limits::default());
         let address: IpAddr = "203.0.113.7".parse().unwrap();
         for i in 0..1_000 {
             let huge = format!("{i}{}", "x".repeat(60_000));
@@ -382,7 +378,7 @@ mod tests {
 
     #[test]
     fn a_device_counts_only_for_the_username_it_names() {
-        let accounts = Accounts::new(20);
+        let accounts = Accounts::new(&Limits::default());
         let address: IpAddr = "203.0.113.7".parse().unwrap();
         let alice = Username::parse("Alice").unwrap();
         let device = KnownDevice {

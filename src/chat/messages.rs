@@ -41,9 +41,6 @@ pub const HISTORY_PAGE_MAX: u32 = 100;
 const UNCACHED_MAX: usize = 10_000;
 /// Most messages a resume (`?since=`) returns before saying `truncated`.
 pub const RESUME_MAX: usize = 1000;
-/// History pages one user may read over HTTP per second (CONTRACT §7a); a WebSocket's
-/// `history` frames count against its own per-connection budget instead.
-pub const HISTORY_READS_PER_SECOND: usize = 20;
 
 /// The answer to a send whose `(user, client_id)` is already stored: the same ack when
 /// it is the same message again, a refusal when the `client_id` names another message

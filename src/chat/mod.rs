@@ -7,6 +7,7 @@ mod accounts;
 mod budget;
 mod error;
 mod hub;
+mod limits;
 mod membership;
 mod messages;
 mod rooms;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use accounts::{AuthSession, KnownDevice, NewSession};
 pub use error::ChatError;
 pub use hub::{CloseReason, Delivery, SharedFrame};
+pub use limits::Limits;
 pub use membership::Membership;
 pub use messages::Ack;
 pub use rooms::{RoomList, RoomListing};
@@ -35,7 +37,7 @@ pub struct ChatSettings {
     pub history_on_join: usize,
     pub cache_messages: usize,
     pub session_ttl: Duration,
-    pub registrations_per_address_per_hour: usize,
+    pub limits: Limits,
 }
 
 /// The ports the service talks to.
@@ -82,15 +84,15 @@ impl ChatService {
             bus: ports.bus,
             hub,
             metrics,
-            accounts: accounts::Accounts::new(settings.registrations_per_address_per_hour),
+            accounts: accounts::Accounts::new(&settings.limits),
+            history_reads: budget::Budget::new(
+                settings.limits.history_reads_per_second,
+                Duration::from_secs(1),
+            ),
             settings,
             uncached: std::sync::Mutex::new(Vec::new()),
             fallback_limiter: ports.fallback_limiter,
             known_rooms: rooms::KnownRooms::default(),
-            history_reads: budget::Budget::new(
-                messages::HISTORY_READS_PER_SECOND,
-                Duration::from_secs(1),
-            ),
         }
     }
 

@@ -48,12 +48,10 @@ pub struct RoomListing {
 #[derive(Debug, Clone)]
 pub struct RoomList {
     pub rooms: Vec<RoomListing>,
-    /// More rooms matched than [`ROOM_LIST_MAX`].
+    /// More rooms matched than [`Limits::room_list_max`](super::Limits).
     pub truncated: bool,
 }
 
-/// Most rooms one listing returns (CONTRACT §7a).
-pub const ROOM_LIST_MAX: usize = 500;
 /// Rooms read from the store at a time while filtering by name.
 const ROOM_SCAN_PAGE: usize = 1000;
 
@@ -78,10 +76,11 @@ impl ChatService {
         Ok(room)
     }
 
-    /// At most [`ROOM_LIST_MAX`] rooms, most recently active first, only those whose name
+    /// At most [`Limits::room_list_max`](super::Limits) rooms, most recently active first, only those whose name
     /// contains `name_contains` (case-insensitive) when it is given.
     pub async fn list_rooms(&self, name_contains: Option<&str>) -> Result<RoomList, ChatError> {
-        let wanted = ROOM_LIST_MAX + 1;
+        let most = self.settings.limits.room_list_max;
+        let wanted = most + 1;
         let mut rooms = Vec::new();
         match name_contains.map(str::to_lowercase) {
             None => rooms = store_call(self.store.list_rooms(0, wanted)).await?,
@@ -105,8 +104,8 @@ impl ChatService {
                 }
             }
         }
-        let truncated = rooms.len() > ROOM_LIST_MAX;
-        rooms.truncate(ROOM_LIST_MAX);
+        let truncated = rooms.len() > most;
+        rooms.truncate(most);
         let ids: Vec<_> = rooms.iter().map(|r| r.room.id).collect();
         let online = match self.presence.online_counts(&ids).await {
             Ok(counts) => counts,

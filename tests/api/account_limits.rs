@@ -315,3 +315,27 @@ async fn registrations_per_address_are_limited_and_the_form_says_so() {
         201
     );
 }
+
+/// The login throttle's numbers are configurable (`LOGIN_FAILURES_PER_USERNAME`,
+/// `LOGIN_FAILURES_PER_ADDRESS`).
+#[tokio::test]
+async fn the_login_throttle_counts_to_the_configured_numbers() {
+    let app = TestApp::spawn_with(&[
+        ("LOGIN_FAILURES_PER_USERNAME", "2"),
+        ("LOGIN_FAILURES_PER_ADDRESS", "3"),
+    ])
+    .await;
+    app.user("alice").await;
+    app.user("bob").await;
+    let stranger = app.browser();
+    for _ in 0..2 {
+        let response = api_login(&app, &stranger, "alice", "not the password", None).await;
+        assert_eq!(response.status(), 401);
+    }
+    assert_too_many_attempts(api_login(&app, &stranger, "alice", "not the password", None).await)
+        .await;
+    // The address has failed twice; its third failure (on another name) is its last.
+    let response = api_login(&app, &stranger, "bob", "not the password", None).await;
+    assert_eq!(response.status(), 401);
+    assert_too_many_attempts(api_login(&app, &stranger, "bob", PASSWORD, None).await).await;
+}

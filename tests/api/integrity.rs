@@ -243,3 +243,39 @@ async fn json_arrays_and_duplicate_keys_are_not_bodies() {
     let rooms = alice.get_json("/api/rooms").await;
     assert_eq!(rooms["rooms"], json!([]), "the arrays made no room");
 }
+
+/// The room list's cap and the REST history budget are configurable (`ROOM_LIST_MAX`,
+/// `HISTORY_READS_PER_SECOND`).
+#[tokio::test]
+async fn the_room_list_cap_and_the_history_budget_are_what_is_configured() {
+    let app =
+        TestApp::spawn_with(&[("ROOM_LIST_MAX", "2"), ("HISTORY_READS_PER_SECOND", "2")]).await;
+    let alice = app.user("alice").await;
+    let first = alice.create_room("first").await;
+    alice.create_room("second").await;
+    alice.create_room("third").await;
+    let list = alice.get_json("/api/rooms").await;
+    let names: Vec<_> = list["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("third"), json!("second")]);
+    assert_eq!(list["truncated"], true);
+    let found = alice.get_json("/api/rooms?q=fir").await;
+    assert_eq!(found["rooms"][0]["slug"], first.as_str());
+    assert!(found.get("truncated").is_none(), "{found}");
+
+    let path = app.url(&format!("/api/rooms/{first}/messages"));
+    let started = std::time::Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(alice.client.get(&path).send().await.unwrap().status());
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "the test ran too slowly to tell"
+    );
+    assert_eq!(statuses, [200, 200, 429]);
+}

@@ -370,3 +370,45 @@ async fn since_above_the_last_seq_still_gets_live_messages() {
     assert_eq!(message["seq"], 1);
     assert_eq!(message["body"], "after the end");
 }
+
+/// The frame budget and the history bound are configurable (`WS_FRAMES_PER_SECOND`,
+/// `WS_MAX_HISTORY_BYTES`), and the socket meets the configured numbers.
+#[tokio::test]
+async fn the_frame_budget_and_the_history_bound_are_what_is_configured() {
+    let app = TestApp::spawn_with(&[
+        ("WS_FRAMES_PER_SECOND", "3"),
+        ("WS_MAX_HISTORY_BYTES", "65536"),
+    ])
+    .await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+
+    // Each seeded message is ≈ 16.1 KB of JSON: four fit in 64 KiB, not five. (Seeded
+    // before anyone joins: the store is written behind the room cache's back.)
+    seed_big_messages(&app, &slug, "alice", 10).await;
+    let socket = alice
+        .open(&format!("/ws/rooms/{slug}?since=0"), None)
+        .await
+        .unwrap();
+    let mut ws = Ws::new(socket);
+    assert_eq!(ws.next_frame().await["type"], "joined");
+    let raw = next_text(&mut ws).await;
+    assert!(raw.len() <= 65536, "{} bytes", raw.len());
+    let history: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(history["truncated"], true);
+    assert_eq!(seqs(&history["messages"]), [1, 2, 3, 4]);
+
+    let empty = Message::text(json!({"type": "send", "body": "  ", "client_id": "e"}).to_string());
+    let errors = errors_for(&mut ws, empty, 5).await;
+    let codes: Vec<_> = errors.iter().map(|e| e["code"].clone()).collect();
+    assert_eq!(
+        codes,
+        [
+            "empty_body",
+            "empty_body",
+            "empty_body",
+            "rate_limited",
+            "rate_limited"
+        ]
+    );
+}

@@ -24,7 +24,7 @@ use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
-use super::frames::{self, Keep, MAX_HISTORY_JSON};
+use super::frames::{self, Keep};
 use super::handshake::Socket as WebSocket;
 use super::MAX_FRAME_BYTES;
 use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Membership, SharedFrame};
@@ -33,8 +33,6 @@ use crate::http::strict_json;
 use crate::http::AppState;
 use crate::protocol::{ClientFrame, RoomView, ServerFrame, UserView};
 
-/// Non-`send` frames (history, ping, refused sends, malformed) allowed per second per connection.
-const OTHER_FRAMES_PER_SECOND: usize = 20;
 /// The server pings this often; a client silent for [`IDLE_LIMIT`] is gone.
 const PING_EVERY: Duration = Duration::from_secs(30);
 const IDLE_LIMIT: Duration = Duration::from_secs(75);
@@ -68,7 +66,7 @@ pub async fn run(
     let mut socket = Socket {
         ws,
         last_seq: membership.since.unwrap_or(0),
-        budget: FrameBudget::default(),
+        budget: FrameBudget::new(state.ws.frames_per_second),
         own_arrival: Bytes::from(
             ServerFrame::MemberJoined {
                 user: membership.user.username.clone(),
@@ -79,6 +77,7 @@ pub async fn run(
         unsent_bytes: 0,
         at_boundary: true,
         max_unsent: state.ws.max_unsent_bytes,
+        max_history_bytes: state.ws.max_history_bytes,
         write_timeout: state.ws.write_timeout,
         shutdown: state.shutdown.clone(),
         closed: membership.closed.clone(),
@@ -137,6 +136,7 @@ struct Socket {
     /// False while the connection is in the middle of a frame (a close cannot go out then).
     at_boundary: bool,
     max_unsent: usize,
+    max_history_bytes: usize,
     write_timeout: Duration,
     shutdown: CancellationToken,
     /// Becomes `Some` (or its sender goes) when the session ends.
@@ -217,7 +217,7 @@ impl Socket {
             &std::mem::take(&mut membership.history),
             membership.truncated,
             keep,
-            MAX_HISTORY_JSON,
+            self.max_history_bytes,
         );
         if let Some(last) = history.last_seq {
             self.last_seq = self.last_seq.max(last);
@@ -391,7 +391,7 @@ impl Socket {
                         .history(&membership.room, range, limit)
                         .await
                         .map(|(messages, truncated)| {
-                            frames::history(&messages, truncated, keep, MAX_HISTORY_JSON)
+                            frames::history(&messages, truncated, keep, self.max_history_bytes)
                         }),
                     Err(e) => Err(e),
                 };
@@ -545,12 +545,19 @@ fn is_too_large(error: &WsError) -> bool {
 }
 
 /// A sliding one-second window of frames that are not accepted `send`s.
-#[derive(Default)]
 struct FrameBudget {
+    per_second: usize,
     recent: VecDeque<Instant>,
 }
 
 impl FrameBudget {
+    fn new(per_second: usize) -> FrameBudget {
+        FrameBudget {
+            per_second,
+            recent: VecDeque::new(),
+        }
+    }
+
     fn take(&mut self) -> Result<(), Duration> {
         let now = Instant::now();
         while self
@@ -560,7 +567,7 @@ impl FrameBudget {
         {
             self.recent.pop_front();
         }
-        if self.recent.len() >= OTHER_FRAMES_PER_SECOND {
+        if self.recent.len() >= self.per_second {
             let oldest = self.recent[0];
             return Err(Duration::from_secs(1).saturating_sub(now.duration_since(oldest)));
         }

@@ -11,16 +11,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::domain::{Message, Seq};
 use crate::protocol::MessageView;
 
-/// The most JSON one `history` frame holds (CONTRACT §7a "Server frames are bounded").
-pub const MAX_HISTORY_JSON: usize = 512 * 1024;
-
 const OPCODE_TEXT: u8 = 0x1;
 const OPCODE_CLOSE: u8 = 0x8;
 const OPCODE_PING: u8 = 0x9;
 const FINAL: u8 = 0x80;
 
-/// One whole text frame carrying `json` (never fragmented: a frame is at most
-/// [`MAX_HISTORY_JSON`] and a client reads it as one message either way).
+/// One whole text frame carrying `json` (never fragmented: a `history` is at most
+/// `WS_MAX_HISTORY_BYTES` and a client reads it as one message either way).
 pub fn text(json: &[u8]) -> Bytes {
     frame(OPCODE_TEXT, &[json])
 }
@@ -124,6 +121,9 @@ mod tests {
     use crate::domain::{RoomId, UserId};
     use crate::protocol::ServerFrame;
     use serde_json::Value;
+
+    /// The default bound (`WS_MAX_HISTORY_BYTES`).
+    const MAX_HISTORY_JSON: usize = 512 * 1024;
 
     fn message(seq: Seq, body: &str) -> Message {
         Message {

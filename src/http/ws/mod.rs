@@ -36,6 +36,10 @@ pub struct WsSettings {
     pub max_unsent_bytes: usize,
     /// How long one write may wait.
     pub write_timeout: Duration,
+    /// Frames per second per connection that are not accepted `send`s.
+    pub frames_per_second: usize,
+    /// JSON in one `history` frame.
+    pub max_history_bytes: usize,
     quota: Arc<SocketQuota>,
 }
 
@@ -44,6 +48,8 @@ impl WsSettings {
         WsSettings {
             max_unsent_bytes: config.ws_max_unsent_bytes,
             write_timeout: config.ws_write_timeout,
+            frames_per_second: config.ws_frames_per_second,
+            max_history_bytes: config.ws_max_history_bytes,
             quota: Arc::new(SocketQuota::new(
                 config.max_sockets_per_user,
                 config.max_upgrades_per_user,
@@ -116,8 +122,8 @@ async fn upgrade(
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
         // Chat frames are small, and tungstenite zero-fills its whole read buffer on the
-        // first read: the 128 KiB default made an idle socket cost 15.5 KiB of RSS, 1 KiB
-        // makes it 8.8 (docs/BENCHMARKS.md). Bigger frames grow the buffer as needed.
+        // first read, so the 128 KiB default multiplied every idle socket's memory
+        // (figures in docs/BENCHMARKS.md). Bigger frames grow the buffer as needed.
         .read_buffer_size(SOCKET_BUFFER_BYTES)
         // tungstenite writes only its automatic pongs: [`connection`] writes the rest.
         .write_buffer_size(0);
