@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{status_of, ApiError, PageError, Refusal, Wants};
-use super::extract::{ApiJson, ApiSession, MaybeSession};
+use super::extract::{ApiJson, ApiSession, MaybeSession, OverHttps};
 use super::pages::{login_redirect, room_list_page};
 use super::security::verify_csrf;
 use super::AppState;
@@ -43,6 +43,7 @@ struct CreateForm {
 async fn create_submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    OverHttps(over_https): OverHttps,
     MaybeSession(session): MaybeSession,
     form: Result<Form<CreateForm>, FormRejection>,
 ) -> Result<Response, PageError> {
@@ -60,6 +61,7 @@ async fn create_submit(
             room_list_page(
                 &state,
                 &headers,
+                over_https,
                 session.user.username,
                 status_of(&e),
                 form.name,
@@ -149,10 +151,14 @@ async fn api_messages(
         .map_err(|_| ApiError::from(ChatError::InvalidRequest("limit must be 1 to 100".into())))?;
     let room = state.chat.find_room(&slug).await?;
     let range = before.map_or(HistoryRange::Latest, HistoryRange::Before);
-    let (messages, _) = state
+    let (messages, truncated) = state
         .chat
         .read_history(&session.user, &room, range, limit)
         .await?;
     let messages: Vec<_> = messages.iter().map(MessageView::from).collect();
-    Ok(Json(json!({ "messages": messages })))
+    let mut body = json!({ "messages": messages });
+    if truncated {
+        body["truncated"] = json!(true);
+    }
+    Ok(Json(body))
 }

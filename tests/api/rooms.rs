@@ -36,12 +36,12 @@ async fn creating_a_room_whose_slug_exists_joins_it() {
 async fn bad_room_names_are_400() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    for body in [
-        json!({"name": "   "}),
-        json!({"name": "x".repeat(65)}),
-        json!({"name": "a\u{1}b"}),
-        json!({"name": 3}),
-        json!({}),
+    for (body, code) in [
+        (json!({"name": "   "}), "invalid_room_name"),
+        (json!({"name": "x".repeat(65)}), "invalid_room_name"),
+        (json!({"name": "a\u{1}b"}), "invalid_room_name"),
+        (json!({"name": 3}), "invalid_request"),
+        (json!({}), "invalid_request"),
     ] {
         let response = alice
             .client
@@ -52,7 +52,7 @@ async fn bad_room_names_are_400() {
             .unwrap();
         assert_eq!(response.status(), 400, "{body}");
         let error: Value = response.json().await.unwrap();
-        assert!(error["error"]["code"].is_string());
+        assert_eq!(error["error"]["code"], code, "{body}");
     }
 }
 
@@ -88,6 +88,8 @@ async fn room_routes_need_a_session() {
     for path in ["/api/rooms", "/api/rooms/general/messages", "/api/me"] {
         let response = anonymous.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 401, "{path}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "unauthenticated", "{path}");
     }
 }
 
@@ -120,10 +122,17 @@ async fn the_history_api_pages_backwards_with_before_and_limit() {
     assert_eq!(all["messages"][0]["user"], "author0");
     assert_eq!(all["messages"][0]["room"], slug.as_str());
 
+    // `truncated` says whether older messages remain before the page, and only then.
+    assert_eq!(all.get("truncated"), None, "{all}");
     let page: Value = get("?before=5&limit=2").await.json().await.unwrap();
     assert_eq!(seqs(&page["messages"]), vec![3, 4]);
+    assert_eq!(page["truncated"], true, "{page}");
     let latest: Value = get("?limit=1").await.json().await.unwrap();
     assert_eq!(seqs(&latest["messages"]), vec![5]);
+    assert_eq!(latest["truncated"], true, "{latest}");
+    let first: Value = get("?before=3&limit=2").await.json().await.unwrap();
+    assert_eq!(seqs(&first["messages"]), vec![1, 2]);
+    assert_eq!(first.get("truncated"), None, "{first}");
 
     for bad in [
         "?limit=0",
@@ -135,7 +144,7 @@ async fn the_history_api_pages_backwards_with_before_and_limit() {
         let response = get(bad).await;
         assert_eq!(response.status(), 400, "{bad}");
         let error: Value = response.json().await.unwrap();
-        assert!(error["error"]["code"].is_string());
+        assert_eq!(error["error"]["code"], "invalid_request", "{bad}");
     }
     let unknown = alice
         .client
@@ -144,4 +153,6 @@ async fn the_history_api_pages_backwards_with_before_and_limit() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+    let error: Value = unknown.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "room_not_found");
 }
