@@ -311,10 +311,14 @@ impl Hub {
             }
         };
         let limit = (until - from).clamp(1, 1000) as u32;
-        let missing = self
-            .store
-            .messages(&channel.room, HistoryRange::After(from - 1), limit)
-            .await;
+        // Under the store deadline like every store call: a stalled store must not hold
+        // the room's later messages back for longer.
+        let missing = super::store_call(self.store.messages(
+            &channel.room,
+            HistoryRange::After(from - 1),
+            limit,
+        ))
+        .await;
         let mut state = self.state();
         let Some(entry) = state.rooms.get_mut(&room) else {
             return;
@@ -442,8 +446,13 @@ fn send_held_presence(entry: &mut RoomEntry) -> bool {
 mod tests {
     use tokio::sync::broadcast::error::RecvError;
 
+    use chrono::{DateTime, Utc};
+
+    use super::super::STORE_TIMEOUT;
     use super::*;
     use crate::adapters::sqlite::SqliteStore;
+    use crate::domain::{Message, NewMessage, RoomName, RoomSummary, Slug, User, Username};
+    use crate::ports::{Appended, SessionRecord, StoreError};
 
     async fn hub_with_room() -> (tempfile::TempDir, Arc<Hub>, Room) {
         let dir = tempfile::tempdir().unwrap();
@@ -529,6 +538,93 @@ mod tests {
         tokio::time::sleep(2 * PRESENCE_WINDOW).await;
         hub.deliver(event(&room, None, "e"));
         assert_eq!(received(&mut socket.receiver), ["[e]"]);
+    }
+
+    /// A store whose history reads never answer (and that nothing else here calls).
+    struct StalledHistory;
+
+    #[async_trait::async_trait]
+    impl Store for StalledHistory {
+        async fn ping(&self) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn create_user(&self, _: &Username, _: &str) -> Result<User, StoreError> {
+            unimplemented!()
+        }
+        async fn find_credentials(
+            &self,
+            _: &Username,
+        ) -> Result<Option<(User, String)>, StoreError> {
+            unimplemented!()
+        }
+        async fn create_session(
+            &self,
+            _: &[u8],
+            _: UserId,
+            _: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn find_session(
+            &self,
+            _: &[u8],
+            _: DateTime<Utc>,
+        ) -> Result<Option<SessionRecord>, StoreError> {
+            unimplemented!()
+        }
+        async fn delete_session(&self, _: &[u8]) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn create_room(&self, _: &Slug, _: &RoomName) -> Result<(Room, bool), StoreError> {
+            unimplemented!()
+        }
+        async fn find_room(&self, _: &Slug) -> Result<Option<Room>, StoreError> {
+            unimplemented!()
+        }
+        async fn list_rooms(&self, _: usize, _: usize) -> Result<Vec<RoomSummary>, StoreError> {
+            unimplemented!()
+        }
+        async fn append_message(&self, _: NewMessage) -> Result<Appended, StoreError> {
+            unimplemented!()
+        }
+        async fn find_by_client_id(
+            &self,
+            _: UserId,
+            _: &str,
+        ) -> Result<Option<Message>, StoreError> {
+            unimplemented!()
+        }
+        async fn last_seq(&self, _: RoomId) -> Result<Seq, StoreError> {
+            unimplemented!()
+        }
+        async fn messages(
+            &self,
+            _: &Room,
+            _: HistoryRange,
+            _: u32,
+        ) -> Result<Vec<Message>, StoreError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gap_the_store_cannot_fill_in_time_is_skipped_after_the_store_deadline() {
+        let room = Room {
+            id: RoomId(1),
+            slug: "general".into(),
+            name: "General".into(),
+        };
+        let hub = Hub::new(Arc::new(StalledHistory), Metrics::new());
+        let mut socket = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
+        hub.start_ordering(room.id, 0);
+        hub.deliver(event(&room, Some(1), "{}"));
+        hub.deliver(event(&room, Some(3), "{}"));
+        assert_eq!(received(&mut socket.receiver), ["1"]);
+        // The hole at 2 waits for the store, but no longer than its deadline.
+        tokio::time::sleep(GAP_WAIT + STORE_TIMEOUT - Duration::from_millis(10)).await;
+        assert_eq!(received(&mut socket.receiver), Vec::<String>::new());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(received(&mut socket.receiver), ["3"]);
     }
 
     #[test]
