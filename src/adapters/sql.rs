@@ -1,5 +1,5 @@
-//! What the two SQL stores share: embedded migrations, the message columns, and the
-//! mapping of driver errors.
+//! What the two SQL stores share: embedded migrations (every file, by `build.rs`), the
+//! message columns, and the mapping of driver errors.
 
 use std::borrow::Cow;
 
@@ -7,17 +7,27 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::ports::StoreError;
 
-/// A migrator for one store's embedded schema (no `sqlx` macros, so no database at build
-/// time).
-pub(super) fn migrator(init_sql: &'static str) -> Migrator {
+// `SQLITE_MIGRATIONS` and `POSTGRES_MIGRATIONS`: every file of `migrations/<store>/`, in
+// version order, embedded by `build.rs`.
+include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+
+/// A migrator for one store's embedded migrations ([`SQLITE_MIGRATIONS`] or
+/// [`POSTGRES_MIGRATIONS`]); no database is needed at build time.
+pub(super) fn migrator(migrations: &'static [(i64, &'static str, &'static str)]) -> Migrator {
+    let migrations = migrations
+        .iter()
+        .map(|&(version, description, sql)| {
+            Migration::new(
+                version,
+                Cow::Borrowed(description),
+                MigrationType::Simple,
+                Cow::Borrowed(sql),
+                false,
+            )
+        })
+        .collect();
     Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            Cow::Borrowed(init_sql),
-            false,
-        )]),
+        migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT
     }
 }
@@ -37,5 +47,74 @@ pub(super) fn from_sqlx(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
         _ => unavailable(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// What is in `migrations/<store>/` now, read at test time: (version, file text).
+    fn files_of(store: &str) -> Vec<(i64, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(store);
+        let mut found: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+            .map(|path| {
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                let version = name.split('_').next().unwrap().parse().unwrap();
+                (version, std::fs::read_to_string(&path).unwrap())
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn every_migration_file_is_embedded_in_order() {
+        for (store, embedded) in [
+            ("sqlite", SQLITE_MIGRATIONS),
+            ("postgres", POSTGRES_MIGRATIONS),
+        ] {
+            let files = files_of(store);
+            let migrator = migrator(embedded);
+            let versions: Vec<_> = migrator.iter().map(|m| m.version).collect();
+            assert_eq!(
+                versions,
+                files.iter().map(|(v, _)| *v).collect::<Vec<_>>(),
+                "{store}: one migration per file, in version order"
+            );
+            assert!(
+                versions.windows(2).all(|pair| pair[0] < pair[1]),
+                "{store}: versions are unique: {versions:?}"
+            );
+            for (migration, (_, text)) in migrator.iter().zip(&files) {
+                assert_eq!(
+                    migration.sql,
+                    text.as_str(),
+                    "{store} {}",
+                    migration.version
+                );
+            }
+        }
+        let first = &SQLITE_MIGRATIONS[0];
+        assert_eq!(
+            (first.0, first.1),
+            (1, "init"),
+            "databases made before build.rs recorded version 1 as \"init\""
+        );
+    }
+
+    #[test]
+    fn both_stores_have_the_same_migrations() {
+        let versions = |list: &[(i64, &str, &str)]| -> Vec<(i64, String)> {
+            list.iter().map(|(v, d, _)| (*v, d.to_string())).collect()
+        };
+        assert_eq!(versions(SQLITE_MIGRATIONS), versions(POSTGRES_MIGRATIONS));
     }
 }

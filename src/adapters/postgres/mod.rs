@@ -5,21 +5,21 @@
 //! - **An ack is a promise.** [`Store::append_message`] returns only after its transaction
 //!   committed, with `synchronous_commit=on` forced per connection, whatever the server's
 //!   default.
-//! - **`seq` has no gap.** Each append is one transaction whose `UPDATE rooms … last_seq + 1
-//!   RETURNING` takes the room's row lock, so a room's appends are serialised across
-//!   processes, and a failed append rolls its increment back with it.
-//! - **A `(user, client_id)` is stored once**, even when two sends race: the loser's insert
-//!   waits for the winner's commit (`ON CONFLICT … DO NOTHING`), then rolls back and
-//!   returns the winner's message with `fresh: false`.
+//! - **`seq` has no gap.** Appends are group-committed ([`group_commit`]): a process has
+//!   one append transaction in flight, which takes every message waiting in any room. It
+//!   locks the batch's rooms in id order (`UPDATE rooms … last_seq + n`), so a room's
+//!   appends are serialised across processes without deadlock, and a failed batch rolls
+//!   its increments back with it.
+//! - **A `(user, client_id)` is stored once**, even when two sends race: the unique index
+//!   makes the loser's insert wait for the winner's commit and then fail; its statement
+//!   rolls back (the `seq` bump with it), the batch is retried one message at a time, and
+//!   the loser is answered with the winner's message and `fresh: false`.
 //! - **No call hangs.** Taking a connection, opening one included, gives up after
 //!   `ACQUIRE_TIMEOUT` (3 s), and a whole call after `CALL_TIMEOUT` (5 s), with `Unavailable`.
 //!   Pooled connections are tested before use, so when PostgreSQL comes back the pool
 //!   replaces its dead connections by itself.
 //! - **Times read back exactly as written**: they are stored truncated to the millisecond,
 //!   as the SQLite store's are.
-//!
-//! Appends are not group-committed as SQLite's are: PostgreSQL takes concurrent writers
-//! itself, and appends to different rooms do not wait for each other.
 
 mod group_commit;
 
@@ -53,7 +53,7 @@ pub struct PgStore {
 }
 
 fn migrator() -> Migrator {
-    super::sql::migrator(include_str!("../../../migrations/postgres/0001_init.sql"))
+    super::sql::migrator(super::sql::POSTGRES_MIGRATIONS)
 }
 
 /// Runs one call under [`CALL_TIMEOUT`] and maps its error.

@@ -33,7 +33,7 @@ pub struct SqliteStore {
 }
 
 fn migrator() -> Migrator {
-    super::sql::migrator(include_str!("../../../migrations/sqlite/0001_init.sql"))
+    super::sql::migrator(super::sql::SQLITE_MIGRATIONS)
 }
 
 fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
