@@ -9,11 +9,9 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::cookies;
 use super::error::{status_of, ApiError, PageError, Refusal, Wants};
-use super::extract::{
-    cookie, device_cookie, expired_session_cookie, known_device, new_device_id, session_cookie,
-    ApiJson, ApiSession, ClientAddr, OverHttps, SESSION_COOKIE,
-};
+use super::extract::{ApiJson, ApiSession, ClientAddr, OverHttps};
 use super::pages::{next_from, render, safe_next, LoginPage, NextQuery, RegisterPage};
 use super::security::{csrf_token, verify_csrf};
 use super::AppState;
@@ -45,17 +43,15 @@ fn signed_in(
     over_https: bool,
 ) -> Response {
     let username = session.user.username.to_ascii_lowercase();
-    let id = known_device(&state.secret_key, headers)
+    let id = cookies::known_device(&state.secret_key, headers)
         .filter(|device| device.username == username)
-        .map_or_else(new_device_id, |device| device.id);
+        .map_or_else(cookies::new_device_id, |device| device.id);
     let device = KnownDevice { username, id };
     for cookie in [
-        session_cookie(session, over_https),
-        device_cookie(&state.secret_key, &device, over_https),
+        cookies::session(session, over_https),
+        cookies::device(&state.secret_key, &device, over_https),
     ] {
-        if let Ok(value) = cookie.parse() {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
 }
@@ -93,9 +89,10 @@ struct LoginForm {
 async fn login_form(
     State(state): State<AppState>,
     headers: HeaderMap,
+    OverHttps(over_https): OverHttps,
     query: Result<Query<NextQuery>, QueryRejection>,
 ) -> Response {
-    let csrf = csrf_token(&state.secret_key, &headers);
+    let csrf = csrf_token(&state.secret_key, &headers, over_https);
     let page = LoginPage {
         signed_in_as: None,
         csrf: csrf.token,
@@ -116,7 +113,7 @@ async fn login_submit(
     let form = form_or_refuse(form)?;
     verify_csrf(&state.secret_key, &headers, &form.csrf)?;
     let next = safe_next(form.next.as_deref());
-    let device = known_device(&state.secret_key, &headers);
+    let device = cookies::known_device(&state.secret_key, &headers);
     let login = state
         .chat
         .login(&form.username, &form.password, addr, device.as_ref())
@@ -133,7 +130,7 @@ async fn login_submit(
         Err(e) => {
             let page = LoginPage {
                 signed_in_as: None,
-                csrf: csrf_token(&state.secret_key, &headers).token,
+                csrf: csrf_token(&state.secret_key, &headers, over_https).token,
                 next,
                 username: form.username,
                 error: Some(e.to_string()),
@@ -155,8 +152,12 @@ struct RegisterForm {
     csrf: String,
 }
 
-async fn register_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let csrf = csrf_token(&state.secret_key, &headers);
+async fn register_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OverHttps(over_https): OverHttps,
+) -> Response {
+    let csrf = csrf_token(&state.secret_key, &headers, over_https);
     let page = RegisterPage {
         signed_in_as: None,
         csrf: csrf.token,
@@ -196,7 +197,7 @@ async fn register_submit(
         Err(e) => {
             let page = RegisterPage {
                 signed_in_as: None,
-                csrf: csrf_token(&state.secret_key, &headers).token,
+                csrf: csrf_token(&state.secret_key, &headers, over_https).token,
                 username: form.username,
                 error: Some(e.to_string()),
             };
@@ -214,15 +215,16 @@ struct LogoutForm {
 async fn logout_submit(
     State(state): State<AppState>,
     headers: HeaderMap,
+    OverHttps(over_https): OverHttps,
     form: Result<Form<LogoutForm>, FormRejection>,
 ) -> Result<Response, PageError> {
     let form = form_or_refuse(form)?;
     verify_csrf(&state.secret_key, &headers, &form.csrf)?;
-    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+    if let Some(token) = cookies::read(&headers, cookies::SESSION) {
         state.chat.logout(&token).await?;
     }
     Ok((
-        [(header::SET_COOKIE, expired_session_cookie())],
+        [(header::SET_COOKIE, cookies::session_ended(over_https))],
         Redirect::to("/login"),
     )
         .into_response())
@@ -262,7 +264,7 @@ async fn api_login(
     headers: HeaderMap,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let device = known_device(&state.secret_key, &headers);
+    let device = cookies::known_device(&state.secret_key, &headers);
     let session = state
         .chat
         .login(
@@ -285,13 +287,14 @@ async fn api_login(
 async fn api_logout(
     State(state): State<AppState>,
     headers: HeaderMap,
+    OverHttps(over_https): OverHttps,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = cookie(&headers, SESSION_COOKIE) {
+    if let Some(token) = cookies::read(&headers, cookies::SESSION) {
         state.chat.logout(&token).await?;
     }
     Ok((
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, expired_session_cookie())],
+        [(header::SET_COOKIE, cookies::session_ended(over_https))],
     )
         .into_response())
 }

@@ -1,5 +1,5 @@
 //! Extractors: the session from its cookie, JSON bodies that fail as the contract says,
-//! the client's address and scheme (believing only trusted proxies); the cookies we set.
+//! the client's address and scheme (believing only trusted proxies).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -7,113 +7,13 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use rand::RngCore;
 use serde::de::DeserializeOwned;
-use sha2::Sha256;
 
+use super::cookies;
 use super::error::{ApiError, Refusal, Wants};
 use super::AppState;
-use crate::chat::{AuthSession, ChatError, KnownDevice, NewSession};
-use crate::config::{SecretKey, TrustedProxies};
-
-pub const SESSION_COOKIE: &str = "natter_session";
-/// Binds an anonymous visitor's CSRF tokens until they log in.
-pub const PRE_SESSION_COOKIE: &str = "natter_csrf";
-
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim_matches('"').to_owned())
-}
-
-fn secure_attribute(over_https: bool) -> &'static str {
-    if over_https {
-        "; Secure"
-    } else {
-        ""
-    }
-}
-
-/// `over_https`: see [`OverHttps`]; behind a TLS-terminating proxy the cookie must be `Secure`.
-pub fn session_cookie(session: &NewSession, over_https: bool) -> String {
-    let max_age = (session.expires_at - chrono::Utc::now())
-        .num_seconds()
-        .max(0);
-    format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{}",
-        session.token,
-        secure_attribute(over_https)
-    )
-}
-
-pub fn expired_session_cookie() -> String {
-    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
-}
-
-/// Names a browser that signed in before, so its owner's logins are throttled apart from
-/// strangers' (CONTRACT §7a). It outlives sessions and logout: that is its point.
-pub const DEVICE_COOKIE: &str = "natter_device";
-/// 400 days, the longest browsers keep a cookie.
-const DEVICE_COOKIE_MAX_AGE: u64 = 400 * 24 * 60 * 60;
-
-fn device_mac(secret: &SecretKey, username: &str, id: &str) -> Hmac<Sha256> {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.expose()).expect("HMAC takes any key length");
-    // Domain-separated from the CSRF tokens signed with the same key.
-    mac.update(b"natter-device:");
-    mac.update(username.as_bytes());
-    mac.update(b".");
-    mac.update(id.as_bytes());
-    mac
-}
-
-/// The device cookie for `device`: `{username}.{id}.{mac}`. A username may hold `.`; the id
-/// and the MAC are base64url, which never does, so the value is split from the right.
-pub fn device_cookie(secret: &SecretKey, device: &KnownDevice, over_https: bool) -> String {
-    let mac = URL_SAFE_NO_PAD.encode(
-        device_mac(secret, &device.username, &device.id)
-            .finalize()
-            .into_bytes(),
-    );
-    format!(
-        "{DEVICE_COOKIE}={}.{}.{mac}; Path=/; HttpOnly; SameSite=Lax; Max-Age={DEVICE_COOKIE_MAX_AGE}{}",
-        device.username,
-        device.id,
-        secure_attribute(over_https)
-    )
-}
-
-/// The request's device cookie, if its signature holds.
-pub fn known_device(secret: &SecretKey, headers: &HeaderMap) -> Option<KnownDevice> {
-    let value = cookie(headers, DEVICE_COOKIE)?;
-    // A real value is about 100 characters; a huge one is not worth hashing.
-    if value.len() > 256 {
-        return None;
-    }
-    let mut parts = value.rsplitn(3, '.');
-    let (mac, id, username) = (parts.next()?, parts.next()?, parts.next()?);
-    let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
-    device_mac(secret, username, id).verify_slice(&mac).ok()?;
-    Some(KnownDevice {
-        username: username.to_owned(),
-        id: id.to_owned(),
-    })
-}
-
-/// A fresh device id: 128 random bits.
-pub fn new_device_id() -> String {
-    let mut random = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut random);
-    URL_SAFE_NO_PAD.encode(random)
-}
+use crate::chat::{AuthSession, ChatError};
+use crate::config::TrustedProxies;
 
 /// The request's session, if its cookie names a live one.
 pub struct MaybeSession(pub Option<AuthSession>);
@@ -125,7 +25,7 @@ impl FromRequestParts<AppState> for MaybeSession {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+        let Some(token) = cookies::read(&parts.headers, cookies::SESSION) else {
             return Ok(MaybeSession(None));
         };
         state
@@ -293,12 +193,6 @@ mod tests {
         headers
     }
 
-    fn secret_key(key: &str) -> SecretKey {
-        crate::config::Config::from_lookup(|name| (name == "SECRET_KEY").then(|| key.to_owned()))
-            .unwrap()
-            .secret_key
-    }
-
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
     }
@@ -341,43 +235,6 @@ mod tests {
                 client_address(proxy, &headers(&pairs), &trusted),
                 ip(client),
                 "{values:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_device_cookie_holds_only_with_its_signature() {
-        let secret = secret_key("a-secret-key-for-the-tests");
-        let device = KnownDevice {
-            username: "al.ice".into(),
-            id: new_device_id(),
-        };
-        let set = device_cookie(&secret, &device, false);
-        assert!(
-            set.contains("HttpOnly") && set.contains("SameSite=Lax"),
-            "{set}"
-        );
-        assert!(!set.contains("Secure"));
-        assert!(device_cookie(&secret, &device, true).ends_with("; Secure"));
-        let value = set.split(';').next().unwrap().to_owned();
-        let found = known_device(&secret, &headers(&[("cookie", &value)])).unwrap();
-        assert_eq!(
-            (found.username, found.id),
-            (device.username, device.id.clone())
-        );
-        let other = secret_key("another-secret-key-entirely");
-        assert!(known_device(&other, &headers(&[("cookie", &value)])).is_none());
-        let forged = value.replacen("al.ice", "bob", 1);
-        assert!(known_device(&secret, &headers(&[("cookie", &forged)])).is_none());
-        for junk in [
-            "natter_device=x",
-            "natter_device=a.b",
-            "natter_device=..",
-            "natter_device=a.b.!!",
-        ] {
-            assert!(
-                known_device(&secret, &headers(&[("cookie", junk)])).is_none(),
-                "{junk}"
             );
         }
     }

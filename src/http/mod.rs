@@ -4,6 +4,7 @@
 //! responses in one place, [`error`].
 
 mod accounts;
+mod cookies;
 mod error;
 mod extract;
 mod hosts;

@@ -4,7 +4,7 @@ use std::sync::LazyLock;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::error::PageError;
-use super::extract::MaybeSession;
+use super::extract::{MaybeSession, OverHttps};
 use super::security::csrf_token;
 use super::AppState;
 use crate::chat::RoomListing;
@@ -96,11 +96,15 @@ pub struct ErrorPage {
 }
 
 /// Renders a page; a template that fails to render is a bug, answered with a plain 500.
-pub fn render(status: StatusCode, page: &impl Template, set_cookie: Option<String>) -> Response {
+pub fn render(
+    status: StatusCode,
+    page: &impl Template,
+    set_cookie: Option<HeaderValue>,
+) -> Response {
     match page.render() {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
-            if let Some(cookie) = set_cookie.and_then(|c| c.parse().ok()) {
+            if let Some(cookie) = set_cookie {
                 response.headers_mut().append(header::SET_COOKIE, cookie);
             }
             response
@@ -181,13 +185,14 @@ pub(super) fn router() -> Router<AppState> {
 pub async fn room_list_page(
     state: &AppState,
     headers: &HeaderMap,
+    over_https: bool,
     username: String,
     status: StatusCode,
     room_name: String,
     error: Option<String>,
 ) -> Result<Response, PageError> {
     let list = state.chat.list_rooms(None).await?;
-    let csrf = csrf_token(&state.secret_key, headers);
+    let csrf = csrf_token(&state.secret_key, headers, over_https);
     let page = RoomsPage {
         signed_in_as: Some(username),
         csrf: csrf.token,
@@ -202,6 +207,7 @@ pub async fn room_list_page(
 async fn room_list(
     State(state): State<AppState>,
     headers: HeaderMap,
+    OverHttps(over_https): OverHttps,
     MaybeSession(session): MaybeSession,
 ) -> Result<Response, PageError> {
     let Some(session) = session else {
@@ -210,6 +216,7 @@ async fn room_list(
     room_list_page(
         &state,
         &headers,
+        over_https,
         session.user.username,
         StatusCode::OK,
         String::new(),
@@ -221,6 +228,7 @@ async fn room_list(
 async fn room(
     State(state): State<AppState>,
     headers: HeaderMap,
+    OverHttps(over_https): OverHttps,
     Path(slug): Path<String>,
     MaybeSession(session): MaybeSession,
 ) -> Result<Response, PageError> {
@@ -228,7 +236,7 @@ async fn room(
         return Ok(login_redirect(&format!("/rooms/{slug}")));
     };
     let room = state.chat.find_room(&slug).await?;
-    let csrf = csrf_token(&state.secret_key, &headers);
+    let csrf = csrf_token(&state.secret_key, &headers, over_https);
     let page = RoomPage {
         signed_in_as: Some(session.user.username.clone()),
         csrf: csrf.token,

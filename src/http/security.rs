@@ -5,18 +5,17 @@
 //! state-changing request with a foreign `Origin` is refused as well.
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use rand::RngCore;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use super::cookies;
 use super::error::{Refusal, Wants};
-use super::extract::{cookie, PRE_SESSION_COOKIE, SESSION_COOKIE};
 use super::AppState;
 use crate::config::SecretKey;
 
@@ -75,7 +74,7 @@ pub async fn refuse_foreign_origins(
 /// The CSRF token for this visitor, and a pre-session cookie to set if they had none.
 pub struct CsrfToken {
     pub token: String,
-    pub set_cookie: Option<String>,
+    pub set_cookie: Option<HeaderValue>,
 }
 
 fn sign(secret: &SecretKey, binding: &str) -> String {
@@ -87,24 +86,22 @@ fn sign(secret: &SecretKey, binding: &str) -> String {
 }
 
 fn binding(headers: &HeaderMap) -> Option<String> {
-    cookie(headers, SESSION_COOKIE).or_else(|| cookie(headers, PRE_SESSION_COOKIE))
+    cookies::read(headers, cookies::SESSION)
+        .or_else(|| cookies::read(headers, cookies::PRE_SESSION))
 }
 
-pub fn csrf_token(secret: &SecretKey, headers: &HeaderMap) -> CsrfToken {
+/// `over_https`: whether a pre-session cookie made here must be `Secure`.
+pub fn csrf_token(secret: &SecretKey, headers: &HeaderMap, over_https: bool) -> CsrfToken {
     match binding(headers) {
         Some(binding) => CsrfToken {
             token: sign(secret, &binding),
             set_cookie: None,
         },
         None => {
-            let mut random = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut random);
-            let value = URL_SAFE_NO_PAD.encode(random);
+            let (value, cookie) = cookies::new_pre_session(over_https);
             CsrfToken {
                 token: sign(secret, &value),
-                set_cookie: Some(format!(
-                    "{PRE_SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax"
-                )),
+                set_cookie: Some(cookie),
             }
         }
     }
