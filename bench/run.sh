@@ -31,7 +31,7 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BASELINE_DIR="${BASELINE_DIR:-$ROOT/../shared/baseline}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/natter-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432}"
 REDIS_URL_BASE="${REDIS_URL_BASE:-redis://127.0.0.1:6379}"
 SECRET="natter-bench-secret-key-32-chars"   # 32 characters

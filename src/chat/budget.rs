@@ -38,7 +38,7 @@ impl SlidingWindow {
     fn idle(&self, window: Duration, now: Instant) -> bool {
         self.recent
             .back()
-            .map_or(true, |t| now.duration_since(*t) >= window)
+            .is_none_or(|t| now.duration_since(*t) >= window)
     }
 }
 

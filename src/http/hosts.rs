@@ -30,7 +30,7 @@ pub async fn refuse_unknown_hosts(
     let allowed = match (header, target) {
         (None, None) | (Some(Err(_)), _) => false,
         (Some(Ok(header)), target) => {
-            hosts.allows(header) && target.map_or(true, |target| hosts.allows(target))
+            hosts.allows(header) && target.is_none_or(|target| hosts.allows(target))
         }
         (None, Some(target)) => hosts.allows(target),
     };
