@@ -8,7 +8,8 @@
 //! - [`telemetry`]: logging setup and the Prometheus metrics.
 //! - [`ports`]: the small traits the chat service needs from the outside world.
 //! - [`chat`]: the rules: accounts, rooms, sending, history, presence, limits. No HTTP, no SQL.
-//! - [`adapters`]: SQLite and in-process implementations of the ports; the only code naming a driver.
+//! - [`adapters`]: the ports' implementations, and the only code naming a driver: SQLite and
+//!   PostgreSQL stores; in-process and Redis cache, presence, rate limiter and bus.
 //! - [`http`]: axum routes, pages, the WebSocket endpoint. Talks only to the chat service.
 //! - [`app`]: picks the adapters, builds the service and the router, binds and serves.
 

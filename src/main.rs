@@ -99,9 +99,9 @@ fn raise_open_file_limit() {
 }
 
 /// Argon2 needs 19 MiB per hash. glibc raises its mmap threshold after freeing such a
-/// block, so later ones come from the heap and are kept: natter grew by ~19 MiB per
-/// concurrent registration and never shrank. A fixed threshold keeps big blocks mmapped,
-/// so they go back to the system when freed.
+/// block, so later ones come from the heap and are kept: memory grew with every
+/// concurrent registration and never shrank (docs/BENCHMARKS.md). A fixed threshold keeps
+/// big blocks mmapped, so they go back to the system when freed.
 fn return_large_allocations_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before the heavy allocations.
