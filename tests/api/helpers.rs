@@ -29,28 +29,26 @@ pub const PASSWORD: &str = "correct horse battery";
 pub use crate::postgres_support::TestDatabase;
 pub use crate::redis_support::TestRedis;
 
-/// A skipped service-backed test: loud, and a failure under `NATTER_REQUIRE_ALL=1`.
-pub fn skip(what: &str) {
-    if std::env::var("NATTER_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!("{what} is required (NATTER_REQUIRE_ALL=1) but not configured");
-    }
-    eprintln!("SKIPPED: {what} is not configured; this test did not run");
+/// A service-backed test (`#[ignore = "needs …"]`, run with `--include-ignored`) whose
+/// service is not configured: it fails, naming what to set, and never passes having done
+/// nothing.
+pub fn missing_service(what: &str) -> ! {
+    panic!("{what} is not configured: set it, or leave this #[ignore]d test out");
 }
 
-/// A PostgreSQL database and a Redis prefix of a test's own, or `None` (skipped) when
-/// `TEST_DATABASE_URL` / `TEST_REDIS_URL` are not set.
-pub async fn shared_services() -> Option<(TestDatabase, TestRedis)> {
+/// A PostgreSQL database and a Redis prefix of a test's own (on `TEST_DATABASE_URL` and
+/// `TEST_REDIS_URL`).
+pub async fn shared_services() -> (TestDatabase, TestRedis) {
     let (Ok(database), Ok(redis)) = (
         std::env::var("TEST_DATABASE_URL"),
         std::env::var("TEST_REDIS_URL"),
     ) else {
-        skip("PostgreSQL + Redis (TEST_DATABASE_URL, TEST_REDIS_URL)");
-        return None;
+        missing_service("PostgreSQL + Redis (TEST_DATABASE_URL, TEST_REDIS_URL)");
     };
-    Some((
+    (
         TestDatabase::create(&database).await,
         TestRedis::new(&redis),
-    ))
+    )
 }
 
 /// Where an app keeps its data; kept across a restart of the app.
@@ -61,14 +59,11 @@ pub struct Backend {
 
 impl Backend {
     pub async fn new() -> Backend {
-        let shared =
-            match std::env::var("NATTER_TEST_BACKEND").as_deref() {
-                Ok("shared") => Some(shared_services().await.expect(
-                    "NATTER_TEST_BACKEND=shared needs TEST_DATABASE_URL and TEST_REDIS_URL",
-                )),
-                Ok("embedded") | Err(_) => None,
-                Ok(other) => panic!("NATTER_TEST_BACKEND={other}: use embedded or shared"),
-            };
+        let shared = match std::env::var("NATTER_TEST_BACKEND").as_deref() {
+            Ok("shared") => Some(shared_services().await),
+            Ok("embedded") | Err(_) => None,
+            Ok(other) => panic!("NATTER_TEST_BACKEND={other}: use embedded or shared"),
+        };
         Backend {
             dir: tempfile::tempdir().expect("temp dir"),
             shared,

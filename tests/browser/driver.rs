@@ -32,16 +32,15 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A chromedriver for `CHROME`, or `None` (the test is skipped, loudly) when unset.
-    pub async fn start() -> Option<Driver> {
+    /// A chromedriver for `CHROME` (browser tests are `#[ignore]`d by default).
+    pub async fn start() -> Driver {
         Driver::start_with(&[]).await
     }
 
     /// As [`Driver::start`], with environment variables for the browsers (e.g. `TZ`).
-    pub async fn start_with(env: &[(&str, &str)]) -> Option<Driver> {
+    pub async fn start_with(env: &[(&str, &str)]) -> Driver {
         if std::env::var_os("CHROME").is_none() {
-            helpers::skip("Chromium (CHROME)");
-            return None;
+            helpers::missing_service("Chromium (CHROME)");
         }
         let program =
             std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
@@ -68,7 +67,7 @@ impl Driver {
                 profiles: Default::default(),
             };
             if driver.ready().await {
-                return Some(driver);
+                return driver;
             }
         }
         panic!("{program} did not start");

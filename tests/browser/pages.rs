@@ -23,10 +23,9 @@ async fn tab_to(browser: &Browser, id: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs CHROME"]
 async fn the_keyboard_alone_is_enough() {
-    let Some(driver) = Driver::start().await else {
-        return;
-    };
+    let driver = Driver::start().await;
     let app = TestApp::spawn().await;
     let alice = driver.browser().await;
     let (tab, enter, shift) = (
@@ -91,10 +90,9 @@ async fn the_keyboard_alone_is_enough() {
 }
 
 #[tokio::test]
+#[ignore = "needs CHROME"]
 async fn the_pages_fit_a_phone_screen() {
-    let Some(driver) = Driver::start().await else {
-        return;
-    };
+    let driver = Driver::start().await;
     let app = TestApp::spawn().await;
     let alice = driver.browser().await;
     alice

@@ -18,13 +18,10 @@ async fn history_after(ws: &mut Ws, after: i64) -> Vec<i64> {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL, TEST_REDIS_URL and redis-server"]
 async fn a_redis_restart_mid_conversation_loses_nothing() {
-    let Some((database, _shared_redis)) = shared_services().await else {
-        return;
-    };
-    let Some(mut redis) = PrivateRedis::start().await else {
-        return;
-    };
+    let (database, _shared_redis) = shared_services().await;
+    let mut redis = PrivateRedis::start().await;
     let env = shared_env(&database.url, &redis.url(), "natter-restart:");
     let (mut a, mut b) = tokio::join!(Natter::start(&env), Natter::start(&env));
     let alice = register(a.addr, "alice").await;
@@ -77,10 +74,9 @@ async fn a_redis_restart_mid_conversation_loses_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL and TEST_REDIS_URL"]
 async fn postgres_unreachable_means_unavailable_never_a_false_ack() {
-    let Some((database, redis)) = shared_services().await else {
-        return;
-    };
+    let (database, redis) = shared_services().await;
     let proxy = Proxy::start(address(&database.url)).await;
     let proxied = with_address(&database.url, &proxy.addr.to_string());
     let env = shared_env(&proxied, &redis.url, &redis.prefix);
@@ -160,13 +156,10 @@ async fn hears(ws: &mut Ws, seq: i64) -> Option<Heard> {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL, TEST_REDIS_URL and redis-server"]
 async fn after_a_redis_restart_every_acked_message_reaches_every_socket_or_it_resyncs() {
-    let Some((database, _shared_redis)) = shared_services().await else {
-        return;
-    };
-    let Some(mut redis) = PrivateRedis::start().await else {
-        return;
-    };
+    let (database, _shared_redis) = shared_services().await;
+    let mut redis = PrivateRedis::start().await;
     let env = shared_env(&database.url, &redis.url(), "natter-hole:");
     let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
     let alice = register(a.addr, "alice").await;
@@ -208,13 +201,10 @@ async fn after_a_redis_restart_every_acked_message_reaches_every_socket_or_it_re
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL, TEST_REDIS_URL and redis-server"]
 async fn while_redis_is_down_a_message_reaches_its_own_process_and_the_others_resync() {
-    let Some((database, _shared_redis)) = shared_services().await else {
-        return;
-    };
-    let Some(mut redis) = PrivateRedis::start().await else {
-        return;
-    };
+    let (database, _shared_redis) = shared_services().await;
+    let mut redis = PrivateRedis::start().await;
     let env = shared_env(&database.url, &redis.url(), "natter-down:");
     let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
     let alice = register(a.addr, "alice").await;

@@ -2,7 +2,8 @@
 //! survive: kill -9 of a process, a Redis restart, PostgreSQL going away and coming back.
 //!
 //! These need `TEST_DATABASE_URL` and `TEST_REDIS_URL` (and `redis-server` on `PATH` for
-//! the restart); without them they say loudly that they were skipped.
+//! the restart), so they are `#[ignore = "needs …"]`: `--include-ignored` runs them, and
+//! without their services they fail. `edge.rs` needs nothing but the natter binary.
 
 #[path = "../api/helpers.rs"]
 #[allow(dead_code)]

@@ -130,17 +130,16 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    /// `None` (skipped) when `redis-server` is not installed.
-    pub async fn start() -> Option<PrivateRedis> {
+    /// A `redis-server` of the test's own (its tests are `#[ignore]`d by default).
+    pub async fn start() -> PrivateRedis {
         let mut redis = PrivateRedis {
             port: free_port(),
             child: None,
         };
         if !redis.launch().await {
-            crate::helpers::skip("redis-server (for the Redis restart test)");
-            return None;
+            crate::helpers::missing_service("redis-server (for the Redis restart tests)");
         }
-        Some(redis)
+        redis
     }
 
     pub fn url(&self) -> String {

@@ -21,13 +21,18 @@ use tokio::sync::Notify;
 /// Every wait for a delivery is bounded by this.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// `bus_suite!(#[ignore = "needs …"] adapter, fixture, [behaviours])`, as `store_suite!`.
 macro_rules! bus_suite {
-    ($adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
+    ($adapter:ident, $fixture:path, $behaviours:tt) => {
+        bus_suite!(#[cfg(all())] $adapter, $fixture, $behaviours);
+    };
+    (#[$attr:meta] $adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
         mod $adapter {
             $(
                 #[tokio::test]
+                #[$attr]
                 async fn $behaviour() {
-                    let Some(pair) = $fixture().await else { return };
+                    let pair = $fixture().await;
                     super::$behaviour(pair).await;
                 }
             )*
@@ -47,6 +52,7 @@ bus_suite!(
 );
 
 bus_suite!(
+    #[ignore = "needs TEST_REDIS_URL"]
     redis,
     crate::bus::redis_pair,
     [
@@ -130,26 +136,26 @@ struct Pair {
     heard: Arc<Recorder>,
 }
 
-async fn memory_pair() -> Option<Pair> {
+async fn memory_pair() -> Pair {
     let bus = Arc::new(MemoryBus::new());
     let heard = Arc::new(Recorder::default());
     bus.start(heard.clone());
-    Some(Pair {
+    Pair {
         sender: bus.clone(),
         sender_heard: heard.clone(),
         receiver: bus,
         heard,
-    })
+    }
 }
 
-async fn redis_pair() -> Option<Pair> {
-    let redis = redis_buses().await?;
-    Some(Pair {
+async fn redis_pair() -> Pair {
+    let redis = redis_buses().await;
+    Pair {
         sender: redis.sender,
         sender_heard: redis.sender_heard,
         receiver: redis.receiver,
         heard: redis.heard,
-    })
+    }
 }
 
 /// Two started Redis buses on a fresh prefix, plus a plain connection for poking Redis.
@@ -162,12 +168,14 @@ struct RedisBuses {
     heard: Arc<Recorder>,
 }
 
-async fn redis_buses() -> Option<RedisBuses> {
-    let Ok(url) = std::env::var("TEST_REDIS_URL") else {
-        crate::fixtures::skip("Redis (TEST_REDIS_URL)");
-        return None;
-    };
-    Some(redis_buses_at(&url, &url).await)
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL")
+        .unwrap_or_else(|_| crate::fixtures::missing_service("Redis (TEST_REDIS_URL)"))
+}
+
+async fn redis_buses() -> RedisBuses {
+    let url = redis_url();
+    redis_buses_at(&url, &url).await
 }
 
 /// A started bus on `prefix`, once its subscriber link is up.
@@ -307,10 +315,9 @@ async fn client_id(admin: &mut ::redis::aio::MultiplexedConnection, name: &str) 
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_REDIS_URL"]
 async fn redis_delivers_only_subscribed_rooms() {
-    let Some(buses) = redis_buses().await else {
-        return;
-    };
+    let buses = redis_buses().await;
     buses.receiver.subscribe(RoomId(1)).await.unwrap();
     buses.receiver.subscribe(RoomId(3)).await.unwrap();
     buses.receiver.unsubscribe(RoomId(3)).await.unwrap();
@@ -325,10 +332,9 @@ async fn redis_delivers_only_subscribed_rooms() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_REDIS_URL"]
 async fn redis_drops_malformed_payloads_and_keeps_going() {
-    let Some(buses) = redis_buses().await else {
-        return;
-    };
+    let buses = redis_buses().await;
     buses.receiver.subscribe(RoomId(1)).await.unwrap();
     let mut admin = admin(&buses.url).await;
     let channel = format!("{}bus:room:1", buses.prefix);
@@ -369,10 +375,9 @@ async fn in_call_order<F: Future>(calls: Vec<F>) -> Vec<F::Output> {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_REDIS_URL"]
 async fn redis_racing_subscribe_and_unsubscribe_ends_in_the_last_calls_state() {
-    let Some(buses) = redis_buses().await else {
-        return;
-    };
+    let buses = redis_buses().await;
     for round in 0..5u64 {
         // Per room, an alternating run of calls, all in flight at once (with every other
         // room's); the last in the list is the last call.
@@ -380,7 +385,7 @@ async fn redis_racing_subscribe_and_unsubscribe_ends_in_the_last_calls_state() {
         let mut expected = Vec::new();
         for room in 1..=20i64 {
             let runs = 1 + (room as u64 * 7 + round * 3) % 6;
-            let mut subscribe = (room as u64 + round) % 2 == 0;
+            let mut subscribe = (room as u64 + round).is_multiple_of(2);
             for _ in 0..runs {
                 let bus = buses.receiver.clone();
                 calls.push(async move {
@@ -419,10 +424,9 @@ async fn redis_racing_subscribe_and_unsubscribe_ends_in_the_last_calls_state() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_REDIS_URL"]
 async fn redis_resubscribes_and_reports_the_restored_link_after_its_subscriber_is_killed() {
-    let Some(buses) = redis_buses().await else {
-        return;
-    };
+    let buses = redis_buses().await;
     buses.receiver.subscribe(RoomId(1)).await.unwrap();
     let (event, heard) = room_event(1, Some(1), b"before");
     buses.sender.publish(event).await.unwrap();
@@ -465,10 +469,9 @@ async fn redis_resubscribes_and_reports_the_restored_link_after_its_subscriber_i
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_REDIS_URL"]
 async fn redis_dropping_the_bus_closes_its_subscriber() {
-    let Some(buses) = redis_buses().await else {
-        return;
-    };
+    let buses = redis_buses().await;
     buses.receiver.subscribe(RoomId(1)).await.unwrap();
     let name = buses.receiver.subscriber_name();
     assert_ne!(name, buses.sender.subscriber_name());
@@ -490,10 +493,9 @@ async fn redis_dropping_the_bus_closes_its_subscriber() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_REDIS_URL"]
 async fn redis_a_publish_after_its_connection_was_killed_goes_out_on_a_fresh_one() {
-    let Some(buses) = redis_buses().await else {
-        return;
-    };
+    let buses = redis_buses().await;
     buses.receiver.subscribe(RoomId(1)).await.unwrap();
     let (event, heard) = room_event(1, Some(1), b"before");
     buses.sender.publish(event).await.unwrap();
@@ -525,11 +527,9 @@ async fn redis_a_publish_after_its_connection_was_killed_goes_out_on_a_fresh_one
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_REDIS_URL"]
 async fn redis_a_publish_that_cannot_be_sent_is_delivered_here_and_resyncs_the_room_everywhere() {
-    let Ok(url) = std::env::var("TEST_REDIS_URL") else {
-        crate::fixtures::skip("Redis (TEST_REDIS_URL)");
-        return;
-    };
+    let url = redis_url();
     let info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str()).unwrap();
     let proxy = crate::proxy_support::Proxy::start(info.addr().to_string()).await;
     // Only the sender's way to Redis goes through the proxy: the receiver's link never

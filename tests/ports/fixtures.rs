@@ -4,13 +4,11 @@ use natter::adapters::memory::{MemoryRateLimiter, MemoryRoomState};
 use natter::adapters::sqlite::SqliteStore;
 use natter::ports::{MessageCache, Presence, RateLimiter, Store};
 
-/// A skipped service-backed test: loud, and a failure under `NATTER_REQUIRE_ALL=1`.
-#[allow(dead_code)]
-pub fn skip(what: &str) {
-    if std::env::var("NATTER_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-        panic!("{what} is required (NATTER_REQUIRE_ALL=1) but not configured");
-    }
-    eprintln!("SKIPPED: {what} is not configured; this test did not run");
+/// A service-backed test (`#[ignore = "needs …"]`, run with `--include-ignored`) whose
+/// service is not configured: it fails, naming what to set, and never passes having done
+/// nothing.
+pub fn missing_service(what: &str) -> ! {
+    panic!("{what} is not configured: set it, or leave this #[ignore]d test out");
 }
 
 pub struct StoreFixture {
@@ -18,16 +16,16 @@ pub struct StoreFixture {
     _dir: tempfile::TempDir,
 }
 
-pub async fn sqlite_store() -> Option<StoreFixture> {
+pub async fn sqlite_store() -> StoreFixture {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("natter.db").display());
     let store = SqliteStore::connect(&url)
         .await
         .expect("sqlite store opens");
-    Some(StoreFixture {
+    StoreFixture {
         store: Arc::new(store),
         _dir: dir,
-    })
+    }
 }
 
 /// Presence and cache are one adapter: the last leave deletes the cache atomically.
@@ -39,14 +37,14 @@ pub struct RoomStateFixture {
 /// Every room-state fixture keeps this many messages per room.
 pub const CAPACITY: usize = 5;
 
-pub async fn memory_room_state() -> Option<RoomStateFixture> {
+pub async fn memory_room_state() -> RoomStateFixture {
     let state = Arc::new(MemoryRoomState::new(CAPACITY));
-    Some(RoomStateFixture {
+    RoomStateFixture {
         presence: state.clone(),
         cache: state,
-    })
+    }
 }
 
-pub async fn memory_rate_limiter() -> Option<Arc<dyn RateLimiter>> {
-    Some(Arc::new(MemoryRateLimiter::new()))
+pub async fn memory_rate_limiter() -> Arc<dyn RateLimiter> {
+    Arc::new(MemoryRateLimiter::new())
 }

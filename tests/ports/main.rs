@@ -2,8 +2,8 @@
 //! the trait, and stamped out per adapter by a macro, so `sqlite::seq_has_no_gaps` and
 //! `postgres::seq_has_no_gaps` are separate tests.
 //!
-//! Service-backed adapters read `TEST_DATABASE_URL` / `TEST_REDIS_URL`; without them their
-//! tests print that they were skipped, and fail instead when `NATTER_REQUIRE_ALL=1`.
+//! Service-backed adapters' tests are `#[ignore = "needs TEST_DATABASE_URL"]` (or
+//! `TEST_REDIS_URL`): `--include-ignored` runs them, and without their variable they fail.
 
 mod bus;
 mod fixtures;

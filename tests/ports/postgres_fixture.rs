@@ -17,23 +17,22 @@ pub struct PgStoreFixture {
     pub database: TestDatabase,
 }
 
-/// A store on its own new database, or `None` (and a loud skip) without `TEST_DATABASE_URL`.
-pub async fn postgres_store() -> Option<PgStoreFixture> {
+/// A store on its own new database on `TEST_DATABASE_URL`.
+pub async fn postgres_store() -> PgStoreFixture {
     let Some(admin_url) = std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|url| !url.is_empty())
     else {
-        crate::fixtures::skip("PostgreSQL (TEST_DATABASE_URL)");
-        return None;
+        crate::fixtures::missing_service("PostgreSQL (TEST_DATABASE_URL)");
     };
     let database = TestDatabase::create(&admin_url).await;
     let store = PgStore::connect(&database.url)
         .await
         .expect("postgres store connects");
-    Some(PgStoreFixture {
+    PgStoreFixture {
         store: Arc::new(store),
         database,
-    })
+    }
 }
 
 /// Two stores on one new database (two processes' worth), then `check` runs on them.
@@ -42,9 +41,7 @@ where
     F: FnOnce([Arc<dyn Store>; 2]) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let Some(fixture) = postgres_store().await else {
-        return;
-    };
+    let fixture = postgres_store().await;
     let second = PgStore::connect(&fixture.database.url)
         .await
         .expect("a second postgres store connects");

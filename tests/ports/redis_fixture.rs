@@ -6,21 +6,18 @@ use std::sync::Arc;
 use natter::adapters::redis::{RedisRateLimiter, RedisRoomState};
 use natter::ports::{MessageCache, Presence, RateLimiter};
 
-use crate::fixtures::{skip, CAPACITY};
+use crate::fixtures::{missing_service, CAPACITY};
 
 #[path = "../support/redis.rs"]
 mod redis_support;
 
 pub use redis_support::TestRedis;
 
-/// A fresh prefix, or `None` (skipped) without `TEST_REDIS_URL`.
-pub fn test_redis() -> Option<TestRedis> {
+/// A fresh prefix on `TEST_REDIS_URL`.
+pub fn test_redis() -> TestRedis {
     match std::env::var("TEST_REDIS_URL") {
-        Ok(url) => Some(TestRedis::new(&url)),
-        Err(_) => {
-            skip("Redis (TEST_REDIS_URL)");
-            None
-        }
+        Ok(url) => TestRedis::new(&url),
+        Err(_) => missing_service("Redis (TEST_REDIS_URL)"),
     }
 }
 
@@ -48,14 +45,14 @@ pub struct RedisRoomStateFixture {
     _redis: TestRedis,
 }
 
-pub async fn redis_room_state() -> Option<RedisRoomStateFixture> {
-    let redis = test_redis()?;
+pub async fn redis_room_state() -> RedisRoomStateFixture {
+    let redis = test_redis();
     let state = Arc::new(room_state(&redis).await);
-    Some(RedisRoomStateFixture {
+    RedisRoomStateFixture {
         presence: state.clone(),
         cache: state,
         _redis: redis,
-    })
+    }
 }
 
 pub struct RedisLimiterFixture {
@@ -64,10 +61,10 @@ pub struct RedisLimiterFixture {
     _redis: TestRedis,
 }
 
-pub async fn redis_rate_limiter() -> Option<RedisLimiterFixture> {
-    let redis = test_redis()?;
-    Some(RedisLimiterFixture {
+pub async fn redis_rate_limiter() -> RedisLimiterFixture {
+    let redis = test_redis();
+    RedisLimiterFixture {
         limiter: rate_limiter(&redis).await,
         _redis: redis,
-    })
+    }
 }

@@ -7,13 +7,20 @@ use natter::domain::{
 };
 use natter::ports::{Store, StoreError};
 
+/// `store_suite!(#[ignore = "needs …"] adapter, fixture, [behaviours])`: the attribute,
+/// when given, goes on every test of the adapter (a service-backed one is `ignore`d unless
+/// asked for with `--include-ignored`).
 macro_rules! store_suite {
-    ($adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
+    ($adapter:ident, $fixture:path, $behaviours:tt) => {
+        store_suite!(#[cfg(all())] $adapter, $fixture, $behaviours);
+    };
+    (#[$attr:meta] $adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
         mod $adapter {
             $(
                 #[tokio::test]
+                #[$attr]
                 async fn $behaviour() {
-                    let Some(fixture) = $fixture().await else { return };
+                    let fixture = $fixture().await;
                     super::$behaviour(fixture.store.clone()).await;
                 }
             )*
@@ -40,6 +47,7 @@ store_suite!(
 );
 
 store_suite!(
+    #[ignore = "needs TEST_DATABASE_URL"]
     postgres,
     crate::postgres_fixture::postgres_store,
     [
@@ -210,6 +218,7 @@ async fn assert_each_ack_names_its_stored_message(
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn postgres_two_stores_share_rooms_without_gaps() {
     crate::postgres_fixture::with_two_postgres_stores(two_stores_share_rooms_without_gaps).await;
 }
@@ -476,11 +485,10 @@ async fn times_read_back_as_written_to_the_millisecond(store: Arc<dyn Store>) {
 /// PostgreSQL only: a server that answers reads but refuses writes (a standby after a
 /// failover, or made read-only) is not ready.
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
 async fn postgres_read_only_is_not_ready() {
     use sqlx::Connection;
-    let Some(fixture) = crate::postgres_fixture::postgres_store().await else {
-        return;
-    };
+    let fixture = crate::postgres_fixture::postgres_store().await;
     let store = fixture.store.clone();
     let general = room(&*store, "general").await;
     store.ping().await.unwrap();
@@ -558,10 +566,9 @@ mod postgres_outage {
     }
 
     #[tokio::test]
+    #[ignore = "needs TEST_DATABASE_URL"]
     async fn an_unreachable_postgres_fails_calls_promptly_and_the_store_recovers() {
-        let Some(fixture) = postgres_store().await else {
-            return;
-        };
+        let fixture = postgres_store().await;
         let proxy = Proxy::start(address(&fixture.database.url)).await;
         let url = with_address(&fixture.database.url, &proxy.addr.to_string());
         let store = PgStore::connect(&url).await.unwrap();
