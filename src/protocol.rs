@@ -4,9 +4,104 @@
 //! edge (which parses client frames and answers). No I/O here.
 
 use chrono::SecondsFormat;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::domain::{Message, Seq};
+
+/// Every error code natter answers with, in an `error` frame or a JSON error body: the one
+/// table. The rules' refusals get theirs from `ChatError::code`; the few the edge makes
+/// before any rule runs (a foreign origin, an unknown route, a slow body, an oversized
+/// frame) name theirs here too. docs/PROTOCOL.md lists them all (a test checks it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidUsername,
+    InvalidPassword,
+    PasswordMismatch,
+    UsernameTaken,
+    InvalidCredentials,
+    TooManyAttempts,
+    Unauthenticated,
+    InvalidRoomName,
+    RoomNotFound,
+    EmptyBody,
+    BodyTooLong,
+    InvalidFrame,
+    InvalidRequest,
+    ClientIdReused,
+    RateLimited,
+    Unavailable,
+    /// A state-changing request from a foreign origin, or a form with a bad CSRF token.
+    Forbidden,
+    /// A route that does not exist.
+    NotFound,
+    /// A request body that did not arrive in time (CONTRACT §7a).
+    RequestTimeout,
+    /// A WebSocket frame over the size limit (the socket is then closed with 1009).
+    FrameTooLarge,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 20] = [
+        ErrorCode::InvalidUsername,
+        ErrorCode::InvalidPassword,
+        ErrorCode::PasswordMismatch,
+        ErrorCode::UsernameTaken,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::TooManyAttempts,
+        ErrorCode::Unauthenticated,
+        ErrorCode::InvalidRoomName,
+        ErrorCode::RoomNotFound,
+        ErrorCode::EmptyBody,
+        ErrorCode::BodyTooLong,
+        ErrorCode::InvalidFrame,
+        ErrorCode::InvalidRequest,
+        ErrorCode::ClientIdReused,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::RequestTimeout,
+        ErrorCode::FrameTooLarge,
+    ];
+
+    /// The code as the contract spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidUsername => "invalid_username",
+            ErrorCode::InvalidPassword => "invalid_password",
+            ErrorCode::PasswordMismatch => "password_mismatch",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidRoomName => "invalid_room_name",
+            ErrorCode::RoomNotFound => "room_not_found",
+            ErrorCode::EmptyBody => "empty_body",
+            ErrorCode::BodyTooLong => "body_too_long",
+            ErrorCode::InvalidFrame => "invalid_frame",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::ClientIdReused => "client_id_reused",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
 
 /// A message object as clients see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -76,7 +171,7 @@ pub enum ServerFrame {
         user: String,
     },
     Error {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
@@ -133,6 +228,25 @@ mod tests {
             value,
             json!({"type":"message","id":123,"room":"general","seq":7,"user":"alice","body":"text","sent_at":"2026-11-23T10:00:00.123Z"})
         );
+    }
+
+    #[test]
+    fn every_error_code_is_distinct_snake_case_and_documented() {
+        let protocol_doc = include_str!("../docs/PROTOCOL.md");
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let text = code.as_str();
+            assert!(seen.insert(text), "{text} twice");
+            assert!(
+                text.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{text}"
+            );
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(text));
+            assert!(
+                protocol_doc.contains(&format!("`{text}`")),
+                "docs/PROTOCOL.md does not mention `{text}`"
+            );
+        }
     }
 
     #[test]

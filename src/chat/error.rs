@@ -1,9 +1,10 @@
-//! Every refusal the product knows, with the contract's snake_case code for each.
+//! Every refusal the product knows, with its code from the one table ([`ErrorCode`]).
 
 use std::time::Duration;
 
 use crate::domain::ValueError;
 use crate::ports::{BoxError, StoreError, Unavailable};
+use crate::protocol::ErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
@@ -25,10 +26,10 @@ pub enum ChatError {
     InvalidRoomName(ValueError),
     #[error("no such room")]
     RoomNotFound,
-    #[error("message is empty")]
-    EmptyBody,
-    #[error("message is longer than 4000 characters")]
-    BodyTooLong,
+    /// A message body that [`MessageBody::parse`](crate::domain::MessageBody::parse)
+    /// refused; the value error says why, and chooses the code.
+    #[error("{0}")]
+    InvalidBody(ValueError),
     #[error("{0}")]
     InvalidFrame(String),
     #[error("{0}")]
@@ -38,39 +39,44 @@ pub enum ChatError {
     ClientIdReused,
     #[error("slow down: too many messages")]
     RateLimited { retry_after: Duration },
+    /// Over one connection's budget of frames that are not accepted sends (CONTRACT §7a).
+    #[error("too many frames; slow down")]
+    TooManyFrames { retry_after: Duration },
     #[error("the service is unavailable right now; try again")]
     Unavailable(#[source] BoxError),
 }
 
 impl ChatError {
-    /// The contract's error code; the one table of codes.
-    pub fn code(&self) -> &'static str {
+    /// The contract's error code, from the one table ([`ErrorCode`]).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ChatError::InvalidUsername(_) => "invalid_username",
-            ChatError::InvalidPassword(_) => "invalid_password",
-            ChatError::PasswordMismatch => "password_mismatch",
-            ChatError::UsernameTaken => "username_taken",
-            ChatError::InvalidCredentials => "invalid_credentials",
-            ChatError::TooManyAttempts { .. } => "too_many_attempts",
-            ChatError::Unauthenticated => "unauthenticated",
-            ChatError::InvalidRoomName(_) => "invalid_room_name",
-            ChatError::RoomNotFound => "room_not_found",
-            ChatError::EmptyBody => "empty_body",
-            ChatError::BodyTooLong => "body_too_long",
-            ChatError::InvalidFrame(_) => "invalid_frame",
-            ChatError::InvalidRequest(_) => "invalid_request",
-            ChatError::ClientIdReused => "client_id_reused",
-            ChatError::RateLimited { .. } => "rate_limited",
-            ChatError::Unavailable(_) => "unavailable",
+            ChatError::InvalidUsername(_) => ErrorCode::InvalidUsername,
+            ChatError::InvalidPassword(_) => ErrorCode::InvalidPassword,
+            ChatError::PasswordMismatch => ErrorCode::PasswordMismatch,
+            ChatError::UsernameTaken => ErrorCode::UsernameTaken,
+            ChatError::InvalidCredentials => ErrorCode::InvalidCredentials,
+            ChatError::TooManyAttempts { .. } => ErrorCode::TooManyAttempts,
+            ChatError::Unauthenticated => ErrorCode::Unauthenticated,
+            ChatError::InvalidRoomName(_) => ErrorCode::InvalidRoomName,
+            ChatError::RoomNotFound => ErrorCode::RoomNotFound,
+            ChatError::InvalidBody(ValueError::EmptyBody) => ErrorCode::EmptyBody,
+            ChatError::InvalidBody(ValueError::BodyTooLong) => ErrorCode::BodyTooLong,
+            ChatError::InvalidBody(_) | ChatError::InvalidFrame(_) => ErrorCode::InvalidFrame,
+            ChatError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            ChatError::ClientIdReused => ErrorCode::ClientIdReused,
+            ChatError::RateLimited { .. } | ChatError::TooManyFrames { .. } => {
+                ErrorCode::RateLimited
+            }
+            ChatError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 
     /// How long to wait before trying again, where that is known.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ChatError::RateLimited { retry_after } | ChatError::TooManyAttempts { retry_after } => {
-                Some(*retry_after)
-            }
+            ChatError::RateLimited { retry_after }
+            | ChatError::TooManyFrames { retry_after }
+            | ChatError::TooManyAttempts { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

@@ -8,9 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{store_call, ChatError, ChatService};
-use crate::domain::{
-    ClientId, HistoryRange, Message, MessageBody, NewMessage, Room, Seq, User, ValueError,
-};
+use crate::domain::{ClientId, HistoryRange, Message, MessageBody, NewMessage, Room, Seq, User};
 use crate::ports::{Admission, BusEvent, RateLimiter, SendSlot};
 use crate::protocol::{MessageView, ServerFrame};
 
@@ -63,11 +61,7 @@ impl ChatService {
         body: &str,
         client_id: Option<&str>,
     ) -> Result<Ack, ChatError> {
-        let body = MessageBody::parse(body).map_err(|e| match e {
-            ValueError::EmptyBody => ChatError::EmptyBody,
-            ValueError::BodyTooLong => ChatError::BodyTooLong,
-            other => ChatError::InvalidFrame(other.to_string()),
-        })?;
+        let body = MessageBody::parse(body).map_err(ChatError::InvalidBody)?;
         let client_id = client_id
             .map(ClientId::parse)
             .transpose()

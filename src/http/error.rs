@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::pages::render_error_page;
 use crate::chat::ChatError;
+use crate::protocol::ErrorCode;
 
 /// Who reads the error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,85 +33,78 @@ impl Wants {
 #[derive(Debug)]
 pub struct Refusal {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub retry_after: Option<Duration>,
     pub wants: Wants,
 }
 
-pub fn status_of(error: &ChatError) -> StatusCode {
-    match error {
-        ChatError::InvalidUsername(_)
-        | ChatError::InvalidPassword(_)
-        | ChatError::PasswordMismatch
-        | ChatError::InvalidRoomName(_)
-        | ChatError::EmptyBody
-        | ChatError::BodyTooLong
-        | ChatError::InvalidFrame(_)
-        | ChatError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-        ChatError::UsernameTaken | ChatError::ClientIdReused => StatusCode::CONFLICT,
-        ChatError::InvalidCredentials | ChatError::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ChatError::TooManyAttempts { .. } | ChatError::RateLimited { .. } => {
-            StatusCode::TOO_MANY_REQUESTS
-        }
-        ChatError::RoomNotFound => StatusCode::NOT_FOUND,
-        ChatError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+/// The HTTP status of each error code: the one mapping at the edge.
+pub fn status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidUsername
+        | ErrorCode::InvalidPassword
+        | ErrorCode::PasswordMismatch
+        | ErrorCode::InvalidRoomName
+        | ErrorCode::EmptyBody
+        | ErrorCode::BodyTooLong
+        | ErrorCode::InvalidFrame
+        | ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::UsernameTaken | ErrorCode::ClientIdReused => StatusCode::CONFLICT,
+        ErrorCode::InvalidCredentials | ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::TooManyAttempts | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RoomNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
     }
 }
 
+pub fn status_of(error: &ChatError) -> StatusCode {
+    status(error.code())
+}
+
 impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>, wants: Wants) -> Refusal {
+        Refusal {
+            status: status(code),
+            code,
+            message: message.into(),
+            retry_after: None,
+            wants,
+        }
+    }
+
     pub fn from_chat(error: ChatError, wants: Wants) -> Refusal {
         if let ChatError::Unavailable(source) = &error {
             tracing::error!(error = %source, "request failed: service unavailable");
         }
         Refusal {
-            status: status_of(&error),
-            code: error.code(),
-            message: error.to_string(),
             retry_after: error.retry_after(),
-            wants,
+            ..Refusal::new(error.code(), error.to_string(), wants)
         }
     }
 
     pub fn bad_request(message: impl Into<String>, wants: Wants) -> Refusal {
-        Refusal {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_request",
-            message: message.into(),
-            retry_after: None,
-            wants,
-        }
+        Refusal::new(ErrorCode::InvalidRequest, message, wants)
     }
 
     pub fn forbidden(message: impl Into<String>, wants: Wants) -> Refusal {
-        Refusal {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message: message.into(),
-            retry_after: None,
-            wants,
-        }
+        Refusal::new(ErrorCode::Forbidden, message, wants)
     }
 
     /// A request body that did not arrive in time (CONTRACT §7a "Slow or silent peers").
     pub fn request_timeout(wants: Wants) -> Refusal {
-        Refusal {
-            status: StatusCode::REQUEST_TIMEOUT,
-            code: "request_timeout",
-            message: "the request body did not arrive in time".into(),
-            retry_after: None,
+        Refusal::new(
+            ErrorCode::RequestTimeout,
+            "the request body did not arrive in time",
             wants,
-        }
+        )
     }
 
     pub fn not_found(wants: Wants) -> Refusal {
-        Refusal {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
-            message: "there is nothing here".into(),
-            retry_after: None,
-            wants,
-        }
+        Refusal::new(ErrorCode::NotFound, "there is nothing here", wants)
     }
 }
 

@@ -31,7 +31,7 @@ use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Membership, Sha
 use crate::domain::{HistoryRange, Room, Seq};
 use crate::http::strict_json;
 use crate::http::AppState;
-use crate::protocol::{ClientFrame, RoomView, ServerFrame, UserView};
+use crate::protocol::{ClientFrame, ErrorCode, RoomView, ServerFrame, UserView};
 
 /// The server pings this often; a client silent for [`IDLE_LIMIT`] is gone.
 const PING_EVERY: Duration = Duration::from_secs(30);
@@ -317,7 +317,7 @@ impl Socket {
             Some(Ok(Message::Close(_))) | None => Err(End::Drop),
             Some(Err(e)) if is_too_large(&e) => {
                 let refusal = ServerFrame::Error {
-                    code: "frame_too_large",
+                    code: ErrorCode::FrameTooLarge,
                     message: format!("frames are limited to {} KiB", MAX_FRAME_BYTES / 1024),
                     client_id: None,
                     retry_after_ms: None,
@@ -525,12 +525,7 @@ fn error_frame(error: &ChatError, client_id: Option<String>) -> ServerFrame {
 }
 
 fn rate_limited(wait: Duration, client_id: Option<String>) -> ServerFrame {
-    ServerFrame::Error {
-        code: "rate_limited",
-        message: "too many frames; slow down".into(),
-        client_id,
-        retry_after_ms: Some(wait.as_millis().max(1) as u64),
-    }
+    error_frame(&ChatError::TooManyFrames { retry_after: wait }, client_id)
 }
 
 fn time_until(moment: chrono::DateTime<chrono::Utc>) -> Duration {
