@@ -21,6 +21,8 @@
 #     limiter is exact, so a server whose latency jitters refuses sends paced at 1.05 s:
 #     leave margin for big runs)
 #   BENCH_TIMEOUT=180 (seconds, per phase)
+#   NATTER_BIN=path: run this natter binary instead of the checkout's release build (to
+#     compare two commits on the same box: build each, copy it aside, run each in turn)
 # --smoke: tiny sizes, a few seconds per scenario, embedded natter only (for CI).
 #
 # Every JSON line goes to the results file (default bench/results/<time>.jsonl), then a
@@ -46,7 +48,7 @@ while [ $# -gt 0 ]; do
     --configs) CONFIGS="$2"; shift ;;
     --scenarios) SCENARIOS="$2"; shift ;;
     --results) RESULTS="$2"; shift ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 64 ;;
   esac
   shift
@@ -74,7 +76,7 @@ fi
 : > "$RESULTS"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/natter-bench.XXXXXX")"
 BENCH="$CARGO_TARGET_DIR/release/natter-bench"
-NATTER="$CARGO_TARGET_DIR/release/natter"
+NATTER="${NATTER_BIN:-$CARGO_TARGET_DIR/release/natter}"
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 

@@ -106,8 +106,7 @@ impl App {
                 let room_state = Arc::new(MemoryRoomState::new(config.cache_messages));
                 Ports {
                     store,
-                    cache: room_state.clone(),
-                    presence: room_state,
+                    room_state,
                     limiter: Arc::new(MemoryRateLimiter::new()),
                     bus: Arc::new(MemoryBus::new()),
                     fallback_limiter: None,
@@ -119,8 +118,7 @@ impl App {
                     Arc::new(RedisRoomState::connect(url, prefix, config.cache_messages).await?);
                 Ports {
                     store,
-                    cache: room_state.clone(),
-                    presence: room_state,
+                    room_state,
                     limiter: Arc::new(RedisRateLimiter::connect(url, prefix).await?),
                     bus: Arc::new(RedisBus::connect(url, prefix).await?),
                     fallback_limiter: Some(Arc::new(MemoryRateLimiter::new())),

@@ -25,7 +25,7 @@ pub use membership::Membership;
 pub use messages::Ack;
 pub use rooms::{RoomList, RoomListing};
 
-use crate::ports::{Bus, MessageCache, Presence, RateLimiter, Store, StoreError};
+use crate::ports::{Bus, MessageCache, Presence, RateLimiter, RoomState, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// A store call that has not answered by then fails with `unavailable` (CONTRACT §7).
@@ -43,8 +43,8 @@ pub struct ChatSettings {
 /// The ports the service talks to.
 pub struct Ports {
     pub store: Arc<dyn Store>,
-    pub cache: Arc<dyn MessageCache>,
-    pub presence: Arc<dyn Presence>,
+    /// Presence and the message cache: one adapter ([`RoomState`]).
+    pub room_state: Arc<dyn RoomState>,
     pub limiter: Arc<dyn RateLimiter>,
     pub bus: Arc<dyn Bus>,
     /// A process-local limiter used only while a shared `limiter` is unreachable, so chat
@@ -78,8 +78,9 @@ impl ChatService {
         ports.bus.start(hub.clone());
         ChatService {
             store: ports.store,
-            cache: ports.cache,
-            presence: ports.presence,
+            // The same adapter under each of its two roles.
+            cache: ports.room_state.clone(),
+            presence: ports.room_state,
             limiter: ports.limiter,
             bus: ports.bus,
             hub,

@@ -7,12 +7,14 @@ pub mod bus;
 pub mod message_cache;
 pub mod presence;
 pub mod rate_limiter;
+pub mod room_state;
 pub mod store;
 
 pub use bus::{Bus, BusEvent, BusListener};
 pub use message_cache::MessageCache;
 pub use presence::{Departure, Joined, Presence, MAINTAIN_EVERY};
 pub use rate_limiter::{Admission, RateLimiter, SendSlot};
+pub use room_state::RoomState;
 pub use store::{Appended, SessionRecord, Store, StoreError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use natter::adapters::memory::{MemoryRateLimiter, MemoryRoomState};
 use natter::adapters::sqlite::SqliteStore;
-use natter::ports::{MessageCache, Presence, RateLimiter, Store};
+use natter::ports::{MessageCache, Presence, RateLimiter, RoomState, Store};
 
 /// A service-backed test (`#[ignore = "needs …"]`, run with `--include-ignored`) whose
 /// service is not configured: it fails, naming what to set, and never passes having done
@@ -28,7 +28,8 @@ pub async fn sqlite_store() -> StoreFixture {
     }
 }
 
-/// Presence and cache are one adapter: the last leave deletes the cache atomically.
+/// Presence and cache are one adapter ([`RoomState`]): the last leave deletes the cache
+/// atomically.
 pub struct RoomStateFixture {
     pub presence: Arc<dyn Presence>,
     pub cache: Arc<dyn MessageCache>,
@@ -38,7 +39,8 @@ pub struct RoomStateFixture {
 pub const CAPACITY: usize = 5;
 
 pub async fn memory_room_state() -> RoomStateFixture {
-    let state = Arc::new(MemoryRoomState::new(CAPACITY));
+    // As the chat service takes it: one adapter in both roles.
+    let state: Arc<dyn RoomState> = Arc::new(MemoryRoomState::new(CAPACITY));
     RoomStateFixture {
         presence: state.clone(),
         cache: state,

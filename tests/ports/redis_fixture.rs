@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use natter::adapters::redis::{RedisRateLimiter, RedisRoomState};
-use natter::ports::{MessageCache, Presence, RateLimiter};
+use natter::ports::{MessageCache, Presence, RateLimiter, RoomState};
 
 use crate::fixtures::{missing_service, CAPACITY};
 
@@ -47,7 +47,7 @@ pub struct RedisRoomStateFixture {
 
 pub async fn redis_room_state() -> RedisRoomStateFixture {
     let redis = test_redis();
-    let state = Arc::new(room_state(&redis).await);
+    let state: Arc<dyn RoomState> = Arc::new(room_state(&redis).await);
     RedisRoomStateFixture {
         presence: state.clone(),
         cache: state,
