@@ -3,8 +3,10 @@
 //! A value of a type here has passed its `parse`: the rest of the code never re-checks a
 //! username's characters or a body's length. No I/O here.
 
+pub mod history;
 mod values;
 
+pub use history::{HistoryError, HistoryRange, HistoryRequest};
 pub use values::{ClientId, MessageBody, Password, RoomName, Slug, Username, ValueError};
 
 use chrono::{DateTime, Utc};
@@ -76,15 +78,4 @@ impl NewMessage {
             sent_at,
         }
     }
-}
-
-/// Which part of a room's history to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HistoryRange {
-    /// The newest messages.
-    Latest,
-    /// The newest messages with `seq` below this one.
-    Before(Seq),
-    /// The oldest messages with `seq` above this one.
-    After(Seq),
 }

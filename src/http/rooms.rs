@@ -18,7 +18,7 @@ use super::pages::{login_redirect, room_list_page};
 use super::security::verify_csrf;
 use super::AppState;
 use crate::chat::ChatError;
-use crate::domain::{HistoryRange, Room};
+use crate::domain::{HistoryRequest, Room};
 use crate::protocol::MessageView;
 
 pub(super) fn router() -> Router<AppState> {
@@ -142,18 +142,15 @@ async fn api_messages(
     let ApiSession(session) = session?;
     let Query(query) =
         query.map_err(|e| Refusal::bad_request(format!("bad query: {e}"), Wants::Json))?;
-    let before = number_param(&query, "before")?;
-    let limit = number_param(&query, "limit")?.unwrap_or(50);
-    if before.is_some_and(|b| b < 1) {
-        return Err(Refusal::bad_request("before must be 1 or more", Wants::Json).into());
-    }
-    let limit = u32::try_from(limit)
-        .map_err(|_| ApiError::from(ChatError::InvalidRequest("limit must be 1 to 100".into())))?;
+    let request = HistoryRequest::latest_or_before(
+        number_param(&query, "before")?,
+        number_param(&query, "limit")?,
+    )
+    .map_err(|e| Refusal::bad_request(e.to_string(), Wants::Json))?;
     let room = state.chat.find_room(&slug).await?;
-    let range = before.map_or(HistoryRange::Latest, HistoryRange::Before);
     let (messages, truncated) = state
         .chat
-        .read_history(&session.user, &room, range, limit)
+        .read_history(&session.user, &room, request)
         .await?;
     let messages: Vec<_> = messages.iter().map(MessageView::from).collect();
     let mut body = json!({ "messages": messages });

@@ -28,7 +28,7 @@ use super::frames::{self, Keep};
 use super::handshake::Socket as WebSocket;
 use super::MAX_FRAME_BYTES;
 use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Membership, SharedFrame};
-use crate::domain::{HistoryRange, Room, Seq};
+use crate::domain::{HistoryRange, HistoryRequest, Room, Seq};
 use crate::http::strict_json;
 use crate::http::AppState;
 use crate::protocol::{ClientFrame, ErrorCode, RoomView, ServerFrame, UserView};
@@ -386,13 +386,11 @@ impl Socket {
                     return self.send_frame(&rate_limited(wait, None)).await;
                 }
                 let answer = match history_request(before, after, limit) {
-                    Ok((range, limit, keep)) => state
-                        .chat
-                        .history(&membership.room, range, limit)
-                        .await
-                        .map(|(messages, truncated)| {
+                    Ok((request, keep)) => state.chat.history(&membership.room, request).await.map(
+                        |(messages, truncated)| {
                             frames::history(&messages, truncated, keep, self.max_history_bytes)
-                        }),
+                        },
+                    ),
                     Err(e) => Err(e),
                 };
                 match answer {
@@ -486,30 +484,20 @@ async fn write_all(ws: &mut WebSocket, bytes: &[u8], at_boundary: &mut bool) -> 
     io.flush().await.map_err(drop)
 }
 
+/// A `history` frame's request, and which end of it a bounded frame keeps: after a point
+/// the oldest (the client pages on after the last), else the newest.
 fn history_request(
     before: Option<Seq>,
     after: Option<Seq>,
     limit: Option<u32>,
-) -> Result<(HistoryRange, u32, Keep), ChatError> {
-    let (range, keep) = match (before, after) {
-        (Some(before), None) if before >= 0 => (HistoryRange::Before(before), Keep::Newest),
-        (None, Some(after)) if after >= 0 => (HistoryRange::After(after), Keep::Oldest),
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(ChatError::InvalidFrame(
-                "before and after are seqs: 0 or more".into(),
-            ))
-        }
-        _ => {
-            return Err(ChatError::InvalidFrame(
-                "history needs exactly one of before or after".into(),
-            ))
-        }
+) -> Result<(HistoryRequest, Keep), ChatError> {
+    let request = HistoryRequest::before_or_after(before, after, limit.map(i64::from))
+        .map_err(|e| ChatError::InvalidFrame(e.to_string()))?;
+    let keep = match request.range() {
+        HistoryRange::After(_) => Keep::Oldest,
+        HistoryRange::Before(_) | HistoryRange::Latest => Keep::Newest,
     };
-    let limit = limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ChatError::InvalidFrame("limit must be 1 to 100".into()));
-    }
-    Ok((range, limit, keep))
+    Ok((request, keep))
 }
 
 fn error_frame(error: &ChatError, client_id: Option<String>) -> ServerFrame {
@@ -576,22 +564,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn history_requests_need_one_non_negative_seq() {
-        assert!(matches!(
-            history_request(Some(5), None, None),
-            Ok((HistoryRange::Before(5), 50, Keep::Newest))
-        ));
-        assert!(matches!(
-            history_request(None, Some(0), Some(100)),
-            Ok((HistoryRange::After(0), 100, Keep::Oldest))
-        ));
+    fn a_history_frame_keeps_the_end_it_pages_from_and_refuses_as_invalid_frame() {
+        let (before, keep) = history_request(Some(5), None, None).unwrap();
+        assert_eq!(before.range(), HistoryRange::Before(5));
+        assert!(matches!(keep, Keep::Newest));
+        let (after, keep) = history_request(None, Some(0), Some(100)).unwrap();
+        assert_eq!(
+            (after.range(), after.limit()),
+            (HistoryRange::After(0), 100)
+        );
+        assert!(matches!(keep, Keep::Oldest));
         for (before, after, limit) in [
             (Some(-1), None, None),
-            (None, Some(-3), None),
-            (Some(1), Some(2), None),
             (None, None, None),
             (None, Some(1), Some(0)),
-            (None, Some(1), Some(101)),
         ] {
             assert!(
                 matches!(

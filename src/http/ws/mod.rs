@@ -23,6 +23,7 @@ use super::extract::MaybeSession;
 use super::AppState;
 use crate::chat::ChatError;
 use crate::config::Config;
+use crate::domain::history;
 use quota::{Refused, SocketQuota};
 
 /// Client frames (and messages) above this are refused with `frame_too_large`.
@@ -89,8 +90,8 @@ async fn upgrade(
     };
     let since = match query.as_ref().ok().and_then(|Query(q)| q.get("since")) {
         None => None,
-        Some(raw) => match raw.parse::<i64>() {
-            Ok(seq) if seq >= 0 => Some(seq),
+        Some(raw) => match raw.parse::<i64>().ok().map(history::seq) {
+            Some(Ok(seq)) => Some(seq),
             _ => return (StatusCode::BAD_REQUEST, "since must be a whole number").into_response(),
         },
     };
