@@ -445,6 +445,7 @@ fn parse_limits(get: &impl Fn(&str) -> Option<String>) -> Result<Limits, ConfigE
     let default = Limits::default();
     let number = |variable, default| parse_number(get, variable, default, 1, 1_000_000);
     Ok(Limits {
+        sends: default.sends,
         login_failures_per_username: number(
             "LOGIN_FAILURES_PER_USERNAME",
             default.login_failures_per_username,
@@ -630,6 +631,7 @@ mod tests {
         assert_eq!(
             c.limits,
             Limits {
+                sends: crate::ports::Rule::SENDS,
                 login_failures_per_username: 3,
                 login_failures_per_device: 4,
                 failures_per_address: 50,

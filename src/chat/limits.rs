@@ -4,8 +4,12 @@
 
 use std::time::Duration;
 
+use crate::ports::Rule;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// Sends per user (CONTRACT §5), across rooms, connections and processes.
+    pub sends: Rule,
     /// Failed logins per username in [`Limits::login_failure_window`], from browsers that
     /// do not present that user's device cookie.
     pub login_failures_per_username: usize,
@@ -27,6 +31,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
+            sends: Rule::SENDS,
             login_failures_per_username: 5,
             login_failures_per_device: 5,
             failures_per_address: 20,

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{store_call, ChatError, ChatService};
-use crate::domain::{ClientId, HistoryRange, Message, MessageBody, NewMessage, Room, Seq, User};
+use crate::domain::{
+    ClientId, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, Room, Seq, User,
+};
 use crate::ports::{Admission, BusEvent, RateLimiter, SendSlot};
 use crate::protocol::{MessageView, ServerFrame};
 
@@ -33,8 +35,6 @@ impl Ack {
     }
 }
 
-/// Most messages one history request returns.
-pub const HISTORY_PAGE_MAX: u32 = 100;
 /// Most failed cache additions kept for another try.
 const UNCACHED_MAX: usize = 10_000;
 /// Most messages a resume (`?since=`) returns before saying `truncated`.
@@ -95,7 +95,10 @@ impl ChatService {
         let appended = match store_call(self.store.append_message(new)).await {
             Ok(appended) => appended,
             Err(e) => {
-                if let Err(release) = limiter.release(user.id, slot).await {
+                if let Err(release) = limiter
+                    .release(&self.settings.limits.sends, user.id, slot)
+                    .await
+                {
                     tracing::warn!(error = %release, "could not give back a rate-limit slot");
                 }
                 return Err(e);
@@ -103,7 +106,9 @@ impl ChatService {
         };
         if !appended.fresh {
             // A resend (or a reused client_id): nothing was stored; the slot goes back.
-            let _ = limiter.release(user.id, slot).await;
+            let _ = limiter
+                .release(&self.settings.limits.sends, user.id, slot)
+                .await;
             return match &sent_body {
                 Some(body) => resend_ack(&appended.message, room, body),
                 None => Err(ChatError::Unavailable(
@@ -120,12 +125,17 @@ impl ChatService {
     /// it back if the store refuses the message).
     async fn admit(&self, user: &User) -> Result<(&Arc<dyn RateLimiter>, SendSlot), ChatError> {
         let mut limiter = &self.limiter;
-        let admission = match (limiter.acquire(user.id).await, &self.fallback_limiter) {
+        let admission = match (
+            limiter.acquire(&self.settings.limits.sends, user.id).await,
+            &self.fallback_limiter,
+        ) {
             (Ok(admission), _) => admission,
             (Err(e), Some(fallback)) => {
                 tracing::warn!(error = %e, "shared rate limiter unreachable; limiting per process");
                 limiter = fallback;
-                limiter.acquire(user.id).await?
+                limiter
+                    .acquire(&self.settings.limits.sends, user.id)
+                    .await?
             }
             (Err(e), None) => return Err(e.into()),
         };
@@ -181,27 +191,21 @@ impl ChatService {
         &self,
         user: &User,
         room: &Room,
-        range: HistoryRange,
-        limit: u32,
+        request: HistoryRequest,
     ) -> Result<(Vec<Message>, bool), ChatError> {
         self.history_reads
             .take(user.id)
             .map_err(|retry_after| ChatError::RateLimited { retry_after })?;
-        self.history(room, range, limit).await
+        self.history(room, request).await
     }
 
     /// A page of history, oldest first; `truncated` when more messages lie beyond it.
     pub async fn history(
         &self,
         room: &Room,
-        range: HistoryRange,
-        limit: u32,
+        request: HistoryRequest,
     ) -> Result<(Vec<Message>, bool), ChatError> {
-        if !(1..=HISTORY_PAGE_MAX).contains(&limit) {
-            return Err(ChatError::InvalidRequest(format!(
-                "limit must be 1 to {HISTORY_PAGE_MAX}"
-            )));
-        }
+        let (range, limit) = (request.range(), request.limit());
         let mut messages = store_call(self.store.messages(room, range, limit + 1)).await?;
         let truncated = messages.len() > limit as usize;
         if truncated {

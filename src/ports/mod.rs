@@ -13,7 +13,7 @@ pub mod store;
 pub use bus::{Bus, BusEvent, BusListener};
 pub use message_cache::MessageCache;
 pub use presence::{Departure, Joined, Presence, MAINTAIN_EVERY};
-pub use rate_limiter::{Admission, RateLimiter, SendSlot};
+pub use rate_limiter::{Admission, RateLimiter, Rule, SendSlot};
 pub use room_state::RoomState;
 pub use store::{Appended, SessionRecord, Store, StoreError};
 

@@ -1,4 +1,4 @@
-//! The exact sliding-window limiter of CONTRACT.md §5, in one process.
+//! The exact sliding-window limiter ([`Rule`]), in one process.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::domain::UserId;
-use crate::ports::{Admission, RateLimiter, SendSlot, Unavailable};
+use crate::ports::{Admission, RateLimiter, Rule, SendSlot, Unavailable};
 
 /// Milliseconds since some fixed point; injectable so tests control time.
 pub trait Clock: Send + Sync + 'static {
@@ -25,14 +25,14 @@ impl Clock for SystemClock {
     }
 }
 
-const MIN_GAP_MS: i64 = 1_000;
-const WINDOW_MS: i64 = 60_000;
-const PER_WINDOW: usize = 10;
+/// One window: a rule's name and a user.
+type Key = (&'static str, UserId);
 
 pub struct MemoryRateLimiter<C: Clock = SystemClock> {
     clock: C,
-    /// Per user, the times of accepted sends in the trailing window, oldest first.
-    accepted: Mutex<HashMap<UserId, VecDeque<i64>>>,
+    /// Per rule and user: the rule's window (ms), and the times of accepted requests in
+    /// the trailing window, oldest first.
+    accepted: Mutex<HashMap<Key, (i64, VecDeque<i64>)>>,
 }
 
 impl MemoryRateLimiter<SystemClock> {
@@ -56,51 +56,37 @@ impl<C: Clock> MemoryRateLimiter<C> {
     }
 }
 
-/// The decision, given the accepted times of one user (oldest first, already pruned).
-fn decide(times: &VecDeque<i64>, now: i64) -> Result<(), i64> {
-    let mut ready_at = i64::MIN;
-    if let Some(last) = times.back() {
-        ready_at = ready_at.max(last + MIN_GAP_MS);
-    }
-    if times.len() >= PER_WINDOW {
-        // The send that must leave the window before another fits.
-        let blocking = times[times.len() - PER_WINDOW];
-        ready_at = ready_at.max(blocking + WINDOW_MS);
-    }
-    if now >= ready_at {
-        Ok(())
-    } else {
-        Err(ready_at - now)
-    }
-}
-
 #[async_trait]
 impl<C: Clock> RateLimiter for MemoryRateLimiter<C> {
-    async fn acquire(&self, user: UserId) -> Result<Admission, Unavailable> {
+    async fn acquire(&self, rule: &Rule, user: UserId) -> Result<Admission, Unavailable> {
         let now = self.clock.now_ms();
+        let window = rule.window_ms();
         let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
-        // Drop idle users now and then so the map does not grow with everyone who ever sent.
+        // Drop idle windows now and then so the map does not grow with everyone who ever sent.
         if accepted.len() > 10_000 {
-            accepted.retain(|_, times| times.back().is_some_and(|t| now - t < WINDOW_MS));
+            accepted.retain(|_, (window, times)| times.back().is_some_and(|t| now - t < *window));
         }
-        let times = accepted.entry(user).or_default();
-        while times.front().is_some_and(|t| now - t >= WINDOW_MS) {
+        let (kept_for, times) = accepted
+            .entry((rule.name, user))
+            .or_insert_with(|| (window, VecDeque::new()));
+        *kept_for = window;
+        while times.front().is_some_and(|t| now - t >= window) {
             times.pop_front();
         }
-        Ok(match decide(times, now) {
-            Ok(()) => {
+        Ok(match rule.wait_ms(times.make_contiguous(), now) {
+            None => {
                 times.push_back(now);
                 Admission::Granted(SendSlot(now))
             }
-            Err(wait_ms) => Admission::Refused {
+            Some(wait_ms) => Admission::Refused {
                 retry_after: Duration::from_millis(wait_ms as u64),
             },
         })
     }
 
-    async fn release(&self, user: UserId, slot: SendSlot) -> Result<(), Unavailable> {
+    async fn release(&self, rule: &Rule, user: UserId, slot: SendSlot) -> Result<(), Unavailable> {
         let mut accepted = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(times) = accepted.get_mut(&user) {
+        if let Some((_, times)) = accepted.get_mut(&(rule.name, user)) {
             if let Some(pos) = times.iter().rposition(|t| *t == slot.0) {
                 times.remove(pos);
             }
@@ -140,7 +126,7 @@ mod tests {
     }
 
     async fn refused_for(l: &impl RateLimiter, user: UserId) -> Option<u128> {
-        match l.acquire(user).await.unwrap() {
+        match l.acquire(&Rule::SENDS, user).await.unwrap() {
             Admission::Granted(_) => None,
             Admission::Refused { retry_after } => Some(retry_after.as_millis()),
         }
@@ -191,12 +177,12 @@ mod tests {
     #[tokio::test]
     async fn a_released_slot_lets_the_resend_through() {
         let (l, clock) = limiter();
-        let Admission::Granted(slot) = l.acquire(ALICE).await.unwrap() else {
+        let Admission::Granted(slot) = l.acquire(&Rule::SENDS, ALICE).await.unwrap() else {
             panic!("first send is granted");
         };
         clock.advance(10);
         assert!(refused_for(&l, ALICE).await.is_some());
-        l.release(ALICE, slot).await.unwrap();
+        l.release(&Rule::SENDS, ALICE, slot).await.unwrap();
         assert_eq!(refused_for(&l, ALICE).await, None);
     }
 

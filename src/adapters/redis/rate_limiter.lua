@@ -1,8 +1,10 @@
--- The exact sliding window of CONTRACT.md §5 for one user, checked and recorded in one step.
--- KEYS 1: the user's ZSET of accepted sends (score = member = Redis TIME in ms).
+-- An exact sliding-window rule (ports::Rule) for one user, checked and recorded in one step,
+-- with Rule::wait_ms's arithmetic.
+-- KEYS 1: the rule's ZSET of the user's accepted requests (score = member = Redis TIME in ms).
+-- ARGV: min_gap_ms, window_ms, per_window.
 -- Returns {1, slot} when granted, {0, retry_after_ms} when refused.
 
-local MIN_GAP, WINDOW, PER_WINDOW = 1000, 60000, 10
+local MIN_GAP, WINDOW, PER_WINDOW = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -28,7 +30,8 @@ if ready_at and now < ready_at then
   return {0, ready_at - now}
 end
 
--- Every accepted send is at least MIN_GAP after the previous one, so its time is unique.
+-- Every accepted request is at least MIN_GAP (>= 1 ms) after the previous one, so its time
+-- is unique.
 local slot = string.format('%d', now)
 redis.call('ZADD', key, slot, slot)
 redis.call('PEXPIRE', key, WINDOW)

@@ -1,13 +1,14 @@
-//! The exact sliding-window limiter of CONTRACT §5, shared by every process.
+//! The exact sliding-window limiter ([`Rule`]), shared by every process.
 //!
-//! Key `{prefix}limit:{user_id}`: a ZSET of the user's accepted sends in the trailing 60 s,
-//! score and member both the Redis `TIME` (ms) of the send, expiring 60 s after the last
-//! one. `rate_limiter.lua` prunes, decides and records in one atomic step, on the one
-//! clock every process shares, with the in-process limiter's arithmetic: accept when the
-//! newest send is at least 1 s old and fewer than 10 remain, else refuse with
-//! `retry_after = max(newest + 1 s, tenth-newest + 60 s) − now` and record nothing. Accepted
-//! sends are at least 1 s apart, so a send's time is unique and is its [`SendSlot`];
-//! `release` removes it.
+//! Key `{prefix}limit:{rule}:{user_id}`: a ZSET of the user's accepted requests in the
+//! rule's trailing window, score and member both the Redis `TIME` (ms) of the request,
+//! expiring a window after the last one. `rate_limiter.lua` prunes, decides and records in
+//! one atomic step, on the one clock every process shares, with [`Rule::wait_ms`]'s
+//! arithmetic: accept when the newest is at least `min_gap` old and fewer than
+//! `per_window` remain, else refuse with `retry_after = max(newest + min_gap,
+//! per_window-th newest + window) − now` and record nothing. Accepted requests are at
+//! least 1 ms apart, so a request's time is unique and is its [`SendSlot`]; `release`
+//! removes it.
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use redis::Script;
 
 use super::room_state::{connect_manager, deadline};
 use crate::domain::UserId;
-use crate::ports::{Admission, RateLimiter, SendSlot, Unavailable};
+use crate::ports::{Admission, RateLimiter, Rule, SendSlot, Unavailable};
 
 pub struct RedisRateLimiter {
     conn: ConnectionManager,
@@ -34,17 +35,21 @@ impl RedisRateLimiter {
         })
     }
 
-    fn key(&self, user: UserId) -> String {
-        format!("{}limit:{}", self.prefix, user.0)
+    fn key(&self, rule: &Rule, user: UserId) -> String {
+        format!("{}limit:{}:{}", self.prefix, rule.name, user.0)
     }
 }
 
 #[async_trait]
 impl RateLimiter for RedisRateLimiter {
-    async fn acquire(&self, user: UserId) -> Result<Admission, Unavailable> {
+    async fn acquire(&self, rule: &Rule, user: UserId) -> Result<Admission, Unavailable> {
         let mut conn = self.conn.clone();
-        let (granted, value): (i64, i64) =
-            deadline(self.script.key(self.key(user)).invoke_async(&mut conn)).await?;
+        let mut invocation = self.script.key(self.key(rule, user));
+        invocation
+            .arg(rule.min_gap_ms())
+            .arg(rule.window_ms())
+            .arg(rule.per_window);
+        let (granted, value): (i64, i64) = deadline(invocation.invoke_async(&mut conn)).await?;
         Ok(if granted == 1 {
             Admission::Granted(SendSlot(value))
         } else {
@@ -54,11 +59,11 @@ impl RateLimiter for RedisRateLimiter {
         })
     }
 
-    async fn release(&self, user: UserId, slot: SendSlot) -> Result<(), Unavailable> {
+    async fn release(&self, rule: &Rule, user: UserId, slot: SendSlot) -> Result<(), Unavailable> {
         let mut conn = self.conn.clone();
         deadline(
             redis::cmd("ZREM")
-                .arg(self.key(user))
+                .arg(self.key(rule, user))
                 .arg(slot.0)
                 .query_async::<()>(&mut conn),
         )
