@@ -450,20 +450,17 @@ mod tests {
 
     use super::super::STORE_TIMEOUT;
     use super::*;
-    use crate::adapters::sqlite::SqliteStore;
+    use crate::adapters::memory::MemoryStore;
     use crate::domain::{Message, NewMessage, RoomName, RoomSummary, Slug, User, Username};
     use crate::ports::{Appended, SessionRecord, StoreError};
 
-    async fn hub_with_room() -> (tempfile::TempDir, Arc<Hub>, Room) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("hub.db").display());
-        let store = Arc::new(SqliteStore::connect(&url).await.unwrap());
+    fn hub_with_room() -> (Arc<Hub>, Room) {
         let room = Room {
             id: RoomId(1),
             slug: "general".into(),
             name: "General".into(),
         };
-        (dir, Hub::new(store, Metrics::new()), room)
+        (Hub::new(Arc::new(MemoryStore::new()), Metrics::new()), room)
     }
 
     fn event(room: &Room, seq: Option<Seq>, json: &str) -> BusEvent {
@@ -494,7 +491,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_socket_that_falls_behind_loses_its_place_not_memory() {
-        let (_dir, hub, room) = hub_with_room().await;
+        let (hub, room) = hub_with_room();
         let mut slow = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
         hub.start_ordering(room.id, 0);
         let overflow = 10;
@@ -516,7 +513,7 @@ mod tests {
 
     #[tokio::test]
     async fn presence_bursts_travel_together_and_never_behind_a_later_message() {
-        let (_dir, hub, room) = hub_with_room().await;
+        let (hub, room) = hub_with_room();
         tokio::time::pause();
         let mut socket = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
         hub.start_ordering(room.id, 0);

@@ -21,11 +21,8 @@ use tokio::sync::Notify;
 /// Every wait for a delivery is bounded by this.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// `bus_suite!(#[ignore = "needs …"] adapter, fixture, [behaviours])`, as `store_suite!`.
+/// One adapter's copy of the suite, with the adapter's attribute on each test.
 macro_rules! bus_suite {
-    ($adapter:ident, $fixture:path, $behaviours:tt) => {
-        bus_suite!(#[cfg(all())] $adapter, $fixture, $behaviours);
-    };
     (#[$attr:meta] $adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
         mod $adapter {
             $(
@@ -40,27 +37,36 @@ macro_rules! bus_suite {
     };
 }
 
-bus_suite!(
-    memory,
-    crate::bus::memory_pair,
-    [
-        a_room_frame_reaches_a_subscriber_unchanged,
-        a_frame_without_seq_keeps_no_seq,
-        a_resync_reaches_a_subscriber,
-        a_session_end_reaches_every_instance,
-    ]
-);
+/// The behaviours, listed once, on each `[#[attribute] adapter, fixture]`.
+macro_rules! bus_suites {
+    ($([#[$attr:meta] $adapter:ident, $fixture:path]),* $(,)?) => {
+        $(
+            bus_suite!(
+                #[$attr]
+                $adapter,
+                $fixture,
+                [
+                    a_room_frame_reaches_a_subscriber_unchanged,
+                    a_frame_without_seq_keeps_no_seq,
+                    a_resync_reaches_a_subscriber,
+                    a_session_end_reaches_every_instance,
+                ]
+            );
+        )*
+    };
+}
 
-bus_suite!(
-    #[ignore = "needs TEST_REDIS_URL"]
-    redis,
-    crate::bus::redis_pair,
+bus_suites!(
     [
-        a_room_frame_reaches_a_subscriber_unchanged,
-        a_frame_without_seq_keeps_no_seq,
-        a_resync_reaches_a_subscriber,
-        a_session_end_reaches_every_instance,
-    ]
+        #[cfg(all())]
+        memory,
+        crate::bus::memory_pair
+    ],
+    [
+        #[ignore = "needs TEST_REDIS_URL"]
+        redis,
+        crate::bus::redis_pair
+    ],
 );
 
 /// What a listener heard.

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use natter::adapters::memory::{MemoryRateLimiter, MemoryRoomState};
+use natter::adapters::memory::{MemoryRateLimiter, MemoryRoomState, MemoryStore};
 use natter::adapters::sqlite::SqliteStore;
 use natter::ports::{MessageCache, Presence, RateLimiter, RoomState, Store};
 
@@ -13,7 +13,16 @@ pub fn missing_service(what: &str) -> ! {
 
 pub struct StoreFixture {
     pub store: Arc<dyn Store>,
-    _dir: tempfile::TempDir,
+    /// SQLite's directory, removed when the test ends.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The reference store, in memory.
+pub async fn memory_store() -> StoreFixture {
+    StoreFixture {
+        store: Arc::new(MemoryStore::new()),
+        _dir: None,
+    }
 }
 
 pub async fn sqlite_store() -> StoreFixture {
@@ -24,7 +33,7 @@ pub async fn sqlite_store() -> StoreFixture {
         .expect("sqlite store opens");
     StoreFixture {
         store: Arc::new(store),
-        _dir: dir,
+        _dir: Some(dir),
     }
 }
 

@@ -7,13 +7,9 @@ use natter::domain::{
 };
 use natter::ports::{Store, StoreError};
 
-/// `store_suite!(#[ignore = "needs …"] adapter, fixture, [behaviours])`: the attribute,
-/// when given, goes on every test of the adapter (a service-backed one is `ignore`d unless
-/// asked for with `--include-ignored`).
+/// One adapter's copy of the suite: every behaviour as a test, with the adapter's
+/// attribute on each (`#[ignore = "needs …"]` for a service-backed one).
 macro_rules! store_suite {
-    ($adapter:ident, $fixture:path, $behaviours:tt) => {
-        store_suite!(#[cfg(all())] $adapter, $fixture, $behaviours);
-    };
     (#[$attr:meta] $adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
         mod $adapter {
             $(
@@ -28,41 +24,48 @@ macro_rules! store_suite {
     };
 }
 
-store_suite!(
-    sqlite,
-    crate::fixtures::sqlite_store,
-    [
-        usernames_are_unique_case_insensitively,
-        sessions_are_found_by_hash_until_they_expire_or_are_deleted,
-        creating_a_room_twice_returns_the_first,
-        seq_has_no_gaps_under_concurrent_appends,
-        a_client_id_is_stored_once,
-        concurrent_sends_of_one_client_id_store_one_message,
-        history_ranges_are_oldest_first,
-        bodies_come_back_exactly_as_stored,
-        the_room_list_knows_the_last_message_time,
-        the_room_list_is_most_recently_active_first_in_pages,
-        times_read_back_as_written_to_the_millisecond,
-    ]
-);
+/// The behaviours, listed once, on each `[#[attribute] adapter, fixture]`.
+macro_rules! store_suites {
+    ($([#[$attr:meta] $adapter:ident, $fixture:path]),* $(,)?) => {
+        $(
+            store_suite!(
+                #[$attr]
+                $adapter,
+                $fixture,
+                [
+                    usernames_are_unique_case_insensitively,
+                    sessions_are_found_by_hash_until_they_expire_or_are_deleted,
+                    creating_a_room_twice_returns_the_first,
+                    seq_has_no_gaps_under_concurrent_appends,
+                    a_client_id_is_stored_once,
+                    concurrent_sends_of_one_client_id_store_one_message,
+                    history_ranges_are_oldest_first,
+                    bodies_come_back_exactly_as_stored,
+                    the_room_list_knows_the_last_message_time,
+                    the_room_list_is_most_recently_active_first_in_pages,
+                    times_read_back_as_written_to_the_millisecond,
+                ]
+            );
+        )*
+    };
+}
 
-store_suite!(
-    #[ignore = "needs TEST_DATABASE_URL"]
-    postgres,
-    crate::postgres_fixture::postgres_store,
+store_suites!(
     [
-        usernames_are_unique_case_insensitively,
-        sessions_are_found_by_hash_until_they_expire_or_are_deleted,
-        creating_a_room_twice_returns_the_first,
-        seq_has_no_gaps_under_concurrent_appends,
-        a_client_id_is_stored_once,
-        concurrent_sends_of_one_client_id_store_one_message,
-        history_ranges_are_oldest_first,
-        bodies_come_back_exactly_as_stored,
-        the_room_list_knows_the_last_message_time,
-        the_room_list_is_most_recently_active_first_in_pages,
-        times_read_back_as_written_to_the_millisecond,
-    ]
+        #[cfg(all())]
+        memory,
+        crate::fixtures::memory_store
+    ],
+    [
+        #[cfg(all())]
+        sqlite,
+        crate::fixtures::sqlite_store
+    ],
+    [
+        #[ignore = "needs TEST_DATABASE_URL"]
+        postgres,
+        crate::postgres_fixture::postgres_store
+    ],
 );
 
 async fn user(store: &dyn Store, name: &str) -> User {

@@ -1,0 +1,293 @@
+//! A store in the process's memory: the reference [`Store`]. The port suite holds it to
+//! the same behaviours as the SQLite and PostgreSQL stores, and the chat rules' unit tests
+//! run on it (no file, no server). Nothing survives the process, so `natter serve` never
+//! uses it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    HistoryRange, Message, NewMessage, Room, RoomId, RoomName, RoomSummary, Seq, Slug, User,
+    UserId, Username,
+};
+use crate::ports::{Appended, SessionRecord, Store, StoreError};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Ids are positions + 1, as a database's sequences would give them.
+    users: Vec<Account>,
+    sessions: HashMap<Vec<u8>, (UserId, DateTime<Utc>)>,
+    rooms: Vec<RoomRow>,
+    /// Every message, in id order (id = position + 1).
+    messages: Vec<Message>,
+    /// `(user, client_id)` → position in `messages`: a client_id is one message per user.
+    by_client_id: HashMap<(UserId, String), usize>,
+}
+
+struct Account {
+    user: User,
+    key: String,
+    password_hash: String,
+}
+
+struct RoomRow {
+    room: Room,
+    created_at: DateTime<Utc>,
+    last_message_at: Option<DateTime<Utc>>,
+    /// Positions in `State::messages`, in `seq` order (`seq` = position here + 1).
+    messages: Vec<usize>,
+}
+
+/// Now, to the millisecond: what the SQL stores keep.
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    fn room(&self, id: RoomId) -> Option<&RoomRow> {
+        usize::try_from(id.0 - 1)
+            .ok()
+            .and_then(|i| self.rooms.get(i))
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn create_user(
+        &self,
+        username: &Username,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
+        let mut state = self.state();
+        let key = username.key();
+        if state.users.iter().any(|account| account.key == key) {
+            return Err(StoreError::Duplicate);
+        }
+        let user = User {
+            id: UserId(state.users.len() as i64 + 1),
+            username: username.as_str().to_owned(),
+        };
+        state.users.push(Account {
+            user: user.clone(),
+            key,
+            password_hash: password_hash.to_owned(),
+        });
+        Ok(user)
+    }
+
+    async fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<(User, String)>, StoreError> {
+        let key = username.key();
+        Ok(self
+            .state()
+            .users
+            .iter()
+            .find(|account| account.key == key)
+            .map(|account| (account.user.clone(), account.password_hash.clone())))
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &[u8],
+        user: UserId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let now = now();
+        state.sessions.retain(|_, (_, expires)| *expires > now);
+        state
+            .sessions
+            .insert(token_hash.to_vec(), (user, expires_at));
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .sessions
+            .get(token_hash)
+            .filter(|(_, expires_at)| *expires_at > now)
+            .and_then(|(user, expires_at)| {
+                let account = state.users.get(usize::try_from(user.0 - 1).ok()?)?;
+                Some(SessionRecord {
+                    user: account.user.clone(),
+                    expires_at: *expires_at,
+                })
+            }))
+    }
+
+    async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError> {
+        self.state().sessions.remove(token_hash);
+        Ok(())
+    }
+
+    async fn create_room(&self, slug: &Slug, name: &RoomName) -> Result<(Room, bool), StoreError> {
+        let mut state = self.state();
+        if let Some(row) = state
+            .rooms
+            .iter()
+            .find(|row| row.room.slug == slug.as_str())
+        {
+            return Ok((row.room.clone(), false));
+        }
+        let room = Room {
+            id: RoomId(state.rooms.len() as i64 + 1),
+            slug: slug.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+        };
+        state.rooms.push(RoomRow {
+            room: room.clone(),
+            created_at: now(),
+            last_message_at: None,
+            messages: Vec::new(),
+        });
+        Ok((room, true))
+    }
+
+    async fn find_room(&self, slug: &Slug) -> Result<Option<Room>, StoreError> {
+        Ok(self
+            .state()
+            .rooms
+            .iter()
+            .find(|row| row.room.slug == slug.as_str())
+            .map(|row| row.room.clone()))
+    }
+
+    async fn list_rooms(
+        &self,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RoomSummary>, StoreError> {
+        let state = self.state();
+        let mut rooms: Vec<&RoomRow> = state.rooms.iter().collect();
+        // As the SQL stores order: by the last message, or creation, newest first.
+        rooms.sort_by(|a, b| {
+            let active = |row: &RoomRow| row.last_message_at.unwrap_or(row.created_at);
+            active(b).cmp(&active(a)).then(b.room.id.cmp(&a.room.id))
+        });
+        Ok(rooms
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|row| RoomSummary {
+                room: row.room.clone(),
+                last_message_at: row.last_message_at,
+            })
+            .collect())
+    }
+
+    async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError> {
+        let mut state = self.state();
+        if let Some(client_id) = &message.client_id {
+            let key = (message.user.id, client_id.as_str().to_owned());
+            if let Some(&stored) = state.by_client_id.get(&key) {
+                return Ok(Appended {
+                    message: state.messages[stored].clone(),
+                    fresh: false,
+                });
+            }
+        }
+        let position = state.messages.len();
+        let room_index = usize::try_from(message.room.id.0 - 1)
+            .ok()
+            .filter(|&i| i < state.rooms.len())
+            .ok_or_else(|| StoreError::Unavailable("no such room in the store".into()))?;
+        let sent_at = now();
+        let row = &mut state.rooms[room_index];
+        row.messages.push(position);
+        row.last_message_at = Some(sent_at);
+        let seq = row.messages.len() as Seq;
+        let stored = message.stored(position as i64 + 1, seq, sent_at);
+        if let Some(client_id) = &message.client_id {
+            state
+                .by_client_id
+                .insert((message.user.id, client_id.as_str().to_owned()), position);
+        }
+        state.messages.push(stored.clone());
+        Ok(Appended {
+            message: stored,
+            fresh: true,
+        })
+    }
+
+    async fn find_by_client_id(
+        &self,
+        user: UserId,
+        client_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .by_client_id
+            .get(&(user, client_id.to_owned()))
+            .map(|&position| state.messages[position].clone()))
+    }
+
+    async fn last_seq(&self, room: RoomId) -> Result<Seq, StoreError> {
+        Ok(self
+            .state()
+            .room(room)
+            .map_or(0, |row| row.messages.len() as Seq))
+    }
+
+    async fn messages(
+        &self,
+        room: &Room,
+        range: HistoryRange,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let state = self.state();
+        let Some(row) = state.room(room.id) else {
+            return Ok(Vec::new());
+        };
+        let limit = limit as usize;
+        // `seq` n is at index n - 1 of the room's list.
+        let (from, to) = match range {
+            HistoryRange::Latest => (row.messages.len().saturating_sub(limit), row.messages.len()),
+            HistoryRange::Before(seq) => {
+                let end = usize::try_from(seq.max(1) - 1)
+                    .unwrap_or(0)
+                    .min(row.messages.len());
+                (end.saturating_sub(limit), end)
+            }
+            HistoryRange::After(seq) => {
+                let start = usize::try_from(seq.max(0))
+                    .unwrap_or(usize::MAX)
+                    .min(row.messages.len());
+                (start, (start + limit).min(row.messages.len()))
+            }
+        };
+        Ok(row.messages[from..to]
+            .iter()
+            .map(|&position| state.messages[position].clone())
+            .collect())
+    }
+}
