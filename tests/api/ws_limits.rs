@@ -138,6 +138,54 @@ async fn logout_closes_a_socket_whose_write_is_pending() {
     );
 }
 
+/// §7a: session expiry closes a socket on time even while a write to it is pending.
+#[tokio::test]
+async fn session_expiry_closes_a_socket_whose_write_is_pending() {
+    let ttl = Duration::from_secs(10);
+    let app = TestApp::spawn_with(&[("SESSION_TTL", "10")]).await;
+    let signed_in = Instant::now();
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    seed_big_messages(&app, &slug, "alice", 100).await;
+
+    let mut silent = open_silent(&alice, &app, &format!("/ws/rooms/{slug}?since=0")).await;
+    ask_for_megabytes(&mut silent).await;
+    assert!(sockets_become(&app, 1.0, WAIT).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.metric("natter_ws_connections").await,
+        1.0,
+        "the test was too slow: the session ended before the write was pending"
+    );
+    let expiry_and_grace = (ttl + Duration::from_secs(5)).saturating_sub(signed_in.elapsed());
+    assert!(
+        sockets_become(&app, 0.0, expiry_and_grace).await,
+        "the session's expiry did not close a socket with a pending write"
+    );
+}
+
+/// §7a, §7: shutdown closes a socket with a pending write and exits in time.
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_a_socket_whose_write_is_pending() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    seed_big_messages(&app, &slug, "alice", 100).await;
+
+    let mut silent = open_silent(&alice, &app, &format!("/ws/rooms/{slug}?since=0")).await;
+    ask_for_megabytes(&mut silent).await;
+    assert!(sockets_become(&app, 1.0, WAIT).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.metric("natter_ws_connections").await, 1.0);
+    let stopping = Instant::now();
+    app.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?} with a socket stuck in a write",
+        stopping.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_frame_over_the_unsent_limit_closes_the_socket_with_1008() {
     let app = TestApp::spawn_with(&[("WS_MAX_UNSENT_BYTES", "65536")]).await;
