@@ -1,5 +1,5 @@
 //! The numbers that bound what one client may do (CONTRACT §5, §7a). Each is a default
-//! that configuration may change (`config.rs` names the variables); the rules read them
+//! that configuration may change (`config/limits.rs` names the variables); the rules read them
 //! from here, never from a literal of their own.
 
 use std::time::Duration;
