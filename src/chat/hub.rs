@@ -16,7 +16,6 @@
 //! come while it is open go together when it closes (or just before the next message, so
 //! none arrives after a later message).
 
-use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
@@ -49,19 +48,20 @@ pub enum Delivery {
     Resync,
 }
 
-/// A frame's JSON, serialized once by its sender, and the form the edge writes it in,
-/// made once by the first socket that asks and shared with the rest (so work such as
-/// UTF-8 validation is done once per broadcast, not once per socket).
+/// A frame's JSON, serialized once by its sender, and the bytes the edge writes for it
+/// (for a WebSocket: a frame header and the JSON), made once by the first socket that asks
+/// and shared with the rest, so work such as UTF-8 validation is done once per broadcast,
+/// not once per socket.
 pub struct SharedFrame {
     json: Bytes,
-    encoded: OnceLock<Box<dyn Any + Send + Sync>>,
+    wire: OnceLock<Option<Bytes>>,
 }
 
 impl SharedFrame {
     pub fn new(json: Bytes) -> SharedFrame {
         SharedFrame {
             json,
-            encoded: OnceLock::new(),
+            wire: OnceLock::new(),
         }
     }
 
@@ -69,14 +69,10 @@ impl SharedFrame {
         &self.json
     }
 
-    /// The frame as the edge sends it: `encode` runs for the first socket only.
-    pub fn encoded<T: Clone + Send + Sync + 'static>(&self, encode: impl Fn(&Bytes) -> T) -> T {
-        let stored = self.encoded.get_or_init(|| Box::new(encode(&self.json)));
-        match stored.downcast_ref::<T>() {
-            Some(encoded) => encoded.clone(),
-            // One edge, one type: another type would be a second edge; serve it uncached.
-            None => encode(&self.json),
-        }
+    /// The frame as the edge writes it: `encode` runs for the first socket only, and
+    /// `None` (the edge will not send these bytes) is remembered too.
+    pub fn wire(&self, encode: impl FnOnce(&Bytes) -> Option<Bytes>) -> Option<Bytes> {
+        self.wire.get_or_init(|| encode(&self.json)).clone()
     }
 }
 
@@ -631,10 +627,10 @@ mod tests {
         let encodings = AtomicUsize::new(0);
         let encode = |json: &Bytes| {
             encodings.fetch_add(1, Ordering::Relaxed);
-            json.len()
+            Some(Bytes::from(format!("framed {}", json.len())))
         };
         for _ in 0..3 {
-            assert_eq!(frame.encoded(encode), 15);
+            assert_eq!(frame.wire(encode).as_deref(), Some(&b"framed 15"[..]));
         }
         assert_eq!(encodings.load(Ordering::Relaxed), 1);
     }

@@ -276,7 +276,7 @@ impl Socket {
     async fn queue_shared(&mut self, frame: &SharedFrame) -> Result<(), End> {
         // Validated and framed once per broadcast, by the first socket here; the rest
         // write the same bytes.
-        let wire = frame.encoded(|json| {
+        let wire = frame.wire(|json| {
             std::str::from_utf8(json)
                 .is_ok()
                 .then(|| frames::text(json))
