@@ -1,6 +1,7 @@
 //! Errors at the HTTP edge: one mapping from [`ChatError`] to a status, rendered as the
 //! contract's JSON error body for `/api` or as an HTML error page for people.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use axum::http::{header, StatusCode, Uri};
@@ -8,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use super::pages::render_error_page;
+use super::views::render_error_page;
 use crate::chat::ChatError;
 use crate::protocol::ErrorCode;
 
@@ -130,45 +131,50 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// Who a handler answers: an `/api` client (JSON) or a person (an HTML page).
+pub trait Audience {
+    const WANTS: Wants;
+}
+
+pub struct ForJson;
+pub struct ForHtml;
+
+impl Audience for ForJson {
+    const WANTS: Wants = Wants::Json;
+}
+
+impl Audience for ForHtml {
+    const WANTS: Wants = Wants::Html;
+}
+
+/// A handler's error: one type, whose audience decides how a [`ChatError`] is rendered
+/// (`?` on a chat call converts it).
+pub struct Refused<A: Audience>(pub Refusal, PhantomData<A>);
+
 /// An `/api` handler's error: JSON.
-#[derive(Debug)]
-pub struct ApiError(pub Refusal);
-
-impl From<ChatError> for ApiError {
-    fn from(e: ChatError) -> Self {
-        ApiError(Refusal::from_chat(e, Wants::Json))
-    }
-}
-
-impl From<Refusal> for ApiError {
-    fn from(r: Refusal) -> Self {
-        ApiError(r)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        self.0.into_response()
-    }
-}
-
+pub type ApiError = Refused<ForJson>;
 /// A page handler's error: an HTML page.
-#[derive(Debug)]
-pub struct PageError(pub Refusal);
+pub type PageError = Refused<ForHtml>;
 
-impl From<ChatError> for PageError {
+impl<A: Audience> std::fmt::Debug for Refused<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<A: Audience> From<ChatError> for Refused<A> {
     fn from(e: ChatError) -> Self {
-        PageError(Refusal::from_chat(e, Wants::Html))
+        Refused(Refusal::from_chat(e, A::WANTS), PhantomData)
     }
 }
 
-impl From<Refusal> for PageError {
+impl<A: Audience> From<Refusal> for Refused<A> {
     fn from(r: Refusal) -> Self {
-        PageError(r)
+        Refused(r, PhantomData)
     }
 }
 
-impl IntoResponse for PageError {
+impl<A: Audience> IntoResponse for Refused<A> {
     fn into_response(self) -> Response {
         self.0.into_response()
     }

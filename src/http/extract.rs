@@ -1,4 +1,5 @@
-//! Extractors: the session from its cookie, JSON bodies that fail as the contract says,
+//! Extractors: the session from its cookie, JSON bodies and query strings that fail as the
+//! contract says,
 //! the client's address and scheme (believing only trusted proxies).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -50,7 +51,27 @@ impl FromRequestParts<AppState> for ApiSession {
         match MaybeSession::from_request_parts(parts, state).await {
             Ok(MaybeSession(Some(session))) => Ok(ApiSession(session)),
             Ok(MaybeSession(None)) => Err(ChatError::Unauthenticated.into()),
-            Err(refusal) => Err(ApiError(refusal)),
+            Err(refusal) => Err(refusal.into()),
+        }
+    }
+}
+
+/// A query string read into `T`; one that does not fit is a `400` `invalid_request` with
+/// the contract's JSON error body. Take it as `Result<ApiQuery<T>, ApiError>` after the
+/// session, so an anonymous caller learns `401` first.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(query)) => Ok(ApiQuery(query)),
+            Err(rejection) => Err(Refusal::bad_request(
+                format!("bad query: {}", rejection.body_text()),
+                Wants::Json,
+            )
+            .into()),
         }
     }
 }

@@ -1,9 +1,7 @@
 //! Rooms: the create-or-join form, and the rooms and history API.
 
-use std::collections::HashMap;
-
-use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -13,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{status_of, ApiError, PageError, Refusal, Wants};
-use super::extract::{ApiJson, ApiSession, MaybeSession, OverHttps};
+use super::extract::{ApiJson, ApiQuery, ApiSession, MaybeSession, OverHttps};
 use super::pages::{login_redirect, room_list_page};
 use super::security::verify_csrf;
 use super::AppState;
@@ -72,15 +70,19 @@ async fn create_submit(
     }
 }
 
+#[derive(Deserialize)]
+struct ListQuery {
+    q: Option<String>,
+}
+
 async fn api_list(
     State(state): State<AppState>,
     session: Result<ApiSession, ApiError>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     session?;
-    let Query(query) =
-        query.map_err(|e| Refusal::bad_request(format!("bad query: {e}"), Wants::Json))?;
-    let name_contains = query.get("q").map(|q| q.trim()).filter(|q| !q.is_empty());
+    let ApiQuery(query) = query?;
+    let name_contains = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let list = state.chat.list_rooms(name_contains).await?;
     let rooms: Vec<_> = list
         .rooms
@@ -121,32 +123,22 @@ async fn api_create(
     Ok((status, Json(json!({"room": room_json(&room)}))).into_response())
 }
 
-/// Parses an optional whole-number query parameter; a bad value is a `400`.
-fn number_param(query: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
-    query
-        .get(name)
-        .map(|raw| {
-            raw.parse::<i64>().map_err(|_| {
-                Refusal::bad_request(format!("{name} must be a whole number"), Wants::Json).into()
-            })
-        })
-        .transpose()
+#[derive(Deserialize)]
+struct MessagesQuery {
+    before: Option<i64>,
+    limit: Option<i64>,
 }
 
 async fn api_messages(
     State(state): State<AppState>,
     session: Result<ApiSession, ApiError>,
     Path(slug): Path<String>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: Result<ApiQuery<MessagesQuery>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ApiSession(session) = session?;
-    let Query(query) =
-        query.map_err(|e| Refusal::bad_request(format!("bad query: {e}"), Wants::Json))?;
-    let request = HistoryRequest::latest_or_before(
-        number_param(&query, "before")?,
-        number_param(&query, "limit")?,
-    )
-    .map_err(|e| Refusal::bad_request(e.to_string(), Wants::Json))?;
+    let ApiQuery(query) = query?;
+    let request = HistoryRequest::latest_or_before(query.before, query.limit)
+        .map_err(|e| Refusal::bad_request(e.to_string(), Wants::Json))?;
     let room = state.chat.find_room(&slug).await?;
     let (messages, truncated) = state
         .chat
