@@ -14,6 +14,7 @@ mod rooms;
 mod security;
 mod slow_body;
 pub(crate) mod strict_json;
+mod views;
 mod ws;
 
 use std::sync::Arc;
