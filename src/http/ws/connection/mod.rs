@@ -1,0 +1,262 @@
+//! One socket's life: `joined` and `history`, then live frames out ([`outbound`]) and
+//! client frames in ([`inbound`]), until the client leaves, the session ends (1008) or the
+//! server stops (1001). This file is the loop.
+//!
+//! Live frames come from the room's bounded ring in the hub, already serialized; a socket
+//! that falls behind the ring gets `resync` with the last `seq` it was sent.
+//!
+//! Every frame is written here, straight to the connection ([`frames`] says why not through
+//! tungstenite), and every write is bounded (CONTRACT §7a): at most `max_unsent_bytes` are
+//! queued for a socket (it writes what it holds before it takes more, and takes nothing
+//! while a write is pending: deliveries wait in the room's ring meanwhile), one write waits
+//! at most `write_timeout`, and logout, session expiry and shutdown are raced against every
+//! write, so a client that stops reading cannot keep its socket open past them.
+
+mod inbound;
+mod outbound;
+
+use inbound::FrameBudget;
+use outbound::{error_frame, write_all};
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::watch;
+use tokio::time::Sleep;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+
+use super::frames::{self, Keep};
+use super::handshake::Socket as WebSocket;
+use crate::chat::{AuthSession, CloseReason, Delivery, Membership};
+use crate::domain::{Room, Seq};
+use crate::http::AppState;
+use crate::protocol::{RoomView, ServerFrame, UserView};
+
+/// The server pings this often; a client silent for [`IDLE_LIMIT`] is gone.
+const PING_EVERY: Duration = Duration::from_secs(30);
+const IDLE_LIMIT: Duration = Duration::from_secs(75);
+/// Deliveries written before one flush.
+const WRITE_BATCH: usize = 64;
+/// How long a close frame may take to be written before the connection is just dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_INTERNAL: u16 = 1011;
+
+pub async fn run(
+    mut ws: WebSocket,
+    state: AppState,
+    session: AuthSession,
+    room: Room,
+    since: Option<Seq>,
+) {
+    let membership = match state.chat.join(&session, room, since).await {
+        Ok(membership) => membership,
+        Err(e) => {
+            let mut farewell = frames::text(error_frame(&e, None).to_json().as_bytes()).to_vec();
+            farewell.extend_from_slice(&frames::close(CLOSE_INTERNAL, "could not join the room"));
+            let _ =
+                tokio::time::timeout(CLOSE_WAIT, write_all(&mut ws, &farewell, &mut true)).await;
+            return;
+        }
+    };
+    let mut socket = Socket {
+        ws,
+        last_seq: membership.since.unwrap_or(0),
+        budget: FrameBudget::new(state.ws.frames_per_second),
+        own_arrival: Bytes::from(
+            ServerFrame::MemberJoined {
+                user: membership.user.username.clone(),
+            }
+            .to_json(),
+        ),
+        unsent: Vec::new(),
+        unsent_bytes: 0,
+        at_boundary: true,
+        max_unsent: state.ws.max_unsent_bytes,
+        max_history_bytes: state.ws.max_history_bytes,
+        write_timeout: state.ws.write_timeout,
+        shutdown: state.shutdown.clone(),
+        closed: membership.closed.clone(),
+        session_ends: Box::pin(tokio::time::sleep(time_until(session.expires_at))),
+    };
+    let membership = socket.serve(&state, membership).await;
+    // The connection goes first, so a client is not kept waiting on the store.
+    drop(socket);
+    state.chat.leave(membership).await;
+}
+
+/// Why a socket stops.
+enum End {
+    /// With a close frame (the connection is between frames).
+    Close(u16, &'static str),
+    /// At once: the client left, or the connection is in the middle of a frame.
+    Drop,
+}
+
+/// What ends a socket from outside, even in the middle of a write.
+#[derive(Clone, Copy)]
+enum Signal {
+    Shutdown,
+    SessionEnded,
+    SessionExpired,
+}
+
+impl Signal {
+    fn end(self) -> End {
+        match self {
+            Signal::Shutdown => End::Close(CLOSE_GOING_AWAY, "server is restarting"),
+            Signal::SessionEnded => End::Close(CLOSE_POLICY, "session ended"),
+            Signal::SessionExpired => End::Close(CLOSE_POLICY, "session expired"),
+        }
+    }
+}
+
+/// What woke the socket up.
+enum Event {
+    Signal(Signal),
+    Delivery(Result<Delivery, RecvError>),
+    Incoming(Option<Result<Message, WsError>>),
+    PingTime,
+}
+
+struct Socket {
+    ws: WebSocket,
+    /// The highest `seq` this client has been sent.
+    last_seq: Seq,
+    budget: FrameBudget,
+    /// The `member_joined` this socket's own arrival caused: the joiner knows already.
+    own_arrival: Bytes,
+    /// Wire frames queued and not yet written, and their size.
+    unsent: Vec<Bytes>,
+    unsent_bytes: usize,
+    /// False while the connection is in the middle of a frame (a close cannot go out then).
+    at_boundary: bool,
+    max_unsent: usize,
+    max_history_bytes: usize,
+    write_timeout: Duration,
+    shutdown: CancellationToken,
+    /// Becomes `Some` (or its sender goes) when the session ends.
+    closed: watch::Receiver<Option<CloseReason>>,
+    session_ends: Pin<Box<Sleep>>,
+}
+
+impl Socket {
+    async fn serve(&mut self, state: &AppState, mut membership: Membership) -> Membership {
+        if let Err(end) = self.greet(&mut membership).await {
+            self.end(end).await;
+            return membership;
+        }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        let mut last_heard = Instant::now();
+
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => Event::Signal(Signal::Shutdown),
+                _ = self.closed.wait_for(Option::is_some) => Event::Signal(Signal::SessionEnded),
+                _ = self.session_ends.as_mut() => Event::Signal(Signal::SessionExpired),
+                delivery = membership.deliveries.recv() => Event::Delivery(delivery),
+                incoming = self.ws.next() => Event::Incoming(incoming),
+                _ = ping.tick() => Event::PingTime,
+            };
+            let outcome = match event {
+                Event::Signal(signal) => Err(signal.end()),
+                Event::Delivery(delivery) => self.forward(delivery, &mut membership).await,
+                Event::Incoming(incoming) => {
+                    last_heard = Instant::now();
+                    self.receive(state, &membership, incoming).await
+                }
+                Event::PingTime if last_heard.elapsed() > IDLE_LIMIT => {
+                    Err(End::Close(CLOSE_GOING_AWAY, "idle"))
+                }
+                Event::PingTime => self.send(frames::ping()).await,
+            };
+            if let Err(end) = outcome {
+                self.end(end).await;
+                break;
+            }
+        }
+        membership
+    }
+
+    async fn end(&mut self, end: End) {
+        if let End::Close(code, reason) = end {
+            if self.at_boundary {
+                let frame = frames::close(code, reason);
+                let _ = tokio::time::timeout(
+                    CLOSE_WAIT,
+                    write_all(&mut self.ws, &frame, &mut self.at_boundary),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn greet(&mut self, membership: &mut Membership) -> Result<(), End> {
+        let joined = ServerFrame::Joined {
+            room: RoomView {
+                slug: membership.room.slug.clone(),
+                name: membership.room.name.clone(),
+            },
+            user: UserView {
+                id: membership.user.id.0,
+                username: membership.user.username.clone(),
+            },
+            members: std::mem::take(&mut membership.members),
+        };
+        let keep = match membership.since {
+            Some(_) => Keep::Oldest,
+            None => Keep::Newest,
+        };
+        let history = frames::history(
+            &std::mem::take(&mut membership.history),
+            membership.truncated,
+            keep,
+            self.max_history_bytes,
+        );
+        if let Some(last) = history.last_seq {
+            self.last_seq = self.last_seq.max(last);
+        }
+        self.queue(frames::text(joined.to_json().as_bytes()))
+            .await?;
+        self.queue(frames::text(&history.json)).await?;
+        self.write_out().await
+    }
+
+    /// Writes a delivery and whatever else is already waiting, then flushes once.
+    async fn forward(
+        &mut self,
+        first: Result<Delivery, RecvError>,
+        membership: &mut Membership,
+    ) -> Result<(), End> {
+        let mut next = first;
+        for _ in 0..WRITE_BATCH {
+            match next {
+                Ok(delivery) => self.queue_delivery(delivery).await?,
+                Err(RecvError::Lagged(_)) => self.queue_resync().await?,
+                Err(RecvError::Closed) => return Err(End::Drop),
+            }
+            next = match membership.deliveries.try_recv() {
+                Ok(delivery) => Ok(delivery),
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+        }
+        self.write_out().await
+    }
+}
+
+fn time_until(moment: chrono::DateTime<chrono::Utc>) -> Duration {
+    (moment - chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+}
