@@ -1,4 +1,5 @@
-//! The process's local fan-out: one broadcast channel per room with local members, fed
+//! The process's local fan-out (here: attaching sockets, sessions, dispatch; [`ordering`],
+//! [`presence`], [`frame`]): one broadcast channel per room with local members, fed
 //! by the bus, read by every socket of the room.
 //!
 //! A frame is serialized once by its sender; the hub hands every socket a clone of the same
@@ -7,33 +8,34 @@
 //!
 //! Messages reach the hub out of order when sends commit concurrently (or on different
 //! processes). The hub keeps the next `seq` it expects per room and holds later ones back;
-//! if a hole is not filled within [`GAP_WAIT`], it reads the missing messages from the
+//! if a hole is not filled within [`GAP_WAIT`](ordering::GAP_WAIT), it reads the missing messages from the
 //! store. Sockets therefore see `seq` in order without gaps.
 //!
 //! Frames without a `seq` are presence (`member_joined`, `member_left`). A crowd joining
 //! makes O(n²) of them, one wake-up and one write per frame per socket if each went alone;
-//! so the first in a quiet room goes at once and opens a [`PRESENCE_WINDOW`], and those that
+//! so the first in a quiet room goes at once and opens a [`PRESENCE_WINDOW`](presence::PRESENCE_WINDOW), and those that
 //! come while it is open go together when it closes (or just before the next message, so
 //! none arrives after a later message).
 
+mod frame;
+mod ordering;
+mod presence;
+
+pub use frame::SharedFrame;
+use presence::send_held_presence;
+
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
-use crate::domain::{HistoryRange, Room, RoomId, Seq, UserId};
+use crate::domain::{Room, RoomId, Seq, UserId};
 use crate::ports::{BusEvent, BusListener, Store};
-use crate::protocol::{MessageView, ServerFrame};
 use crate::telemetry::Metrics;
 
-/// How long a later message waits for an earlier one before the hub asks the store.
-const GAP_WAIT: Duration = Duration::from_millis(50);
 /// Frames a room's ring holds; a socket further behind than this gets `resync`.
 const ROOM_RING: usize = 1024;
-/// How long presence frames after the first of a burst wait to travel together.
-const PRESENCE_WINDOW: Duration = Duration::from_millis(50);
 
 /// What every socket of a room receives.
 #[derive(Debug, Clone)]
@@ -46,40 +48,6 @@ pub enum Delivery {
     /// could not publish): the socket tells its client to `resync` after the last `seq` it
     /// sent.
     Resync,
-}
-
-/// A frame's JSON, serialized once by its sender, and the bytes the edge writes for it
-/// (for a WebSocket: a frame header and the JSON), made once by the first socket that asks
-/// and shared with the rest, so work such as UTF-8 validation is done once per broadcast,
-/// not once per socket.
-pub struct SharedFrame {
-    json: Bytes,
-    wire: OnceLock<Option<Bytes>>,
-}
-
-impl SharedFrame {
-    pub fn new(json: Bytes) -> SharedFrame {
-        SharedFrame {
-            json,
-            wire: OnceLock::new(),
-        }
-    }
-
-    pub fn json(&self) -> &Bytes {
-        &self.json
-    }
-
-    /// The frame as the edge writes it: `encode` runs for the first socket only, and
-    /// `None` (the edge will not send these bytes) is remembered too.
-    pub fn wire(&self, encode: impl FnOnce(&Bytes) -> Option<Bytes>) -> Option<Bytes> {
-        self.wire.get_or_init(|| encode(&self.json)).clone()
-    }
-}
-
-impl std::fmt::Debug for SharedFrame {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("SharedFrame").field(&self.json).finish()
-    }
 }
 
 /// Why the server closes a socket.
@@ -107,7 +75,7 @@ struct RoomEntry {
     next_seq: Option<Seq>,
     pending: BTreeMap<Seq, Bytes>,
     gap_timer_armed: bool,
-    /// Presence frames waiting for the [`PRESENCE_WINDOW`] to close.
+    /// Presence frames waiting for the [`PRESENCE_WINDOW`](presence::PRESENCE_WINDOW) to close.
     presence: Vec<Arc<SharedFrame>>,
     presence_window_open: bool,
 }
@@ -237,151 +205,6 @@ impl Hub {
         self.state().rooms.contains_key(&room)
     }
 
-    /// Starts ordered delivery: messages up to `last_seq` are in the store already.
-    pub fn start_ordering(&self, room: RoomId, last_seq: Seq) {
-        let mut state = self.state();
-        let Some(entry) = state.rooms.get_mut(&room) else {
-            return;
-        };
-        if entry.next_seq.is_some() {
-            return;
-        }
-        entry.next_seq = Some(last_seq + 1);
-        entry.pending = entry.pending.split_off(&(last_seq + 1));
-        self.drain(room, entry);
-    }
-
-    fn deliver_ordered(&self, room: RoomId, seq: Seq, frame: Bytes) {
-        let mut state = self.state();
-        let Some(entry) = state.rooms.get_mut(&room) else {
-            return;
-        };
-        match entry.next_seq {
-            Some(next) if seq < next => {}
-            _ => {
-                entry.pending.insert(seq, frame);
-                self.drain(room, entry);
-            }
-        }
-    }
-
-    /// Sends every pending message that is next in line; arms the gap timer if a hole remains.
-    fn drain(&self, room: RoomId, entry: &mut RoomEntry) {
-        let Some(mut next) = entry.next_seq else {
-            return;
-        };
-        while let Some(frame) = entry.pending.remove(&next) {
-            send_held_presence(entry);
-            let _ = entry.channel.sender.send(Delivery::Message {
-                seq: next,
-                frame: Arc::new(SharedFrame::new(frame)),
-            });
-            next += 1;
-        }
-        entry.next_seq = Some(next);
-        if !entry.pending.is_empty() && !entry.gap_timer_armed {
-            entry.gap_timer_armed = true;
-            if let Some(hub) = self.me.upgrade() {
-                tokio::spawn(async move {
-                    tokio::time::sleep(GAP_WAIT).await;
-                    hub.fill_gap(room).await;
-                });
-            }
-        }
-    }
-
-    /// Reads a hole that did not fill by itself from the store; skips it if the store fails
-    /// (sockets see the jump and clients ask for `history`).
-    async fn fill_gap(&self, room: RoomId) {
-        let (channel, from, until) = {
-            let mut state = self.state();
-            let Some(entry) = state.rooms.get_mut(&room) else {
-                return;
-            };
-            entry.gap_timer_armed = false;
-            match (entry.next_seq, entry.pending.first_key_value()) {
-                (Some(next), Some((&first, _))) if first > next => {
-                    (entry.channel.clone(), next, first)
-                }
-                _ => return,
-            }
-        };
-        let limit = (until - from).clamp(1, 1000) as u32;
-        // Under the store deadline like every store call: a stalled store must not hold
-        // the room's later messages back for longer.
-        let missing = super::store_call(self.store.messages(
-            &channel.room,
-            HistoryRange::After(from - 1),
-            limit,
-        ))
-        .await;
-        let mut state = self.state();
-        let Some(entry) = state.rooms.get_mut(&room) else {
-            return;
-        };
-        match missing {
-            Ok(messages) => {
-                for message in messages.iter().filter(|m| m.seq < until) {
-                    let frame = ServerFrame::Message(MessageView::from(message)).to_json();
-                    entry
-                        .pending
-                        .entry(message.seq)
-                        .or_insert_with(|| Bytes::from(frame));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, room = room.0, "could not fill a gap in a room's messages")
-            }
-        }
-        if let (Some(next), Some((&first, _))) = (entry.next_seq, entry.pending.first_key_value()) {
-            if first > next && first <= until {
-                entry.next_seq = Some(first);
-            }
-        }
-        self.drain(room, entry);
-    }
-
-    fn deliver_presence(&self, room: RoomId, frame: Bytes) {
-        let mut state = self.state();
-        let Some(entry) = state.rooms.get_mut(&room) else {
-            return;
-        };
-        let frame = Arc::new(SharedFrame::new(frame));
-        if entry.presence_window_open {
-            entry.presence.push(frame);
-            return;
-        }
-        let _ = entry
-            .channel
-            .sender
-            .send(Delivery::Presence(Arc::new([frame])));
-        entry.presence_window_open = true;
-        if let Some(hub) = self.me.upgrade() {
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(PRESENCE_WINDOW).await;
-                    if !hub.close_presence_window(room) {
-                        break;
-                    }
-                }
-            });
-        }
-    }
-
-    /// Sends what the window held; `true` if it sent something (and the window stays open
-    /// for another round), `false` once it closed.
-    fn close_presence_window(&self, room: RoomId) -> bool {
-        let mut state = self.state();
-        let Some(entry) = state.rooms.get_mut(&room) else {
-            return false;
-        };
-        if send_held_presence(entry) {
-            return true;
-        }
-        entry.presence_window_open = false;
-        false
-    }
-
     fn end_session(&self, token_hash: &Bytes) {
         let state = self.state();
         if let Some(connections) = state.sessions.get(token_hash) {
@@ -428,26 +251,22 @@ fn send_resync(entry: &mut RoomEntry) {
     let _ = entry.channel.sender.send(Delivery::Resync);
 }
 
-/// Sends the presence frames the room's window holds, if any; `true` if it sent some.
-fn send_held_presence(entry: &mut RoomEntry) -> bool {
-    if entry.presence.is_empty() {
-        return false;
-    }
-    let held: Arc<[Arc<SharedFrame>]> = std::mem::take(&mut entry.presence).into();
-    let _ = entry.channel.sender.send(Delivery::Presence(held));
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::sync::broadcast::error::RecvError;
 
     use chrono::{DateTime, Utc};
 
+    use std::time::Duration;
+
     use super::super::STORE_TIMEOUT;
+    use super::ordering::GAP_WAIT;
+    use super::presence::PRESENCE_WINDOW;
     use super::*;
     use crate::adapters::memory::MemoryStore;
-    use crate::domain::{Message, NewMessage, RoomName, RoomSummary, Slug, User, Username};
+    use crate::domain::{
+        HistoryRange, Message, NewMessage, RoomName, RoomSummary, Slug, User, Username,
+    };
     use crate::ports::{Appended, SessionRecord, StoreError};
 
     fn hub_with_room() -> (Arc<Hub>, Room) {
@@ -618,20 +437,5 @@ mod tests {
         assert_eq!(received(&mut socket.receiver), Vec::<String>::new());
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(received(&mut socket.receiver), ["3"]);
-    }
-
-    #[test]
-    fn a_shared_frame_is_encoded_once_for_every_socket() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let frame = SharedFrame::new(Bytes::from_static(b"{\"type\":\"pong\"}"));
-        let encodings = AtomicUsize::new(0);
-        let encode = |json: &Bytes| {
-            encodings.fetch_add(1, Ordering::Relaxed);
-            Some(Bytes::from(format!("framed {}", json.len())))
-        };
-        for _ in 0..3 {
-            assert_eq!(frame.wire(encode).as_deref(), Some(&b"framed 15"[..]));
-        }
-        assert_eq!(encodings.load(Ordering::Relaxed), 1);
     }
 }
