@@ -3,23 +3,13 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{TestApp, PASSWORD};
-
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).expect("the form has a csrf field") + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
+use crate::helpers::{csrf_for, csrf_of, TestApp, PASSWORD};
 
 fn hidden_next_of(html: &str) -> String {
     let marker = "name=\"next\" value=\"";
     let start = html.find(marker).expect("the form has a next field") + marker.len();
     let escaped = html[start..].split('"').next().unwrap();
     escaped.replace("&#38;", "&").replace("&amp;", "&")
-}
-
-async fn form_csrf(browser: &reqwest::Client, url: String) -> String {
-    csrf_of(&browser.get(url).send().await.unwrap().text().await.unwrap())
 }
 
 fn set_cookie<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
@@ -134,7 +124,7 @@ async fn strangers_failing_on_purpose_cannot_lock_the_owner_out_of_her_browser()
     // From her own browser, Alice is not locked out, by the JSON API or the form.
     let response = api_login(&app, &alice, "ALICE", PASSWORD, None).await;
     assert_eq!(response.status(), 200);
-    let csrf = form_csrf(&alice, app.url("/login")).await;
+    let csrf = csrf_for(&alice, &app.url("/login")).await;
     let response = alice
         .post(app.url("/login"))
         .form(&[
@@ -292,7 +282,7 @@ async fn registrations_per_address_are_limited_and_the_form_says_so() {
     assert_too_many_attempts(response).await;
     // The form is refused the same way, and says why.
     let browser = app.browser();
-    let csrf = form_csrf(&browser, app.url("/register")).await;
+    let csrf = csrf_for(&browser, &app.url("/register")).await;
     let response = browser
         .post(app.url("/register"))
         .header("x-forwarded-for", "203.0.113.1")

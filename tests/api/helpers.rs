@@ -54,13 +54,14 @@ pub async fn shared_services() -> (TestDatabase, TestRedis) {
 /// Where an app keeps its data; kept across a restart of the app.
 pub struct Backend {
     dir: tempfile::TempDir,
-    shared: Option<(TestDatabase, TestRedis)>,
+    /// Shared by the apps of a pair ([`TestApp::spawn_pair`]); dropped with the last.
+    shared: Option<std::sync::Arc<(TestDatabase, TestRedis)>>,
 }
 
 impl Backend {
     pub async fn new() -> Backend {
         let shared = match std::env::var("NATTER_TEST_BACKEND").as_deref() {
-            Ok("shared") => Some(shared_services().await),
+            Ok("shared") => Some(std::sync::Arc::new(shared_services().await)),
             Ok("embedded") | Err(_) => None,
             Ok(other) => panic!("NATTER_TEST_BACKEND={other}: use embedded or shared"),
         };
@@ -76,6 +77,26 @@ impl Backend {
         Backend {
             dir: tempfile::tempdir().expect("temp dir"),
             shared: None,
+        }
+    }
+
+    /// PostgreSQL + Redis of the test's own, whatever `NATTER_TEST_BACKEND` says.
+    pub async fn shared() -> Backend {
+        Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            shared: Some(std::sync::Arc::new(shared_services().await)),
+        }
+    }
+
+    /// The same database and Redis prefix, for a second process of one service.
+    pub fn alongside(&self) -> Backend {
+        Backend {
+            dir: tempfile::tempdir().expect("temp dir"),
+            shared: Some(
+                self.shared
+                    .clone()
+                    .expect("processes share PostgreSQL + Redis, not a SQLite file"),
+            ),
         }
     }
 
@@ -111,11 +132,14 @@ impl Backend {
                 "DATABASE_URL".into(),
                 format!("sqlite://{}", self.dir.path().join("natter.db").display()),
             )],
-            Some((database, redis)) => vec![
-                ("DATABASE_URL".into(), database.url.clone()),
-                ("REDIS_URL".into(), redis.url.clone()),
-                ("REDIS_KEY_PREFIX".into(), redis.prefix.clone()),
-            ],
+            Some(services) => {
+                let (database, redis) = &**services;
+                vec![
+                    ("DATABASE_URL".into(), database.url.clone()),
+                    ("REDIS_URL".into(), redis.url.clone()),
+                    ("REDIS_KEY_PREFIX".into(), redis.prefix.clone()),
+                ]
+            }
         }
     }
 }
@@ -130,6 +154,27 @@ pub struct TestApp {
 impl TestApp {
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(&[]).await
+    }
+
+    /// Two apps in this process on one PostgreSQL + Redis: one service, two processes' worth
+    /// of everything (hub, bus link, presence instance), without the cost of real
+    /// processes (`tests/cluster` keeps those, for kill -9). Needs `TEST_DATABASE_URL` and
+    /// `TEST_REDIS_URL`: mark its tests `#[ignore = "needs TEST_DATABASE_URL and TEST_REDIS_URL"]`.
+    pub async fn spawn_pair() -> (TestApp, TestApp) {
+        let backend = Backend::shared().await;
+        let second = backend.alongside();
+        (
+            TestApp::spawn_in(backend, &[]).await,
+            TestApp::spawn_in(second, &[]).await,
+        )
+    }
+
+    /// Two signed-in users in a new room: `(first, second, slug)`.
+    pub async fn two_in_a_room(&self, room: &str) -> (TestUser, TestUser, String) {
+        let first = self.user("alice").await;
+        let second = self.user("bob").await;
+        let slug = first.create_room(room).await;
+        (first, second, slug)
     }
 
     /// Starts an app with these variables on top of the test defaults.
@@ -239,6 +284,19 @@ pub async fn register(addr: SocketAddr, name: &str) -> TestUser {
     }
 }
 
+/// The hidden CSRF input's value in a page.
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("the form has a csrf field") + marker.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// The CSRF token of the page at `url`, as `client` (signed in or not) sees it.
+pub async fn csrf_for(client: &reqwest::Client, url: &str) -> String {
+    let page = client.get(url).send().await.expect("GET answered");
+    csrf_of(&page.text().await.expect("a page"))
+}
+
 /// `natter_session=…` from a response's Set-Cookie headers.
 pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
     response
@@ -261,8 +319,7 @@ pub struct TestUser {
 pub type RawSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 impl TestUser {
-    /// The same user (same session) talking to another server process.
-    #[allow(dead_code)] // used by tests/cluster
+    /// The same user (same session) talking to another server (process or app).
     pub fn at(&self, addr: SocketAddr) -> TestUser {
         TestUser {
             client: self.client.clone(),
@@ -274,6 +331,39 @@ impl TestUser {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `POST path` with a JSON body as this user: the status and the JSON answer (`null`
+    /// when there is none).
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST answered");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The CSRF token the page at `path` puts in its forms for this user.
+    pub async fn csrf_for(&self, path: &str) -> String {
+        csrf_for(&self.client, &self.url(path)).await
+    }
+
+    /// Posts a form as a browser would: `fields`, plus the CSRF token of the page at `/`.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let csrf = self.csrf_for("/").await;
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf", &csrf));
+        self.client
+            .post(self.url(path))
+            .form(&form)
+            .send()
+            .await
+            .expect("POST answered")
     }
 
     /// `GET path` as this user; the body as JSON.

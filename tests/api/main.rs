@@ -8,6 +8,7 @@ mod helpers;
 mod integrity;
 mod operations;
 mod pages;
+mod pair;
 mod rate_limits;
 mod rooms;
 mod websocket;

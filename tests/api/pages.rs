@@ -1,11 +1,4 @@
-use crate::helpers::{TestApp, PASSWORD};
-
-/// The hidden CSRF input's value in a page.
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).expect("the form has a csrf field") + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
+use crate::helpers::{csrf_of, TestApp, PASSWORD};
 
 fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
