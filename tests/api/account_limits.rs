@@ -49,7 +49,6 @@ async fn assert_too_many_attempts(response: reqwest::Response) {
     assert_eq!(body["error"]["code"], "too_many_attempts");
 }
 
-#[tokio::test]
 async fn login_follows_next_only_to_a_printable_path_on_this_site_and_never_fails_on_it() {
     let app = TestApp::spawn().await;
     app.user("alice").await;
@@ -96,7 +95,6 @@ async fn login_follows_next_only_to_a_printable_path_on_this_site_and_never_fail
     }
 }
 
-#[tokio::test]
 async fn strangers_failing_on_purpose_cannot_lock_the_owner_out_of_her_browser() {
     let app = TestApp::spawn().await;
     app.user("alice").await;
@@ -145,7 +143,6 @@ async fn strangers_failing_on_purpose_cannot_lock_the_owner_out_of_her_browser()
     assert_too_many_attempts(api_login(&app, &alice, "alice", PASSWORD, None).await).await;
 }
 
-#[tokio::test]
 async fn a_device_cookie_counts_only_for_the_user_it_names_and_only_when_signed() {
     let app = TestApp::spawn().await;
     app.user("alice").await;
@@ -178,7 +175,6 @@ async fn a_device_cookie_counts_only_for_the_user_it_names_and_only_when_signed(
     assert_too_many_attempts(alice_elsewhere).await;
 }
 
-#[tokio::test]
 async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
     // 127.0.0.1 is not a trusted proxy by default.
     let app = TestApp::spawn().await;
@@ -207,7 +203,6 @@ async fn forwarded_headers_from_an_untrusted_peer_are_ignored() {
     }
 }
 
-#[tokio::test]
 async fn behind_a_trusted_proxy_limits_count_the_forwarded_client() {
     let app = TestApp::spawn_with(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
     let client = app.browser();
@@ -245,7 +240,6 @@ async fn behind_a_trusted_proxy_limits_count_the_forwarded_client() {
     }
 }
 
-#[tokio::test]
 async fn registrations_per_address_are_limited_and_the_form_says_so() {
     let app = TestApp::spawn_with(&[
         ("REGISTRATIONS_PER_ADDRESS_PER_HOUR", "2"),
@@ -308,7 +302,6 @@ async fn registrations_per_address_are_limited_and_the_form_says_so() {
 
 /// The login throttle's numbers are configurable (`LOGIN_FAILURES_PER_USERNAME`,
 /// `LOGIN_FAILURES_PER_ADDRESS`).
-#[tokio::test]
 async fn the_login_throttle_counts_to_the_configured_numbers() {
     let app = TestApp::spawn_with(&[
         ("LOGIN_FAILURES_PER_USERNAME", "2"),
@@ -329,3 +322,13 @@ async fn the_login_throttle_counts_to_the_configured_numbers() {
     assert_eq!(response.status(), 401);
     assert_too_many_attempts(api_login(&app, &stranger, "bob", PASSWORD, None).await).await;
 }
+
+api_tests!(
+    login_follows_next_only_to_a_printable_path_on_this_site_and_never_fails_on_it,
+    strangers_failing_on_purpose_cannot_lock_the_owner_out_of_her_browser,
+    a_device_cookie_counts_only_for_the_user_it_names_and_only_when_signed,
+    forwarded_headers_from_an_untrusted_peer_are_ignored,
+    behind_a_trusted_proxy_limits_count_the_forwarded_client,
+    registrations_per_address_are_limited_and_the_form_says_so,
+    the_login_throttle_counts_to_the_configured_numbers,
+);

@@ -2,7 +2,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{session_cookie, TestApp, PASSWORD};
 
-#[tokio::test]
 async fn registering_returns_the_user_and_an_http_only_session_cookie() {
     let app = TestApp::spawn().await;
     let client = app.browser();
@@ -39,7 +38,6 @@ async fn registering_returns_the_user_and_an_http_only_session_cookie() {
     assert_eq!(me["user"], body["user"]);
 }
 
-#[tokio::test]
 async fn a_taken_username_is_refused_whatever_its_case() {
     let app = TestApp::spawn().await;
     app.user("alice").await;
@@ -55,7 +53,6 @@ async fn a_taken_username_is_refused_whatever_its_case() {
     assert_eq!(body["error"]["code"], "username_taken");
 }
 
-#[tokio::test]
 async fn bad_registrations_are_400_with_the_json_error_body() {
     let app = TestApp::spawn().await;
     let client = app.browser();
@@ -133,7 +130,6 @@ async fn bad_registrations_are_400_with_the_json_error_body() {
     );
 }
 
-#[tokio::test]
 async fn login_issues_a_new_session_and_wrong_credentials_are_401() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -166,7 +162,6 @@ async fn login_issues_a_new_session_and_wrong_credentials_are_401() {
     assert_eq!(body["user"]["username"], "alice");
 }
 
-#[tokio::test]
 async fn logout_ends_the_session_for_good() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -190,7 +185,6 @@ async fn logout_ends_the_session_for_good() {
     assert_eq!(body["error"]["code"], "unauthenticated");
 }
 
-#[tokio::test]
 async fn logout_closes_the_sessions_websockets_with_1008() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -205,7 +199,6 @@ async fn logout_closes_the_sessions_websockets_with_1008() {
     assert_eq!(ws.closed().await, Some(1008));
 }
 
-#[tokio::test]
 async fn repeated_failed_logins_for_one_username_get_429() {
     let app = TestApp::spawn().await;
     app.user("alice").await;
@@ -235,7 +228,6 @@ async fn repeated_failed_logins_for_one_username_get_429() {
     assert_eq!(body["error"]["code"], "too_many_attempts");
 }
 
-#[tokio::test]
 async fn repeated_failed_registrations_from_one_address_get_429() {
     let app = TestApp::spawn().await;
     let client = app.browser();
@@ -252,7 +244,6 @@ async fn repeated_failed_registrations_from_one_address_get_429() {
     assert_eq!(last, 429);
 }
 
-#[tokio::test]
 async fn an_expired_session_closes_its_websockets_and_stops_working() {
     let app = TestApp::spawn_with(&[("SESSION_TTL", "2")]).await;
     let alice = app.user("alice").await;
@@ -268,7 +259,6 @@ async fn an_expired_session_closes_its_websockets_and_stops_working() {
 /// Every cookie natter sets (the pre-session CSRF cookie of a login or registration page,
 /// the session and device cookies of a sign-in, the expired session cookie of a logout) is
 /// `Secure` when the client came through a trusted HTTPS proxy, and only then.
-#[tokio::test]
 async fn every_cookie_is_secure_behind_a_trusted_https_proxy_only() {
     let app = TestApp::spawn_with(&[("TRUSTED_PROXIES", "127.0.0.1")]).await;
     let cookies_of = |response: &reqwest::Response| -> Vec<String> {
@@ -336,3 +326,16 @@ async fn every_cookie_is_secure_behind_a_trusted_https_proxy_only() {
         }
     }
 }
+
+api_tests!(
+    registering_returns_the_user_and_an_http_only_session_cookie,
+    a_taken_username_is_refused_whatever_its_case,
+    bad_registrations_are_400_with_the_json_error_body,
+    login_issues_a_new_session_and_wrong_credentials_are_401,
+    logout_ends_the_session_for_good,
+    logout_closes_the_sessions_websockets_with_1008,
+    repeated_failed_logins_for_one_username_get_429,
+    repeated_failed_registrations_from_one_address_get_429,
+    an_expired_session_closes_its_websockets_and_stops_working,
+    every_cookie_is_secure_behind_a_trusted_https_proxy_only,
+);

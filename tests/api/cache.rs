@@ -3,7 +3,6 @@ use crate::helpers::{TestApp, WAIT};
 const FROM_STORE: &str = "natter_history_loads_total{source=\"store\"}";
 const FROM_CACHE: &str = "natter_history_loads_total{source=\"cache\"}";
 
-#[tokio::test]
 async fn the_first_joiner_fills_the_cache_later_joiners_read_it_and_the_last_leaver_empties_it() {
     let app = TestApp::spawn_with(&[("HISTORY_ON_JOIN", "3"), ("CACHE_MESSAGES", "5")]).await;
     let slug = app.user("owner").await.create_room("general").await;
@@ -54,7 +53,6 @@ async fn the_first_joiner_fills_the_cache_later_joiners_read_it_and_the_last_lea
     );
 }
 
-#[tokio::test]
 async fn simultaneous_joiners_of_a_cold_room_all_get_complete_history() {
     let app = TestApp::spawn_with(&[("HISTORY_ON_JOIN", "4"), ("CACHE_MESSAGES", "8")]).await;
     let owner = app.user("owner").await;
@@ -97,3 +95,8 @@ async fn simultaneous_joiners_of_a_cold_room_all_get_complete_history() {
     assert_eq!(app.metric(FROM_STORE).await, store_before + 1.0);
     assert_eq!(app.metric(FROM_CACHE).await, cache_before + 19.0);
 }
+
+api_tests!(
+    the_first_joiner_fills_the_cache_later_joiners_read_it_and_the_last_leaver_empties_it,
+    simultaneous_joiners_of_a_cold_room_all_get_complete_history,
+);

@@ -116,7 +116,6 @@ async fn trickle(addr: SocketAddr, path: &str, content_type: &str) -> (String, D
     )
 }
 
-#[tokio::test]
 async fn a_body_that_trickles_is_answered_408_and_its_connection_closed() {
     let app = TestApp::spawn_with(&[("REQUEST_BODY_TIMEOUT", "1")]).await;
 
@@ -149,7 +148,6 @@ async fn a_body_that_trickles_is_answered_408_and_its_connection_closed() {
     assert_eq!(login.status(), 401);
 }
 
-#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_head_timeout() {
     let app = TestApp::spawn_with(&[("REQUEST_HEAD_TIMEOUT", "1")]).await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
@@ -167,7 +165,6 @@ async fn connect_from(source: &str, addr: SocketAddr) -> TcpStream {
     socket.connect(addr).await.unwrap()
 }
 
-#[tokio::test]
 async fn one_address_holds_at_most_max_connections_per_address_websockets_included() {
     let app = TestApp::spawn_with(&[("MAX_CONNECTIONS_PER_ADDRESS", "3")]).await;
     // The user's own HTTP client talks from 127.0.0.1; the capped client is 127.0.0.2.
@@ -229,7 +226,6 @@ async fn one_address_holds_at_most_max_connections_per_address_websockets_includ
     }
 }
 
-#[tokio::test]
 async fn a_foreign_host_is_refused_except_by_the_probes() {
     let app = TestApp::spawn().await;
     let port = app.addr.port();
@@ -269,7 +265,6 @@ async fn a_foreign_host_is_refused_except_by_the_probes() {
     }
 }
 
-#[tokio::test]
 async fn allowed_hosts_adds_names_and_a_star_allows_any() {
     let app = TestApp::spawn_with(&[
         ("ALLOWED_HOSTS", "chat.example.com"),
@@ -291,3 +286,11 @@ async fn allowed_hosts_adds_names_and_a_star_allows_any() {
     let response = request_with_host(any.addr, "evil.example", "/api/rooms").await;
     assert_eq!(status_of(&response), 401, "{response}");
 }
+
+api_tests!(
+    a_body_that_trickles_is_answered_408_and_its_connection_closed,
+    an_idle_keep_alive_connection_is_closed_after_the_head_timeout,
+    one_address_holds_at_most_max_connections_per_address_websockets_included,
+    a_foreign_host_is_refused_except_by_the_probes,
+    allowed_hosts_adds_names_and_a_star_allows_any,
+);

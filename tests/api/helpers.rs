@@ -1,10 +1,10 @@
 //! Starts a real natter on an ephemeral port, with its own storage, and talks to it like a
 //! client: HTTP with a cookie jar, WebSockets with the session cookie.
 //!
-//! Storage is a fresh SQLite file by default. With `NATTER_TEST_BACKEND=shared` every app
-//! gets its own PostgreSQL database (from `TEST_DATABASE_URL`) and Redis key prefix (on
-//! `TEST_REDIS_URL`) instead, so the same tests prove the production topology; both are
-//! removed when the test ends.
+//! Storage is a fresh SQLite file, or, for a test in an `api_tests!` `shared` module, a
+//! PostgreSQL database (from `TEST_DATABASE_URL`) and Redis key prefix (on `TEST_REDIS_URL`)
+//! of the test's own, so the same tests prove the production topology; both are removed
+//! when the test ends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +51,24 @@ pub async fn shared_services() -> (TestDatabase, TestRedis) {
     )
 }
 
+/// Which backend a test's apps use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// SQLite, with cache, presence, limiter and bus in the process.
+    Embedded,
+    /// PostgreSQL + Redis.
+    Shared,
+}
+
+tokio::task_local! {
+    static BACKEND: BackendKind;
+}
+
+/// Runs a test body with `kind` as the backend its apps get ([`Backend::new`]).
+pub async fn on_backend(kind: BackendKind, test: impl std::future::Future<Output = ()>) {
+    BACKEND.scope(kind, test).await
+}
+
 /// Where an app keeps its data; kept across a restart of the app.
 pub struct Backend {
     dir: tempfile::TempDir,
@@ -59,11 +77,11 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// The backend of the running test: the `api_tests!` module's, else embedded.
     pub async fn new() -> Backend {
-        let shared = match std::env::var("NATTER_TEST_BACKEND").as_deref() {
-            Ok("shared") => Some(std::sync::Arc::new(shared_services().await)),
-            Ok("embedded") | Err(_) => None,
-            Ok(other) => panic!("NATTER_TEST_BACKEND={other}: use embedded or shared"),
+        let shared = match BACKEND.try_with(|kind| *kind) {
+            Ok(BackendKind::Shared) => Some(std::sync::Arc::new(shared_services().await)),
+            Ok(BackendKind::Embedded) | Err(_) => None,
         };
         Backend {
             dir: tempfile::tempdir().expect("temp dir"),
@@ -71,7 +89,7 @@ impl Backend {
         }
     }
 
-    /// SQLite in a directory of its own, whatever `NATTER_TEST_BACKEND` says: for tests of
+    /// SQLite in a directory of its own, whatever the test's backend: for tests of
     /// what only the embedded store has (its file).
     pub fn embedded() -> Backend {
         Backend {
@@ -80,7 +98,7 @@ impl Backend {
         }
     }
 
-    /// PostgreSQL + Redis of the test's own, whatever `NATTER_TEST_BACKEND` says.
+    /// PostgreSQL + Redis of the test's own, whatever the test's backend.
     pub async fn shared() -> Backend {
         Backend {
             dir: tempfile::tempdir().expect("temp dir"),

@@ -7,7 +7,6 @@ use crate::helpers::TestApp;
 
 /// The same `client_id` in another room, or with another body, names another message:
 /// acking it with the old id would say the new text was stored when it was dropped.
-#[tokio::test]
 async fn a_client_id_reused_for_another_message_is_refused_and_nothing_is_stored() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -59,7 +58,6 @@ async fn a_client_id_reused_for_another_message_is_refused_and_nothing_is_stored
 
 /// Room spam must not hide rooms silently: the list says it left some out, and `?q=`
 /// finds any room by its name.
-#[tokio::test]
 async fn a_long_room_list_says_truncated_and_q_finds_the_quiet_rooms() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -111,7 +109,6 @@ async fn a_long_room_list_says_truncated_and_q_finds_the_quiet_rooms() {
 
 /// Text that shows nothing, turns the text around it, or drives a terminal is refused
 /// at the edge; a name's slug is its own.
-#[tokio::test]
 async fn invisible_bidi_and_control_text_is_refused_and_slugs_do_not_collide() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -149,7 +146,6 @@ async fn invisible_bidi_and_control_text_is_refused_and_slugs_do_not_collide() {
 
 /// Readiness tells the truth: a deleted SQLite file still answers reads (the open
 /// descriptors keep it alive) but every write to it would vanish at the next start.
-#[tokio::test]
 async fn a_deleted_sqlite_file_makes_readyz_503_and_sends_unavailable() {
     let app = TestApp::spawn_in(crate::helpers::Backend::embedded(), &[]).await;
     let alice = app.user("alice").await;
@@ -173,7 +169,6 @@ async fn a_deleted_sqlite_file_makes_readyz_503_and_sends_unavailable() {
 }
 
 /// Reading history over HTTP costs the store a query each time: 20 a second per user.
-#[tokio::test]
 async fn rest_history_is_limited_to_20_requests_a_second_per_user() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -207,7 +202,6 @@ async fn rest_history_is_limited_to_20_requests_a_second_per_user() {
 
 /// serde reads a struct from a JSON array as readily as from an object: an array body
 /// must not register an account or create a room; a duplicate key is no better.
-#[tokio::test]
 async fn json_arrays_and_duplicate_keys_are_not_bodies() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -246,7 +240,6 @@ async fn json_arrays_and_duplicate_keys_are_not_bodies() {
 
 /// The room list's cap and the REST history budget are configurable (`ROOM_LIST_MAX`,
 /// `HISTORY_READS_PER_SECOND`).
-#[tokio::test]
 async fn the_room_list_cap_and_the_history_budget_are_what_is_configured() {
     let app =
         TestApp::spawn_with(&[("ROOM_LIST_MAX", "2"), ("HISTORY_READS_PER_SECOND", "2")]).await;
@@ -279,3 +272,13 @@ async fn the_room_list_cap_and_the_history_budget_are_what_is_configured() {
     );
     assert_eq!(statuses, [200, 200, 429]);
 }
+
+api_tests!(
+    a_client_id_reused_for_another_message_is_refused_and_nothing_is_stored,
+    a_long_room_list_says_truncated_and_q_finds_the_quiet_rooms,
+    invisible_bidi_and_control_text_is_refused_and_slugs_do_not_collide,
+    a_deleted_sqlite_file_makes_readyz_503_and_sends_unavailable,
+    rest_history_is_limited_to_20_requests_a_second_per_user,
+    json_arrays_and_duplicate_keys_are_not_bodies,
+    the_room_list_cap_and_the_history_budget_are_what_is_configured,
+);

@@ -1,4 +1,37 @@
 //! Black-box tests: a real natter on an ephemeral port, spoken to over HTTP and WebSocket.
+//!
+//! Every test runs on both backends because the code says so (`api_tests!`):
+//! `…::embedded::…` on SQLite with the in-process adapters, `…::shared::…` on PostgreSQL +
+//! Redis (ignored unless `--include-ignored`, like every service-backed test).
+
+/// `api_tests!(name, …)` at the end of a file stamps each named `async fn name()` of the
+/// file out as two tests: in `embedded` (SQLite, in-process adapters) and in `shared` (a
+/// PostgreSQL database and Redis prefix of its own; `#[ignore]`d by default). The body runs
+/// with its module's backend, which `TestApp::spawn` and friends pick up. A test function
+/// left out of the list is dead code, which clippy refuses.
+macro_rules! api_tests {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    crate::helpers::on_backend(crate::helpers::BackendKind::Embedded, super::$name())
+                        .await
+                }
+            )*
+        }
+        mod shared {
+            $(
+                #[tokio::test]
+                #[ignore = "needs TEST_DATABASE_URL and TEST_REDIS_URL"]
+                async fn $name() {
+                    crate::helpers::on_backend(crate::helpers::BackendKind::Shared, super::$name())
+                        .await
+                }
+            )*
+        }
+    };
+}
 
 mod account_limits;
 mod accounts;

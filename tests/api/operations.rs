@@ -6,7 +6,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{TestApp, PASSWORD, WAIT};
 
-#[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let app = TestApp::spawn().await;
     assert_eq!(
@@ -31,7 +30,6 @@ async fn health_readiness_and_metrics_answer() {
         .await;
 }
 
-#[tokio::test]
 async fn an_acknowledged_message_survives_a_restart() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -67,7 +65,6 @@ async fn an_acknowledged_message_survives_a_restart() {
     assert_eq!(stored["messages"][0]["id"], ack["id"]);
 }
 
-#[tokio::test]
 async fn a_connection_that_never_finishes_its_request_head_is_closed() {
     let app = TestApp::spawn().await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
@@ -97,7 +94,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
 async fn sigterm_closes_sockets_with_1001_and_exits_within_10_seconds_keeping_acked_messages() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -191,3 +187,10 @@ async fn sigterm_closes_sockets_with_1001_and_exits_within_10_seconds_keeping_ac
     assert_eq!(stored["messages"][0]["body"], "before the signal");
     let _ = server.kill().await;
 }
+
+api_tests!(
+    health_readiness_and_metrics_answer,
+    an_acknowledged_message_survives_a_restart,
+    a_connection_that_never_finishes_its_request_head_is_closed,
+    sigterm_closes_sockets_with_1001_and_exits_within_10_seconds_keeping_acked_messages,
+);

@@ -4,7 +4,6 @@ fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-#[tokio::test]
 async fn signed_out_visitors_are_sent_to_login_with_next() {
     let app = TestApp::spawn().await;
     let browser = app.browser();
@@ -15,7 +14,6 @@ async fn signed_out_visitors_are_sent_to_login_with_next() {
     assert_eq!(location(&response), "/login?next=/rooms/general");
 }
 
-#[tokio::test]
 async fn registering_through_the_form_signs_in_and_shows_the_room_list() {
     let app = TestApp::spawn().await;
     let browser = app.browser();
@@ -67,7 +65,6 @@ async fn registering_through_the_form_signs_in_and_shows_the_room_list() {
     assert!(page.contains("/static/app.js"));
 }
 
-#[tokio::test]
 async fn form_errors_are_shown_on_the_form() {
     let app = TestApp::spawn().await;
     let browser = app.browser();
@@ -96,7 +93,6 @@ async fn form_errors_are_shown_on_the_form() {
     assert!(response.text().await.unwrap().contains("passwords differ"));
 }
 
-#[tokio::test]
 async fn forms_without_a_valid_csrf_token_or_from_another_origin_are_refused() {
     let app = TestApp::spawn().await;
     let browser = app.browser();
@@ -151,7 +147,6 @@ async fn forms_without_a_valid_csrf_token_or_from_another_origin_are_refused() {
     assert_eq!(foreign.status(), 403);
 }
 
-#[tokio::test]
 async fn login_follows_next_only_within_the_site() {
     let app = TestApp::spawn().await;
     app.user("alice").await;
@@ -187,7 +182,6 @@ async fn login_follows_next_only_within_the_site() {
     }
 }
 
-#[tokio::test]
 async fn logout_through_the_form_ends_the_session() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -218,7 +212,6 @@ async fn logout_through_the_form_ends_the_session() {
     assert_eq!(me.status(), 401);
 }
 
-#[tokio::test]
 async fn pages_carry_safety_headers_and_escape_what_users_wrote() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -248,7 +241,6 @@ async fn pages_carry_safety_headers_and_escape_what_users_wrote() {
     assert!(!html.contains("<script>") || !html.contains("alert(1)</script>"));
 }
 
-#[tokio::test]
 async fn unknown_pages_and_rooms_are_404_pages() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -274,7 +266,6 @@ async fn unknown_pages_and_rooms_are_404_pages() {
     assert_eq!(body["error"]["code"], "not_found");
 }
 
-#[tokio::test]
 async fn the_script_and_stylesheet_are_served_by_natter() {
     let app = TestApp::spawn().await;
     let js = reqwest::get(app.url("/static/app.js")).await.unwrap();
@@ -299,7 +290,6 @@ fn static_urls(html: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
 async fn static_files_have_content_versioned_urls_and_cache_headers() {
     use sha2::{Digest, Sha256};
 
@@ -354,7 +344,6 @@ async fn static_files_have_content_versioned_urls_and_cache_headers() {
     }
 }
 
-#[tokio::test]
 async fn every_page_carries_the_policy_and_has_no_inline_script_or_style() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -389,3 +378,17 @@ async fn every_page_carries_the_policy_and_has_no_inline_script_or_style() {
         assert!(!html.contains(" onclick="), "{path}");
     }
 }
+
+api_tests!(
+    signed_out_visitors_are_sent_to_login_with_next,
+    registering_through_the_form_signs_in_and_shows_the_room_list,
+    form_errors_are_shown_on_the_form,
+    forms_without_a_valid_csrf_token_or_from_another_origin_are_refused,
+    login_follows_next_only_within_the_site,
+    logout_through_the_form_ends_the_session,
+    pages_carry_safety_headers_and_escape_what_users_wrote,
+    unknown_pages_and_rooms_are_404_pages,
+    the_script_and_stylesheet_are_served_by_natter,
+    static_files_have_content_versioned_urls_and_cache_headers,
+    every_page_carries_the_policy_and_has_no_inline_script_or_style,
+);

@@ -2,7 +2,6 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::TestApp;
 
-#[tokio::test]
 async fn a_second_send_within_a_second_is_refused_across_rooms_and_connections() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -25,7 +24,6 @@ async fn a_second_send_within_a_second_is_refused_across_rooms_and_connections()
     assert!(app.metric("natter_rate_limited_total").await >= 1.0);
 }
 
-#[tokio::test]
 async fn the_eleventh_send_in_a_minute_is_refused_until_the_first_leaves_the_window() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -56,3 +54,8 @@ async fn the_eleventh_send_in_a_minute_is_refused_until_the_first_leaves_the_win
         "wait {wait} after {elapsed} ms"
     );
 }
+
+api_tests!(
+    a_second_send_within_a_second_is_refused_across_rooms_and_connections,
+    the_eleventh_send_in_a_minute_is_refused_until_the_first_leaves_the_window,
+);

@@ -2,7 +2,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::{seqs, TestApp};
 
-#[tokio::test]
 async fn creating_a_room_whose_slug_exists_joins_it() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -32,7 +31,6 @@ async fn creating_a_room_whose_slug_exists_joins_it() {
     assert_eq!(again["room"], first["room"]);
 }
 
-#[tokio::test]
 async fn bad_room_names_are_400() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -56,7 +54,6 @@ async fn bad_room_names_are_400() {
     }
 }
 
-#[tokio::test]
 async fn the_room_list_counts_distinct_users_online() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -81,7 +78,6 @@ async fn the_room_list_counts_distinct_users_online() {
         .all(|r| r["name"].is_string() && r.get("last_message_at").is_some()));
 }
 
-#[tokio::test]
 async fn room_routes_need_a_session() {
     let app = TestApp::spawn().await;
     let anonymous = app.browser();
@@ -93,7 +89,6 @@ async fn room_routes_need_a_session() {
     }
 }
 
-#[tokio::test]
 async fn the_history_api_pages_backwards_with_before_and_limit() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -156,3 +151,11 @@ async fn the_history_api_pages_backwards_with_before_and_limit() {
     let error: Value = unknown.json().await.unwrap();
     assert_eq!(error["error"]["code"], "room_not_found");
 }
+
+api_tests!(
+    creating_a_room_whose_slug_exists_joins_it,
+    bad_room_names_are_400,
+    the_room_list_counts_distinct_users_online,
+    room_routes_need_a_session,
+    the_history_api_pages_backwards_with_before_and_limit,
+);

@@ -7,7 +7,6 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::helpers::{seqs, TestApp, Ws};
 
-#[tokio::test]
 async fn upgrades_are_refused_before_the_handshake_without_session_origin_or_room() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -59,7 +58,6 @@ async fn upgrades_are_refused_before_the_handshake_without_session_origin_or_roo
         .is_ok());
 }
 
-#[tokio::test]
 async fn joined_then_history_open_every_connection() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -77,7 +75,6 @@ async fn joined_then_history_open_every_connection() {
     assert_eq!(bob_ws.history.as_ref().unwrap()["messages"], json!([]));
 }
 
-#[tokio::test]
 async fn a_message_reaches_every_member_with_identity_from_the_session() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -117,7 +114,6 @@ async fn a_message_reaches_every_member_with_identity_from_the_session() {
 
 /// Frames longer than the socket's buffer go out in fragments; the client gets the same
 /// message, live and in a later joiner's history.
-#[tokio::test]
 async fn a_long_message_arrives_whole_live_and_in_history() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -140,7 +136,6 @@ async fn a_long_message_arrives_whole_live_and_in_history() {
     assert_eq!(history[0]["body"], body);
 }
 
-#[tokio::test]
 async fn a_resend_with_the_same_client_id_is_stored_once_and_not_limited_again() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -161,7 +156,6 @@ async fn a_resend_with_the_same_client_id_is_stored_once_and_not_limited_again()
 
 /// A resend the limiter would have let through takes no slot: the next new message
 /// right after it is accepted.
-#[tokio::test]
 async fn a_resend_outside_the_limit_leaves_the_slot_for_the_next_message() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -181,7 +175,6 @@ async fn a_resend_outside_the_limit_leaves_the_slot_for_the_next_message() {
     assert_eq!(stored["messages"].as_array().unwrap().len(), 2);
 }
 
-#[tokio::test]
 async fn since_resumes_with_every_message_after_it() {
     let app = TestApp::spawn().await;
     let slug = app.user("owner").await.create_room("general").await;
@@ -199,7 +192,6 @@ async fn since_resumes_with_every_message_after_it() {
     assert_eq!(fresh.history_seqs(), vec![1, 2, 3, 4]);
 }
 
-#[tokio::test]
 async fn ping_pong_and_history_requests_are_answered() {
     let app = TestApp::spawn().await;
     let slug = app.user("owner").await.create_room("general").await;
@@ -226,7 +218,6 @@ async fn ping_pong_and_history_requests_are_answered() {
     assert_eq!(ws.next_frame().await["code"], "invalid_frame");
 }
 
-#[tokio::test]
 async fn bad_frames_get_error_frames_and_the_connection_stays_open() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -277,7 +268,6 @@ async fn bad_frames_get_error_frames_and_the_connection_stays_open() {
     assert_eq!(ws.say("still here", "ok").await["type"], "ack");
 }
 
-#[tokio::test]
 async fn a_frame_over_64_kib_is_refused() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -319,7 +309,6 @@ async fn a_frame_over_64_kib_is_refused() {
     assert_eq!(stored["messages"], json!([]));
 }
 
-#[tokio::test]
 async fn members_are_announced_on_first_join_and_last_leave() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -341,7 +330,6 @@ async fn members_are_announced_on_first_join_and_last_leave() {
 
 /// Presence frames after the first of a burst wait briefly in the hub for company; a
 /// message must not overtake them, and a message arriving meanwhile takes them along.
-#[tokio::test]
 async fn a_joiners_first_message_arrives_after_their_member_joined() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -372,7 +360,6 @@ async fn a_joiners_first_message_arrives_after_their_member_joined() {
     );
 }
 
-#[tokio::test]
 async fn more_than_20_other_frames_a_second_are_rate_limited() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -398,7 +385,6 @@ async fn more_than_20_other_frames_a_second_are_rate_limited() {
     assert_eq!((pongs, limited), (20, 5));
 }
 
-#[tokio::test]
 async fn many_senders_are_delivered_in_seq_order_without_gaps() {
     let app = TestApp::spawn().await;
     let slug = app.user("owner").await.create_room("busy").await;
@@ -426,7 +412,6 @@ async fn many_senders_are_delivered_in_seq_order_without_gaps() {
     assert_eq!(seen, (1..=12).collect::<Vec<_>>());
 }
 
-#[tokio::test]
 async fn a_resume_after_more_than_1000_messages_is_truncated_and_pages_on() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -471,7 +456,6 @@ async fn a_resume_after_more_than_1000_messages_is_truncated_and_pages_on() {
     assert!(rest.get("truncated").is_none_or(|t| t == false));
 }
 
-#[tokio::test]
 async fn the_server_offers_no_websocket_compression() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -491,3 +475,22 @@ async fn the_server_offers_no_websocket_compression() {
     assert_eq!(response.status(), 101);
     assert!(response.headers().get("sec-websocket-extensions").is_none());
 }
+
+api_tests!(
+    upgrades_are_refused_before_the_handshake_without_session_origin_or_room,
+    joined_then_history_open_every_connection,
+    a_message_reaches_every_member_with_identity_from_the_session,
+    a_long_message_arrives_whole_live_and_in_history,
+    a_resend_with_the_same_client_id_is_stored_once_and_not_limited_again,
+    a_resend_outside_the_limit_leaves_the_slot_for_the_next_message,
+    since_resumes_with_every_message_after_it,
+    ping_pong_and_history_requests_are_answered,
+    bad_frames_get_error_frames_and_the_connection_stays_open,
+    a_frame_over_64_kib_is_refused,
+    members_are_announced_on_first_join_and_last_leave,
+    a_joiners_first_message_arrives_after_their_member_joined,
+    more_than_20_other_frames_a_second_are_rate_limited,
+    many_senders_are_delivered_in_seq_order_without_gaps,
+    a_resume_after_more_than_1000_messages_is_truncated_and_pages_on,
+    the_server_offers_no_websocket_compression,
+);

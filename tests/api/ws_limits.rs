@@ -99,7 +99,6 @@ async fn next_text(ws: &mut Ws) -> String {
     }
 }
 
-#[tokio::test]
 async fn a_socket_that_stops_reading_is_closed_after_the_write_timeout() {
     let app = TestApp::spawn_with(&[("WS_WRITE_TIMEOUT", "1")]).await;
     let alice = app.user("alice").await;
@@ -117,7 +116,6 @@ async fn a_socket_that_stops_reading_is_closed_after_the_write_timeout() {
     assert_eq!(other.say("still here", "c1").await["type"], "ack");
 }
 
-#[tokio::test]
 async fn logout_closes_a_socket_whose_write_is_pending() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -139,7 +137,6 @@ async fn logout_closes_a_socket_whose_write_is_pending() {
 }
 
 /// §7a: session expiry closes a socket on time even while a write to it is pending.
-#[tokio::test]
 async fn session_expiry_closes_a_socket_whose_write_is_pending() {
     let ttl = Duration::from_secs(10);
     let app = TestApp::spawn_with(&[("SESSION_TTL", "10")]).await;
@@ -165,7 +162,6 @@ async fn session_expiry_closes_a_socket_whose_write_is_pending() {
 }
 
 /// §7a, §7: shutdown closes a socket with a pending write and exits in time.
-#[tokio::test]
 async fn shutdown_is_not_held_up_by_a_socket_whose_write_is_pending() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -186,7 +182,6 @@ async fn shutdown_is_not_held_up_by_a_socket_whose_write_is_pending() {
     );
 }
 
-#[tokio::test]
 async fn a_frame_over_the_unsent_limit_closes_the_socket_with_1008() {
     let app = TestApp::spawn_with(&[("WS_MAX_UNSENT_BYTES", "65536")]).await;
     let alice = app.user("alice").await;
@@ -202,7 +197,6 @@ async fn a_frame_over_the_unsent_limit_closes_the_socket_with_1008() {
     assert_eq!(ws.closed().await, Some(1008));
 }
 
-#[tokio::test]
 async fn history_frames_hold_at_most_512_kib_and_say_truncated() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -267,7 +261,6 @@ async fn history_frames_hold_at_most_512_kib_and_say_truncated() {
     assert_eq!(seqs(&history["messages"]).last(), Some(&100));
 }
 
-#[tokio::test]
 async fn a_user_holds_at_most_20_sockets_and_a_closed_one_frees_its_place() {
     let app = TestApp::spawn_with(&[("MAX_UPGRADES_PER_USER", "1000")]).await;
     let alice = app.user("alice").await;
@@ -297,7 +290,6 @@ async fn a_user_holds_at_most_20_sockets_and_a_closed_one_frees_its_place() {
     }
 }
 
-#[tokio::test]
 async fn at_most_10_upgrades_per_user_in_10_seconds() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -349,7 +341,6 @@ async fn errors_for(ws: &mut Ws, frame: Message, count: usize) -> Vec<Value> {
     }
 }
 
-#[tokio::test]
 async fn refused_sends_and_websocket_pings_count_against_the_frame_budget() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -373,7 +364,6 @@ async fn refused_sends_and_websocket_pings_count_against_the_frame_budget() {
     assert!(errors.iter().all(|e| e["code"] == "rate_limited"));
 }
 
-#[tokio::test]
 async fn duplicate_keys_arrays_and_negative_seqs_are_invalid_frames() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -394,7 +384,6 @@ async fn duplicate_keys_arrays_and_negative_seqs_are_invalid_frames() {
     assert_eq!(ws.say("real", "r").await["seq"], 1);
 }
 
-#[tokio::test]
 async fn since_above_the_last_seq_still_gets_live_messages() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -421,7 +410,6 @@ async fn since_above_the_last_seq_still_gets_live_messages() {
 
 /// The frame budget and the history bound are configurable (`WS_FRAMES_PER_SECOND`,
 /// `WS_MAX_HISTORY_BYTES`), and the socket meets the configured numbers.
-#[tokio::test]
 async fn the_frame_budget_and_the_history_bound_are_what_is_configured() {
     let app = TestApp::spawn_with(&[
         ("WS_FRAMES_PER_SECOND", "3"),
@@ -460,3 +448,18 @@ async fn the_frame_budget_and_the_history_bound_are_what_is_configured() {
         ]
     );
 }
+
+api_tests!(
+    a_socket_that_stops_reading_is_closed_after_the_write_timeout,
+    logout_closes_a_socket_whose_write_is_pending,
+    session_expiry_closes_a_socket_whose_write_is_pending,
+    shutdown_is_not_held_up_by_a_socket_whose_write_is_pending,
+    a_frame_over_the_unsent_limit_closes_the_socket_with_1008,
+    history_frames_hold_at_most_512_kib_and_say_truncated,
+    a_user_holds_at_most_20_sockets_and_a_closed_one_frees_its_place,
+    at_most_10_upgrades_per_user_in_10_seconds,
+    refused_sends_and_websocket_pings_count_against_the_frame_budget,
+    duplicate_keys_arrays_and_negative_seqs_are_invalid_frames,
+    since_above_the_last_seq_still_gets_live_messages,
+    the_frame_budget_and_the_history_bound_are_what_is_configured,
+);
