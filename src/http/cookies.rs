@@ -117,17 +117,7 @@ pub fn new_device_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(
-                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        headers
-    }
+    use crate::http::test_headers as headers;
 
     fn secret_key(key: &str) -> SecretKey {
         crate::config::Config::from_lookup(|name| (name == "SECRET_KEY").then(|| key.to_owned()))

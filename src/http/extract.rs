@@ -202,17 +202,7 @@ impl FromRequestParts<AppState> for OverHttps {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(
-                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        headers
-    }
+    use crate::http::test_headers as headers;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()

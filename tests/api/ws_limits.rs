@@ -116,18 +116,28 @@ async fn a_socket_that_stops_reading_is_closed_after_the_write_timeout() {
     assert_eq!(other.say("still here", "c1").await["type"], "ack");
 }
 
+/// Alice's socket, asking for megabytes and reading none, once the server is stuck in a
+/// write to it (keep the socket: dropping it would end the write).
+async fn a_socket_stuck_in_a_write(app: &TestApp, alice: &TestUser) -> crate::helpers::RawSocket {
+    let slug = alice.create_room("general").await;
+    seed_big_messages(app, &slug, "alice", 100).await;
+    let mut silent = open_silent(alice, app, &format!("/ws/rooms/{slug}?since=0")).await;
+    ask_for_megabytes(&mut silent).await;
+    assert!(sockets_become(app, 1.0, WAIT).await);
+    // Time to fill every buffer on the way: the server is then stuck in a write.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.metric("natter_ws_connections").await,
+        1.0,
+        "the socket closed before its write was pending"
+    );
+    silent
+}
+
 async fn logout_closes_a_socket_whose_write_is_pending() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let slug = alice.create_room("general").await;
-    seed_big_messages(&app, &slug, "alice", 100).await;
-
-    let mut silent = open_silent(&alice, &app, &format!("/ws/rooms/{slug}?since=0")).await;
-    ask_for_megabytes(&mut silent).await;
-    assert!(sockets_become(&app, 1.0, WAIT).await);
-    // Time to fill every buffer on the way: the server is then stuck in a write.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(app.metric("natter_ws_connections").await, 1.0);
+    let _silent = a_socket_stuck_in_a_write(&app, &alice).await;
     let logout = alice.client.post(app.url("/api/logout")).send().await;
     assert!(logout.unwrap().status().is_success());
     assert!(
@@ -142,18 +152,7 @@ async fn session_expiry_closes_a_socket_whose_write_is_pending() {
     let app = TestApp::spawn_with(&[("SESSION_TTL", "10")]).await;
     let signed_in = Instant::now();
     let alice = app.user("alice").await;
-    let slug = alice.create_room("general").await;
-    seed_big_messages(&app, &slug, "alice", 100).await;
-
-    let mut silent = open_silent(&alice, &app, &format!("/ws/rooms/{slug}?since=0")).await;
-    ask_for_megabytes(&mut silent).await;
-    assert!(sockets_become(&app, 1.0, WAIT).await);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        app.metric("natter_ws_connections").await,
-        1.0,
-        "the test was too slow: the session ended before the write was pending"
-    );
+    let _silent = a_socket_stuck_in_a_write(&app, &alice).await;
     let expiry_and_grace = (ttl + Duration::from_secs(5)).saturating_sub(signed_in.elapsed());
     assert!(
         sockets_become(&app, 0.0, expiry_and_grace).await,
@@ -165,14 +164,7 @@ async fn session_expiry_closes_a_socket_whose_write_is_pending() {
 async fn shutdown_is_not_held_up_by_a_socket_whose_write_is_pending() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let slug = alice.create_room("general").await;
-    seed_big_messages(&app, &slug, "alice", 100).await;
-
-    let mut silent = open_silent(&alice, &app, &format!("/ws/rooms/{slug}?since=0")).await;
-    ask_for_megabytes(&mut silent).await;
-    assert!(sockets_become(&app, 1.0, WAIT).await);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(app.metric("natter_ws_connections").await, 1.0);
+    let _silent = a_socket_stuck_in_a_write(&app, &alice).await;
     let stopping = Instant::now();
     app.stop().await;
     assert!(
