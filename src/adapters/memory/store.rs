@@ -4,6 +4,7 @@
 //! uses it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -18,6 +19,8 @@ use crate::ports::{Appended, SessionRecord, Store, StoreError};
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// History reads never answer: for tests of what the rules do with a stalled store.
+    history_stalled: AtomicBool,
 }
 
 #[derive(Default)]
@@ -55,6 +58,11 @@ fn now() -> DateTime<Utc> {
 impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// From now on, [`Store::messages`] never answers (a store that went silent).
+    pub fn stall_history_reads(&self) {
+        self.history_stalled.store(true, Ordering::Relaxed);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -264,6 +272,9 @@ impl Store for MemoryStore {
         range: HistoryRange,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
+        if self.history_stalled.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
         let state = self.state();
         let Some(row) = state.room(room.id) else {
             return Ok(Vec::new());

@@ -253,21 +253,15 @@ fn send_resync(entry: &mut RoomEntry) {
 
 #[cfg(test)]
 mod tests {
-    use tokio::sync::broadcast::error::RecvError;
-
-    use chrono::{DateTime, Utc};
-
     use std::time::Duration;
+
+    use tokio::sync::broadcast::error::RecvError;
 
     use super::super::STORE_TIMEOUT;
     use super::ordering::GAP_WAIT;
     use super::presence::PRESENCE_WINDOW;
     use super::*;
     use crate::adapters::memory::MemoryStore;
-    use crate::domain::{
-        HistoryRange, Message, NewMessage, RoomName, RoomSummary, Slug, User, Username,
-    };
-    use crate::ports::{Appended, SessionRecord, StoreError};
 
     fn hub_with_room() -> (Arc<Hub>, Room) {
         let room = Room {
@@ -352,73 +346,6 @@ mod tests {
         assert_eq!(received(&mut socket.receiver), ["[e]"]);
     }
 
-    /// A store whose history reads never answer (and that nothing else here calls).
-    struct StalledHistory;
-
-    #[async_trait::async_trait]
-    impl Store for StalledHistory {
-        async fn ping(&self) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        async fn create_user(&self, _: &Username, _: &str) -> Result<User, StoreError> {
-            unimplemented!()
-        }
-        async fn find_credentials(
-            &self,
-            _: &Username,
-        ) -> Result<Option<(User, String)>, StoreError> {
-            unimplemented!()
-        }
-        async fn create_session(
-            &self,
-            _: &[u8],
-            _: UserId,
-            _: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        async fn find_session(
-            &self,
-            _: &[u8],
-            _: DateTime<Utc>,
-        ) -> Result<Option<SessionRecord>, StoreError> {
-            unimplemented!()
-        }
-        async fn delete_session(&self, _: &[u8]) -> Result<(), StoreError> {
-            unimplemented!()
-        }
-        async fn create_room(&self, _: &Slug, _: &RoomName) -> Result<(Room, bool), StoreError> {
-            unimplemented!()
-        }
-        async fn find_room(&self, _: &Slug) -> Result<Option<Room>, StoreError> {
-            unimplemented!()
-        }
-        async fn list_rooms(&self, _: usize, _: usize) -> Result<Vec<RoomSummary>, StoreError> {
-            unimplemented!()
-        }
-        async fn append_message(&self, _: NewMessage) -> Result<Appended, StoreError> {
-            unimplemented!()
-        }
-        async fn find_by_client_id(
-            &self,
-            _: UserId,
-            _: &str,
-        ) -> Result<Option<Message>, StoreError> {
-            unimplemented!()
-        }
-        async fn last_seq(&self, _: RoomId) -> Result<Seq, StoreError> {
-            unimplemented!()
-        }
-        async fn messages(
-            &self,
-            _: &Room,
-            _: HistoryRange,
-            _: u32,
-        ) -> Result<Vec<Message>, StoreError> {
-            std::future::pending().await
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_gap_the_store_cannot_fill_in_time_is_skipped_after_the_store_deadline() {
         let room = Room {
@@ -426,7 +353,9 @@ mod tests {
             slug: "general".into(),
             name: "General".into(),
         };
-        let hub = Hub::new(Arc::new(StalledHistory), Metrics::new());
+        let store = MemoryStore::new();
+        store.stall_history_reads();
+        let hub = Hub::new(Arc::new(store), Metrics::new());
         let mut socket = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
         hub.start_ordering(room.id, 0);
         hub.deliver(event(&room, Some(1), "{}"));
