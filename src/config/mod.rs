@@ -185,7 +185,25 @@ mod tests {
     #[test]
     fn every_per_client_limit_has_the_contracts_default_and_a_variable() {
         let c = config(&[]).unwrap();
-        assert_eq!(c.limits, Limits::default());
+        // The contract's numbers (§5, §7a), written out: a changed default must fail here.
+        assert_eq!(
+            c.limits,
+            Limits {
+                sends: crate::ports::Rule {
+                    name: "send",
+                    min_gap: Duration::from_secs(1),
+                    per_window: 10,
+                    window: Duration::from_secs(60),
+                },
+                login_failures_per_username: 5,
+                login_failures_per_device: 5,
+                failures_per_address: 20,
+                login_failure_window: Duration::from_secs(15 * 60),
+                registrations_per_address_per_hour: 20,
+                room_list_max: 500,
+                history_reads_per_second: 20,
+            }
+        );
         assert_eq!(
             (c.ws_frames_per_second, c.ws_max_history_bytes),
             (20, 512 * 1024)

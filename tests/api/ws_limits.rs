@@ -189,6 +189,18 @@ async fn a_frame_over_the_unsent_limit_closes_the_socket_with_1008() {
     assert_eq!(ws.closed().await, Some(1008));
 }
 
+/// Joins `slug` with `?since=0`: the socket, past `joined`, and its `history` frame's text.
+async fn join_since_zero(user: &TestUser, slug: &str) -> (Ws, String) {
+    let socket = user
+        .open(&format!("/ws/rooms/{slug}?since=0"), None)
+        .await
+        .unwrap();
+    let mut ws = Ws::new(socket);
+    assert_eq!(ws.next_frame().await["type"], "joined");
+    let raw = next_text(&mut ws).await;
+    (ws, raw)
+}
+
 async fn history_frames_hold_at_most_512_kib_and_say_truncated() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -196,13 +208,7 @@ async fn history_frames_hold_at_most_512_kib_and_say_truncated() {
     seed_big_messages(&app, &slug, "alice", 100).await;
 
     // ?since= keeps the oldest; the client pages on after the last one it got.
-    let socket = alice
-        .open(&format!("/ws/rooms/{slug}?since=0"), None)
-        .await
-        .unwrap();
-    let mut ws = Ws::new(socket);
-    assert_eq!(ws.next_frame().await["type"], "joined");
-    let raw = next_text(&mut ws).await;
+    let (mut ws, raw) = join_since_zero(&alice, &slug).await;
     assert!(raw.len() <= MAX_HISTORY_JSON, "{} bytes", raw.len());
     let history: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(history["type"], "history");
@@ -414,13 +420,7 @@ async fn the_frame_budget_and_the_history_bound_are_what_is_configured() {
     // Each seeded message is ≈ 16.1 KB of JSON: four fit in 64 KiB, not five. (Seeded
     // before anyone joins: the store is written behind the room cache's back.)
     seed_big_messages(&app, &slug, "alice", 10).await;
-    let socket = alice
-        .open(&format!("/ws/rooms/{slug}?since=0"), None)
-        .await
-        .unwrap();
-    let mut ws = Ws::new(socket);
-    assert_eq!(ws.next_frame().await["type"], "joined");
-    let raw = next_text(&mut ws).await;
+    let (mut ws, raw) = join_since_zero(&alice, &slug).await;
     assert!(raw.len() <= 65536, "{} bytes", raw.len());
     let history: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(history["truncated"], true);
