@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{csrf_for, csrf_of, TestApp, PASSWORD};
+use natter_test_support::{csrf_for, csrf_of, TestApp, PASSWORD};
 
 fn hidden_next_of(html: &str) -> String {
     let marker = "name=\"next\" value=\"";

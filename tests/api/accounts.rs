@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{session_cookie, TestApp, PASSWORD};
+use natter_test_support::{session_cookie, TestApp, PASSWORD};
 
 async fn registering_returns_the_user_and_an_http_only_session_cookie() {
     let app = TestApp::spawn().await;

@@ -1,4 +1,4 @@
-use crate::helpers::{TestApp, WAIT};
+use natter_test_support::{TestApp, WAIT};
 
 const FROM_STORE: &str = "natter_history_loads_total{source=\"store\"}";
 const FROM_CACHE: &str = "natter_history_loads_total{source=\"cache\"}";

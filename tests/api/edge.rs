@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{TestApp, Ws, WAIT};
+use natter_test_support::{TestApp, Ws, WAIT};
 
 /// Reads until the server closes the connection (EOF or a reset); panics after [`WAIT`].
 async fn read_until_closed(stream: &mut TcpStream) -> String {

@@ -15,7 +15,7 @@ macro_rules! api_tests {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    crate::helpers::on_backend(crate::helpers::BackendKind::Embedded, super::$name())
+                    natter_test_support::on_backend(natter_test_support::BackendKind::Embedded, super::$name())
                         .await
                 }
             )*
@@ -25,7 +25,7 @@ macro_rules! api_tests {
                 #[tokio::test]
                 #[ignore = "needs TEST_DATABASE_URL and TEST_REDIS_URL"]
                 async fn $name() {
-                    crate::helpers::on_backend(crate::helpers::BackendKind::Shared, super::$name())
+                    natter_test_support::on_backend(natter_test_support::BackendKind::Shared, super::$name())
                         .await
                 }
             )*
@@ -37,7 +37,6 @@ mod account_limits;
 mod accounts;
 mod cache;
 mod edge;
-mod helpers;
 mod integrity;
 mod operations;
 mod pages;
@@ -46,8 +45,3 @@ mod rate_limits;
 mod rooms;
 mod websocket;
 mod ws_limits;
-
-#[path = "../support/postgres.rs"]
-mod postgres_support;
-#[path = "../support/redis.rs"]
-mod redis_support;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, PASSWORD, WAIT};
+use natter_test_support::{TestApp, PASSWORD, WAIT};
 
 async fn health_readiness_and_metrics_answer() {
     let app = TestApp::spawn().await;
@@ -134,7 +134,7 @@ async fn sigterm_closes_sockets_with_1001_and_exits_within_10_seconds_keeping_ac
         .send()
         .await
         .unwrap();
-    let cookie = crate::helpers::session_cookie(&registered).unwrap();
+    let cookie = natter_test_support::session_cookie(&registered).unwrap();
     let room: Value = client
         .post(format!("{base}/api/rooms"))
         .header("cookie", &cookie)
@@ -155,7 +155,7 @@ async fn sigterm_closes_sockets_with_1001_and_exits_within_10_seconds_keeping_ac
         .headers_mut()
         .insert("cookie", cookie.parse().unwrap());
     let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let mut ws = crate::helpers::Ws::new(socket);
+    let mut ws = natter_test_support::Ws::new(socket);
     ws.next_of_type("history").await;
     let ack = ws.say("before the signal", "s1").await;
     assert_eq!(ack["type"], "ack");

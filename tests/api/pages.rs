@@ -1,4 +1,4 @@
-use crate::helpers::{csrf_of, TestApp, PASSWORD};
+use natter_test_support::{csrf_of, TestApp, PASSWORD};
 
 fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::TestApp;
+use natter_test_support::TestApp;
 
 #[tokio::test]
 #[ignore = "needs TEST_DATABASE_URL and TEST_REDIS_URL"]

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use crate::helpers::TestApp;
+use natter_test_support::TestApp;
 
 async fn a_second_send_within_a_second_is_refused_across_rooms_and_connections() {
     let app = TestApp::spawn().await;

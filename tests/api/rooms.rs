@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::helpers::{seqs, TestApp};
+use natter_test_support::{seqs, TestApp};
 
 async fn creating_a_room_whose_slug_exists_joins_it() {
     let app = TestApp::spawn().await;

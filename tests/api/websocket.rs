@@ -5,7 +5,7 @@ use natter::domain::{MessageBody, NewMessage, Slug, Username};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::helpers::{seqs, TestApp, Ws};
+use natter_test_support::{seqs, TestApp, Ws};
 
 async fn upgrades_are_refused_before_the_handshake_without_session_origin_or_room() {
     let app = TestApp::spawn().await;
@@ -209,10 +209,10 @@ async fn ping_pong_and_history_requests_are_answered() {
     ws.send(json!({"type": "history", "before": 3, "limit": 1}))
         .await;
     let page = ws.next_of_type("history").await;
-    assert_eq!(crate::helpers::seqs(&page["messages"]), vec![2]);
+    assert_eq!(natter_test_support::seqs(&page["messages"]), vec![2]);
     ws.send(json!({"type": "history", "after": 1})).await;
     let page = ws.next_of_type("history").await;
-    assert_eq!(crate::helpers::seqs(&page["messages"]), vec![2, 3]);
+    assert_eq!(natter_test_support::seqs(&page["messages"]), vec![2, 3]);
     ws.send(json!({"type": "history", "after": 1, "limit": 500}))
         .await;
     assert_eq!(ws.next_frame().await["code"], "invalid_frame");
@@ -278,7 +278,7 @@ async fn a_frame_over_64_kib_is_refused() {
     let mut saw_refusal = false;
     loop {
         match tokio::time::timeout(
-            crate::helpers::WAIT,
+            natter_test_support::WAIT,
             futures_util::StreamExt::next(&mut ws.socket),
         )
         .await

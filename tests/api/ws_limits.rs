@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use natter::domain::{MessageBody, NewMessage, Slug, Username};
 
-use crate::helpers::{seqs, TestApp, TestUser, Ws, WAIT};
+use natter_test_support::{seqs, TestApp, TestUser, Ws, WAIT};
 
 const MAX_HISTORY_JSON: usize = 512 * 1024;
 
@@ -46,7 +46,7 @@ async fn seed_big_messages(app: &TestApp, slug: &str, username: &str, count: usi
 
 /// A socket whose client never reads: its receive buffer is tiny, so what the server
 /// writes piles up on the server's side.
-async fn open_silent(user: &TestUser, app: &TestApp, path: &str) -> crate::helpers::RawSocket {
+async fn open_silent(user: &TestUser, app: &TestApp, path: &str) -> natter_test_support::RawSocket {
     let tcp = tokio::net::TcpSocket::new_v4().unwrap();
     tcp.set_recv_buffer_size(4096).unwrap();
     let stream = tcp.connect(app.addr).await.unwrap();
@@ -64,7 +64,7 @@ async fn open_silent(user: &TestUser, app: &TestApp, path: &str) -> crate::helpe
 }
 
 /// Asks for far more than any socket buffer holds (ten 512 KiB histories), without reading.
-async fn ask_for_megabytes(socket: &mut crate::helpers::RawSocket) {
+async fn ask_for_megabytes(socket: &mut natter_test_support::RawSocket) {
     for _ in 0..10 {
         let ask = json!({"type": "history", "after": 0, "limit": 100});
         socket.send(Message::text(ask.to_string())).await.unwrap();
@@ -118,7 +118,10 @@ async fn a_socket_that_stops_reading_is_closed_after_the_write_timeout() {
 
 /// Alice's socket, asking for megabytes and reading none, once the server is stuck in a
 /// write to it (keep the socket: dropping it would end the write).
-async fn a_socket_stuck_in_a_write(app: &TestApp, alice: &TestUser) -> crate::helpers::RawSocket {
+async fn a_socket_stuck_in_a_write(
+    app: &TestApp,
+    alice: &TestUser,
+) -> natter_test_support::RawSocket {
     let slug = alice.create_room("general").await;
     seed_big_messages(app, &slug, "alice", 100).await;
     let mut silent = open_silent(alice, app, &format!("/ws/rooms/{slug}?since=0")).await;

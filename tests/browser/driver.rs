@@ -15,7 +15,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
-use crate::helpers::{self, TestApp, PASSWORD};
+use natter_test_support::{missing_service, TestApp, PASSWORD};
 
 /// How long a condition on the page may take. Polled, never slept: most take milliseconds;
 /// the bound is generous because browsers share two CPUs with the servers in CI.
@@ -40,7 +40,7 @@ impl Driver {
     /// As [`Driver::start`], with environment variables for the browsers (e.g. `TZ`).
     pub async fn start_with(env: &[(&str, &str)]) -> Driver {
         if std::env::var_os("CHROME").is_none() {
-            helpers::missing_service("Chromium (CHROME)");
+            missing_service("Chromium (CHROME)");
         }
         let program =
             std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());

@@ -3,14 +3,6 @@
 //! and browsers, so tests run in parallel. They are `#[ignore = "needs CHROME"]`: run them
 //! with `--include-ignored` and `CHROME` set.
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-#[path = "../support/postgres.rs"]
-mod postgres_support;
-#[path = "../support/redis.rs"]
-mod redis_support;
-
 mod driver;
 mod pages;
 mod reconnect;

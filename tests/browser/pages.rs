@@ -4,7 +4,7 @@ use fantoccini::key::Key;
 use serde_json::json;
 
 use crate::driver::{Browser, Driver};
-use crate::helpers::{TestApp, PASSWORD};
+use natter_test_support::{TestApp, PASSWORD};
 
 async fn focused_id(browser: &Browser) -> String {
     let id = browser.js("return document.activeElement.id", vec![]).await;

@@ -2,7 +2,7 @@
 //! `?since=`, and shows what was sent meanwhile exactly once, its own unsent message too.
 
 use crate::driver::Driver;
-use crate::helpers::TestApp;
+use natter_test_support::TestApp;
 
 #[tokio::test]
 #[ignore = "needs CHROME"]

@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::driver::{Browser, Driver};
-use crate::helpers::TestApp;
+use natter_test_support::TestApp;
 
 /// The member list of a page, as shown.
 async fn members(browser: &Browser) -> Vec<String> {

@@ -11,8 +11,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{register, WAIT};
 use crate::support::{eventually, free_port, status};
+use natter_test_support::{register, WAIT};
 
 /// A `natter serve` whose log the test reads.
 struct Process {

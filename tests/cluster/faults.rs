@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{register, seqs, shared_services, Ws};
-use crate::postgres_support::{address, with_address};
-use crate::proxy_support::Proxy;
 use crate::support::{eventually, shared_env, status, Natter, PrivateRedis};
+use natter_test_support::database::{address, with_address};
+use natter_test_support::proxy::Proxy;
+use natter_test_support::{register, seqs, shared_services, Ws};
 
 /// Reads frames until a `history` answer arrives; returns its messages' seqs.
 async fn history_after(ws: &mut Ws, after: i64) -> Vec<i64> {

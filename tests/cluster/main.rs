@@ -5,16 +5,6 @@
 //! the restart), so they are `#[ignore = "needs …"]`: `--include-ignored` runs them, and
 //! without their services they fail. `edge.rs` needs nothing but the natter binary.
 
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-#[path = "../support/postgres.rs"]
-mod postgres_support;
-#[path = "../support/proxy.rs"]
-mod proxy_support;
-#[path = "../support/redis.rs"]
-mod redis_support;
-
 mod edge;
 mod faults;
 mod processes;

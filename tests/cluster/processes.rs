@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{register, seqs, shared_services};
 use crate::support::{env_of, eventually, Natter};
+use natter_test_support::{register, seqs, shared_services};
 
-async fn online(natter: &Natter, user: &crate::helpers::TestUser, slug: &str) -> i64 {
+async fn online(natter: &Natter, user: &natter_test_support::TestUser, slug: &str) -> i64 {
     let rooms = user.at(natter.addr).get_json("/api/rooms").await;
     rooms["rooms"]
         .as_array()

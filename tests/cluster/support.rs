@@ -1,5 +1,5 @@
 //! Real `natter serve` processes and a private `redis-server` that a test may restart
-//! (the proxy that cuts PostgreSQL off is `tests/support/proxy.rs`).
+//! (the proxy that cuts PostgreSQL off is `natter_test_support::proxy`).
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use crate::helpers::{TestDatabase, TestRedis, WAIT};
+use natter_test_support::{TestDatabase, TestRedis, WAIT};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -137,7 +137,7 @@ impl PrivateRedis {
             child: None,
         };
         if !redis.launch().await {
-            crate::helpers::missing_service("redis-server (for the Redis restart tests)");
+            natter_test_support::missing_service("redis-server (for the Redis restart tests)");
         }
         redis
     }

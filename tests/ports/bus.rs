@@ -176,7 +176,7 @@ struct RedisBuses {
 
 fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL")
-        .unwrap_or_else(|_| crate::fixtures::missing_service("Redis (TEST_REDIS_URL)"))
+        .unwrap_or_else(|_| natter_test_support::missing_service("Redis (TEST_REDIS_URL)"))
 }
 
 async fn redis_buses() -> RedisBuses {
@@ -537,7 +537,7 @@ async fn redis_a_publish_after_its_connection_was_killed_goes_out_on_a_fresh_one
 async fn redis_a_publish_that_cannot_be_sent_is_delivered_here_and_resyncs_the_room_everywhere() {
     let url = redis_url();
     let info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str()).unwrap();
-    let proxy = crate::proxy_support::Proxy::start(info.addr().to_string()).await;
+    let proxy = natter_test_support::proxy::Proxy::start(info.addr().to_string()).await;
     // Only the sender's way to Redis goes through the proxy: the receiver's link never
     // drops, so it never resyncs by itself.
     let buses = redis_buses_at(&url, &format!("redis://{}", proxy.addr)).await;

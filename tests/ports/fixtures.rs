@@ -4,13 +4,6 @@ use natter::adapters::memory::{MemoryRateLimiter, MemoryRoomState, MemoryStore};
 use natter::adapters::sqlite::SqliteStore;
 use natter::ports::{MessageCache, Presence, RateLimiter, RoomState, Store};
 
-/// A service-backed test (`#[ignore = "needs …"]`, run with `--include-ignored`) whose
-/// service is not configured: it fails, naming what to set, and never passes having done
-/// nothing.
-pub fn missing_service(what: &str) -> ! {
-    panic!("{what} is not configured: set it, or leave this #[ignore]d test out");
-}
-
 pub struct StoreFixture {
     pub store: Arc<dyn Store>,
     /// SQLite's directory, removed when the test ends.

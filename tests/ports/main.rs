@@ -8,8 +8,6 @@
 mod bus;
 mod fixtures;
 mod postgres_fixture;
-#[path = "../support/proxy.rs"]
-mod proxy_support;
 mod rate_limiter;
 mod redis_fixture;
 mod room_state;

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use natter::adapters::postgres::PgStore;
 use natter::ports::Store;
 
-#[path = "../support/postgres.rs"]
-mod postgres_support;
-pub use crate::proxy_support::Proxy;
-pub use postgres_support::{address, with_address, TestDatabase};
+pub use natter_test_support::database::{address, with_address};
+pub use natter_test_support::proxy::Proxy;
+use natter_test_support::{missing_service, TestDatabase};
 
 pub struct PgStoreFixture {
     pub store: Arc<dyn Store>,
@@ -23,7 +22,7 @@ pub async fn postgres_store() -> PgStoreFixture {
         .ok()
         .filter(|url| !url.is_empty())
     else {
-        crate::fixtures::missing_service("PostgreSQL (TEST_DATABASE_URL)");
+        missing_service("PostgreSQL (TEST_DATABASE_URL)");
     };
     let database = TestDatabase::create(&admin_url).await;
     let store = PgStore::connect(&database.url)

@@ -6,12 +6,9 @@ use std::sync::Arc;
 use natter::adapters::redis::{RedisRateLimiter, RedisRoomState};
 use natter::ports::{MessageCache, Presence, RateLimiter, RoomState};
 
-use crate::fixtures::{missing_service, CAPACITY};
-
-#[path = "../support/redis.rs"]
-mod redis_support;
-
-pub use redis_support::TestRedis;
+use crate::fixtures::CAPACITY;
+use natter_test_support::missing_service;
+pub use natter_test_support::TestRedis;
 
 /// A fresh prefix on `TEST_REDIS_URL`.
 pub fn test_redis() -> TestRedis {

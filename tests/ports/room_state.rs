@@ -248,8 +248,8 @@ mod redis_across_processes {
 
     use super::{message, seqs, user, ROOM};
     use crate::fixtures::CAPACITY;
-    use crate::proxy_support::Proxy;
     use crate::redis_fixture::{room_state, test_redis, TestRedis};
+    use natter_test_support::proxy::Proxy;
 
     const OTHER: RoomId = RoomId(2);
     const THIRD: RoomId = RoomId(3);

@@ -1,10 +1,5 @@
-//! A throwaway PostgreSQL database per test, shared by the test crates:
-//! `#[path = "../support/postgres.rs"] mod postgres_support;`.
-//!
-//! Standalone on purpose (sqlx, tokio, rand and std only; no `crate::` paths), so every
-//! crate can include it whatever its own modules are.
-
-#![allow(dead_code)]
+//! A throwaway PostgreSQL database per test, and the URL surgery the fault tests need to
+//! reach one through a [`crate::proxy::Proxy`].
 
 use sqlx::{Connection, PgConnection};
 
@@ -120,25 +115,30 @@ fn authority(url: &str) -> (usize, usize) {
     (start, end)
 }
 
-#[test]
-fn urls_are_rewritten_piece_by_piece() {
-    let admin = "postgres://postgres:pw@127.0.0.1:5433/postgres?sslmode=disable&dbname=x";
-    assert_eq!(
-        with_database(admin, "natter_test_1"),
-        "postgres://postgres:pw@127.0.0.1:5433/natter_test_1?sslmode=disable"
-    );
-    assert_eq!(
-        with_database("postgres://localhost", "t"),
-        "postgres://localhost/t"
-    );
-    assert_eq!(
-        with_database("postgres://localhost/?sslmode=disable", "t"),
-        "postgres://localhost/t?sslmode=disable"
-    );
-    assert_eq!(address(admin), "127.0.0.1:5433");
-    assert_eq!(address("postgres://db.example/x"), "db.example:5432");
-    assert_eq!(
-        with_address(admin, "127.0.0.1:7000"),
-        "postgres://postgres:pw@127.0.0.1:7000/postgres?sslmode=disable&dbname=x"
-    );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_rewritten_piece_by_piece() {
+        let admin = "postgres://postgres:pw@127.0.0.1:5433/postgres?sslmode=disable&dbname=x";
+        assert_eq!(
+            with_database(admin, "natter_test_1"),
+            "postgres://postgres:pw@127.0.0.1:5433/natter_test_1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://localhost", "t"),
+            "postgres://localhost/t"
+        );
+        assert_eq!(
+            with_database("postgres://localhost/?sslmode=disable", "t"),
+            "postgres://localhost/t?sslmode=disable"
+        );
+        assert_eq!(address(admin), "127.0.0.1:5433");
+        assert_eq!(address("postgres://db.example/x"), "db.example:5432");
+        assert_eq!(
+            with_address(admin, "127.0.0.1:7000"),
+            "postgres://postgres:pw@127.0.0.1:7000/postgres?sslmode=disable&dbname=x"
+        );
+    }
 }

@@ -1,9 +1,6 @@
 //! A Redis key prefix of a test's own on a shared server: `natter-test-<hex>:`. Every key
 //! under it is deleted when the value is dropped (also when the test panics). Nothing else
 //! on the server is touched.
-//!
-//! Included by each test crate with `#[path = "../support/redis.rs"] mod redis_support;`.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

@@ -1,6 +1,5 @@
 //! A TCP proxy a test puts between natter and PostgreSQL or Redis, to make the service
-//! look gone without touching the shared server. Standalone: included with `#[path]`.
-#![allow(dead_code)]
+//! look gone without touching the shared server.
 
 use std::net::SocketAddr;
 

@@ -1,0 +1,30 @@
+//! natter's test kit, shared by the test binaries (`tests/api`, `tests/browser`,
+//! `tests/cluster`, `tests/ports`): a real natter per test ([`TestApp`]) on the backend
+//! the test runs on ([`on_backend`]), its users ([`TestUser`]) and their sockets ([`Ws`]),
+//! and the services' throwaway parts: a PostgreSQL database ([`TestDatabase`]), a Redis
+//! key prefix ([`TestRedis`]) and a proxy that cuts either off ([`proxy::Proxy`]).
+
+use std::time::Duration;
+
+mod app;
+mod client;
+pub mod database;
+pub mod proxy;
+mod redis_prefix;
+
+pub use app::{on_backend, shared_services, Backend, BackendKind, TestApp};
+pub use client::{
+    browser, csrf_for, csrf_of, register, seqs, session_cookie, RawSocket, TestUser, Ws, PASSWORD,
+};
+pub use database::TestDatabase;
+pub use redis_prefix::TestRedis;
+
+/// Every wait in a test is bounded by this, never a bare sleep.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A service-backed test (`#[ignore = "needs …"]`, run with `--include-ignored`) whose
+/// service is not configured: it fails, naming what to set, and never passes having done
+/// nothing.
+pub fn missing_service(what: &str) -> ! {
+    panic!("{what} is not configured: set it, or leave this #[ignore]d test out");
+}
