@@ -18,56 +18,24 @@ use natter::domain::{RoomId, Seq};
 use natter::ports::{Bus, BusEvent, BusListener};
 use tokio::sync::Notify;
 
+use crate::fixtures::PortFixture;
+
 /// Every wait for a delivery is bounded by this.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// One adapter's copy of the suite, with the adapter's attribute on each test.
-macro_rules! bus_suite {
-    (#[$attr:meta] $adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
-        mod $adapter {
-            $(
-                #[tokio::test]
-                #[$attr]
-                async fn $behaviour() {
-                    let pair = $fixture().await;
-                    super::$behaviour(pair).await;
-                }
-            )*
-        }
-    };
-}
-
-/// The behaviours, listed once, on each `[#[attribute] adapter, fixture]`.
-macro_rules! bus_suites {
-    ($([#[$attr:meta] $adapter:ident, $fixture:path]),* $(,)?) => {
-        $(
-            bus_suite!(
-                #[$attr]
-                $adapter,
-                $fixture,
-                [
-                    a_room_frame_reaches_a_subscriber_unchanged,
-                    a_frame_without_seq_keeps_no_seq,
-                    a_resync_reaches_a_subscriber,
-                    a_session_end_reaches_every_instance,
-                ]
-            );
-        )*
-    };
-}
-
-bus_suites!(
-    [
-        #[cfg(all())]
-        memory,
-        crate::bus::memory_pair
-    ],
-    [
+port_suite! {
+    adapters {
+        memory: MemoryPair,
         #[ignore = "needs TEST_REDIS_URL"]
-        redis,
-        crate::bus::redis_pair
-    ],
-);
+        redis: RedisPair,
+    }
+    behaviours {
+        a_room_frame_reaches_a_subscriber_unchanged,
+        a_frame_without_seq_keeps_no_seq,
+        a_resync_reaches_a_subscriber,
+        a_session_end_reaches_every_instance,
+    }
+}
 
 /// What a listener heard.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +103,7 @@ impl BusListener for Recorder {
 }
 
 /// A sender and a receiver instance; for the in-process bus they are the same one.
+#[derive(Clone)]
 struct Pair {
     sender: Arc<dyn Bus>,
     sender_heard: Arc<Recorder>,
@@ -142,25 +111,49 @@ struct Pair {
     heard: Arc<Recorder>,
 }
 
-async fn memory_pair() -> Pair {
-    let bus = Arc::new(MemoryBus::new());
-    let heard = Arc::new(Recorder::default());
-    bus.start(heard.clone());
-    Pair {
-        sender: bus.clone(),
-        sender_heard: heard.clone(),
-        receiver: bus,
-        heard,
+struct MemoryPair(Pair);
+
+impl PortFixture for MemoryPair {
+    type Port = Pair;
+    const NEEDS: Option<&'static str> = None;
+
+    async fn make() -> Self {
+        let bus = Arc::new(MemoryBus::new());
+        let heard = Arc::new(Recorder::default());
+        bus.start(heard.clone());
+        MemoryPair(Pair {
+            sender: bus.clone(),
+            sender_heard: heard.clone(),
+            receiver: bus,
+            heard,
+        })
+    }
+
+    fn port(&self) -> Pair {
+        self.0.clone()
     }
 }
 
-async fn redis_pair() -> Pair {
-    let redis = redis_buses().await;
-    Pair {
-        sender: redis.sender,
-        sender_heard: redis.sender_heard,
-        receiver: redis.receiver,
-        heard: redis.heard,
+/// Two processes' buses on a prefix of their own: the sender and the receiver.
+struct RedisPair(Pair);
+
+impl PortFixture for RedisPair {
+    type Port = Pair;
+    const NEEDS: Option<&'static str> = Some("TEST_REDIS_URL");
+
+    async fn make() -> Self {
+        let url = Self::service_url();
+        let redis = redis_buses_at(&url, &url).await;
+        RedisPair(Pair {
+            sender: redis.sender,
+            sender_heard: redis.sender_heard,
+            receiver: redis.receiver,
+            heard: redis.heard,
+        })
+    }
+
+    fn port(&self) -> Pair {
+        self.0.clone()
     }
 }
 
@@ -174,13 +167,8 @@ struct RedisBuses {
     heard: Arc<Recorder>,
 }
 
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL")
-        .unwrap_or_else(|_| natter_test_support::missing_service("Redis (TEST_REDIS_URL)"))
-}
-
 async fn redis_buses() -> RedisBuses {
-    let url = redis_url();
+    let url = RedisPair::service_url();
     redis_buses_at(&url, &url).await
 }
 
@@ -535,7 +523,7 @@ async fn redis_a_publish_after_its_connection_was_killed_goes_out_on_a_fresh_one
 #[tokio::test]
 #[ignore = "needs TEST_REDIS_URL"]
 async fn redis_a_publish_that_cannot_be_sent_is_delivered_here_and_resyncs_the_room_everywhere() {
-    let url = redis_url();
+    let url = RedisPair::service_url();
     let info = ::redis::IntoConnectionInfo::into_connection_info(url.as_str()).unwrap();
     let proxy = natter_test_support::proxy::Proxy::start(info.addr().to_string()).await;
     // Only the sender's way to Redis goes through the proxy: the receiver's link never

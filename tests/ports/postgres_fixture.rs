@@ -5,32 +5,36 @@ use std::sync::Arc;
 
 use natter::adapters::postgres::PgStore;
 use natter::ports::Store;
-
 pub use natter_test_support::database::{address, with_address};
 pub use natter_test_support::proxy::Proxy;
-use natter_test_support::{missing_service, TestDatabase};
+use natter_test_support::TestDatabase;
 
+use crate::fixtures::PortFixture;
+
+/// A store on its own new database on `TEST_DATABASE_URL`.
 pub struct PgStoreFixture {
     pub store: Arc<dyn Store>,
     /// Dropped after `store`; dropping it drops the database.
     pub database: TestDatabase,
 }
 
-/// A store on its own new database on `TEST_DATABASE_URL`.
-pub async fn postgres_store() -> PgStoreFixture {
-    let Some(admin_url) = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-    else {
-        missing_service("PostgreSQL (TEST_DATABASE_URL)");
-    };
-    let database = TestDatabase::create(&admin_url).await;
-    let store = PgStore::connect(&database.url)
-        .await
-        .expect("postgres store connects");
-    PgStoreFixture {
-        store: Arc::new(store),
-        database,
+impl PortFixture for PgStoreFixture {
+    type Port = Arc<dyn Store>;
+    const NEEDS: Option<&'static str> = Some("TEST_DATABASE_URL");
+
+    async fn make() -> Self {
+        let database = TestDatabase::create(&Self::service_url()).await;
+        let store = PgStore::connect(&database.url)
+            .await
+            .expect("postgres store connects");
+        PgStoreFixture {
+            store: Arc::new(store),
+            database,
+        }
+    }
+
+    fn port(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 }
 
@@ -40,7 +44,7 @@ where
     F: FnOnce([Arc<dyn Store>; 2]) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let fixture = postgres_store().await;
+    let fixture = PgStoreFixture::make().await;
     let second = PgStore::connect(&fixture.database.url)
         .await
         .expect("a second postgres store connects");

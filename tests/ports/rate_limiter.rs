@@ -9,74 +9,23 @@ use std::time::Duration;
 use natter::domain::UserId;
 use natter::ports::{Admission, RateLimiter, Rule};
 
-/// What a fixture function returns: the limiter, plus whatever must live as long as the
-/// test (a Redis prefix to delete).
-trait LimiterFixture {
-    fn limiter(&self) -> Arc<dyn RateLimiter>;
-}
+use crate::fixtures::MemoryLimiterFixture;
+use crate::redis_fixture::RedisLimiterFixture;
 
-impl LimiterFixture for Arc<dyn RateLimiter> {
-    fn limiter(&self) -> Arc<dyn RateLimiter> {
-        self.clone()
-    }
-}
-
-impl LimiterFixture for crate::redis_fixture::RedisLimiterFixture {
-    fn limiter(&self) -> Arc<dyn RateLimiter> {
-        self.limiter.clone()
-    }
-}
-
-macro_rules! limiter_suite {
-    (#[$attr:meta] $adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
-        mod $adapter {
-            use super::LimiterFixture;
-            $(
-                #[tokio::test]
-                #[$attr]
-                async fn $behaviour() {
-                    let fixture = $fixture().await;
-                    super::$behaviour(fixture.limiter()).await;
-                    drop(fixture);
-                }
-            )*
-        }
-    };
-}
-
-/// Every behaviour, on each `[#[attribute] adapter, fixture]` (the attribute goes on each of
-/// the adapter's tests: `#[ignore = "needs …"]` for a service-backed one).
-macro_rules! limiter_suites {
-    ($([#[$attr:meta] $adapter:ident, $fixture:path]),* $(,)?) => {
-        $(
-            limiter_suite!(
-                #[$attr]
-                $adapter,
-                $fixture,
-                [
-                    a_second_send_within_a_second_is_refused_for_the_rest_of_it,
-                    a_released_slot_is_given_back,
-                    a_small_rule_holds_its_window_exactly,
-                    rules_keep_windows_of_their_own,
-                    users_are_limited_independently,
-                ]
-            );
-        )*
-    };
-}
-
-limiter_suites!(
-    [
-        #[cfg(all())]
-        memory,
-        crate::fixtures::memory_rate_limiter
-    ],
-    [
+port_suite! {
+    adapters {
+        memory: MemoryLimiterFixture,
         #[ignore = "needs TEST_REDIS_URL"]
-        redis,
-        crate::redis_fixture::redis_rate_limiter
-    ],
-);
+        redis: RedisLimiterFixture,
+    }
+    behaviours {
+        a_second_send_within_a_second_is_refused_for_the_rest_of_it,
+        a_released_slot_is_given_back,
+        a_small_rule_holds_its_window_exactly,
+        rules_keep_windows_of_their_own,
+        users_are_limited_independently,
+    }
+}
 
 async fn a_second_send_within_a_second_is_refused_for_the_rest_of_it(
     limiter: Arc<dyn RateLimiter>,

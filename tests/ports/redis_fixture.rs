@@ -4,18 +4,14 @@
 use std::sync::Arc;
 
 use natter::adapters::redis::{RedisRateLimiter, RedisRoomState};
-use natter::ports::{MessageCache, Presence, RateLimiter, RoomState};
-
-use crate::fixtures::CAPACITY;
-use natter_test_support::missing_service;
+use natter::ports::{RateLimiter, RoomState};
 pub use natter_test_support::TestRedis;
+
+use crate::fixtures::{service_url, PortFixture, RoomStates, CAPACITY};
 
 /// A fresh prefix on `TEST_REDIS_URL`.
 pub fn test_redis() -> TestRedis {
-    match std::env::var("TEST_REDIS_URL") {
-        Ok(url) => TestRedis::new(&url),
-        Err(_) => missing_service("Redis (TEST_REDIS_URL)"),
-    }
+    TestRedis::new(&service_url("TEST_REDIS_URL"))
 }
 
 /// One process's presence + cache on the test's prefix.
@@ -33,35 +29,54 @@ pub async fn rate_limiter(redis: &TestRedis) -> Arc<RedisRateLimiter> {
     )
 }
 
-/// Like [`crate::fixtures::RoomStateFixture`], plus the prefix it owns: keep it alive for
-/// the whole test.
+/// Two processes' presence + cache on one prefix: what one process records, the other
+/// sees.
 pub struct RedisRoomStateFixture {
-    pub presence: Arc<dyn Presence>,
-    pub cache: Arc<dyn MessageCache>,
+    states: RoomStates,
     /// Deletes the prefix's keys when the test ends.
-    _redis: TestRedis,
+    pub redis: TestRedis,
 }
 
-pub async fn redis_room_state() -> RedisRoomStateFixture {
-    let redis = test_redis();
-    let state: Arc<dyn RoomState> = Arc::new(room_state(&redis).await);
-    RedisRoomStateFixture {
-        presence: state.clone(),
-        cache: state,
-        _redis: redis,
+impl PortFixture for RedisRoomStateFixture {
+    type Port = RoomStates;
+    const NEEDS: Option<&'static str> = Some("TEST_REDIS_URL");
+
+    async fn make() -> Self {
+        let redis = TestRedis::new(&Self::service_url());
+        let mut processes: Vec<Arc<dyn RoomState>> = Vec::new();
+        for _ in 0..2 {
+            processes.push(Arc::new(room_state(&redis).await));
+        }
+        RedisRoomStateFixture {
+            states: RoomStates::new(processes),
+            redis,
+        }
+    }
+
+    fn port(&self) -> RoomStates {
+        self.states.clone()
     }
 }
 
 pub struct RedisLimiterFixture {
-    pub limiter: Arc<dyn RateLimiter>,
+    limiter: Arc<dyn RateLimiter>,
     /// Deletes the prefix's keys when the test ends.
     _redis: TestRedis,
 }
 
-pub async fn redis_rate_limiter() -> RedisLimiterFixture {
-    let redis = test_redis();
-    RedisLimiterFixture {
-        limiter: rate_limiter(&redis).await,
-        _redis: redis,
+impl PortFixture for RedisLimiterFixture {
+    type Port = Arc<dyn RateLimiter>;
+    const NEEDS: Option<&'static str> = Some("TEST_REDIS_URL");
+
+    async fn make() -> Self {
+        let redis = TestRedis::new(&Self::service_url());
+        RedisLimiterFixture {
+            limiter: rate_limiter(&redis).await,
+            _redis: redis,
+        }
+    }
+
+    fn port(&self) -> Arc<dyn RateLimiter> {
+        self.limiter.clone()
     }
 }

@@ -1,67 +1,31 @@
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use chrono::DateTime;
 use natter::domain::{Message, RoomId, User, UserId};
+use natter::ports::RoomState;
 
-use crate::fixtures::{RoomStateFixture, CAPACITY};
+use crate::fixtures::{MemoryRoomStateFixture, RoomStates, CAPACITY};
+use crate::redis_fixture::RedisRoomStateFixture;
 
-/// A fixture function returns a value with `presence` and `cache` fields, and possibly
-/// more that must live as long as the test (a Redis prefix to delete), so it is kept
-/// until the behaviour returns.
-macro_rules! room_state_suite {
-    (#[$attr:meta] $adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
-        mod $adapter {
-            $(
-                #[tokio::test]
-                #[$attr]
-                async fn $behaviour() {
-                    let fixture = $fixture().await;
-                    let parts = crate::fixtures::RoomStateFixture {
-                        presence: fixture.presence.clone(),
-                        cache: fixture.cache.clone(),
-                    };
-                    super::$behaviour(parts).await;
-                    drop(fixture);
-                }
-            )*
-        }
-    };
-}
-
-/// Every behaviour, on each `[#[attribute] adapter, fixture]` (the attribute goes on each of
-/// the adapter's tests: `#[ignore = "needs …"]` for a service-backed one).
-macro_rules! room_state_suites {
-    ($([#[$attr:meta] $adapter:ident, $fixture:path]),* $(,)?) => {
-        $(
-            room_state_suite!(
-                #[$attr]
-                $adapter,
-                $fixture,
-                [
-                    presence_reports_first_arrivals_and_last_departures,
-                    members_are_sorted_and_counted_per_room,
-                    the_cache_is_not_ready_until_filled,
-                    a_room_without_members_caches_nothing,
-                    the_last_leave_deletes_the_cache,
-                    the_cache_keeps_the_newest_messages_and_tolerates_repeats,
-                    after_answers_only_when_the_cache_is_complete,
-                    cached_messages_come_back_exactly,
-                ]
-            );
-        )*
-    };
-}
-
-room_state_suites!(
-    [
-        #[cfg(all())]
-        memory,
-        crate::fixtures::memory_room_state
-    ],
-    [
+port_suite! {
+    adapters {
+        memory: MemoryRoomStateFixture,
         #[ignore = "needs TEST_REDIS_URL"]
-        redis,
-        crate::redis_fixture::redis_room_state
-    ],
-);
+        redis: RedisRoomStateFixture,
+    }
+    behaviours {
+        presence_reports_first_arrivals_and_last_departures,
+        members_are_sorted_and_counted_per_room,
+        the_cache_is_not_ready_until_filled,
+        a_room_without_members_caches_nothing,
+        the_last_leave_deletes_the_cache,
+        the_cache_keeps_the_newest_messages_and_tolerates_repeats,
+        after_answers_only_when_the_cache_is_complete,
+        cached_messages_come_back_exactly,
+    }
+}
 
 const ROOM: RoomId = RoomId(1);
 
@@ -90,44 +54,41 @@ fn seqs(messages: Option<Vec<Message>>) -> Option<Vec<i64>> {
     messages.map(|m| m.iter().map(|m| m.seq).collect())
 }
 
-async fn presence_reports_first_arrivals_and_last_departures(f: RoomStateFixture) {
+async fn presence_reports_first_arrivals_and_last_departures(f: RoomStates) {
     let alice = user(1, "alice");
     assert!(
-        f.presence.join(ROOM, &alice).await.unwrap().first,
+        f.state.join(ROOM, &alice).await.unwrap().first,
         "first arrival"
     );
     assert!(
-        !f.presence.join(ROOM, &alice).await.unwrap().first,
+        !f.state.join(ROOM, &alice).await.unwrap().first,
         "already present"
     );
-    assert!(f.presence.leave(ROOM, &alice).await.unwrap(), "gone");
+    assert!(f.state.leave(ROOM, &alice).await.unwrap(), "gone");
     assert!(
-        !f.presence.leave(ROOM, &alice).await.unwrap(),
+        !f.state.leave(ROOM, &alice).await.unwrap(),
         "was not present"
     );
 }
 
-async fn members_are_sorted_and_counted_per_room(f: RoomStateFixture) {
-    let zoe = f.presence.join(ROOM, &user(2, "zoe")).await.unwrap();
+async fn members_are_sorted_and_counted_per_room(f: RoomStates) {
+    let zoe = f.state.join(ROOM, &user(2, "zoe")).await.unwrap();
     assert_eq!(
         zoe.members,
         vec!["zoe"],
         "a join lists the members, joiner included"
     );
-    let alice = f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
+    let alice = f.state.join(ROOM, &user(1, "alice")).await.unwrap();
     assert_eq!(alice.members, vec!["alice", "zoe"]);
-    let again = f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
+    let again = f.state.join(ROOM, &user(1, "alice")).await.unwrap();
     assert_eq!(
         (again.first, again.members),
         (false, vec!["alice".into(), "zoe".into()])
     );
-    f.presence.join(RoomId(2), &user(1, "alice")).await.unwrap();
-    assert_eq!(
-        f.presence.members(ROOM).await.unwrap(),
-        vec!["alice", "zoe"]
-    );
+    f.state.join(RoomId(2), &user(1, "alice")).await.unwrap();
+    assert_eq!(f.state.members(ROOM).await.unwrap(), vec!["alice", "zoe"]);
     let counts = f
-        .presence
+        .state
         .online_counts(&[ROOM, RoomId(2), RoomId(3)])
         .await
         .unwrap();
@@ -136,120 +97,119 @@ async fn members_are_sorted_and_counted_per_room(f: RoomStateFixture) {
     assert_eq!(counts.get(&RoomId(3)).copied().unwrap_or(0), 0);
 }
 
-async fn the_cache_is_not_ready_until_filled(f: RoomStateFixture) {
-    f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
-    assert_eq!(seqs(f.cache.latest(ROOM, 3).await.unwrap()), None);
-    f.cache.fill(ROOM, &[message(1), message(2)]).await.unwrap();
+async fn the_cache_is_not_ready_until_filled(f: RoomStates) {
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
+    assert_eq!(seqs(f.state.latest(ROOM, 3).await.unwrap()), None);
+    f.state.fill(ROOM, &[message(1), message(2)]).await.unwrap();
     assert_eq!(
-        seqs(f.cache.latest(ROOM, 3).await.unwrap()),
+        seqs(f.state.latest(ROOM, 3).await.unwrap()),
         Some(vec![1, 2])
     );
-    f.cache.add(ROOM, &message(3)).await.unwrap();
+    f.state.add(ROOM, &message(3)).await.unwrap();
     assert_eq!(
-        seqs(f.cache.latest(ROOM, 2).await.unwrap()),
+        seqs(f.state.latest(ROOM, 2).await.unwrap()),
         Some(vec![2, 3])
     );
-    let cached = f.cache.latest(ROOM, 1).await.unwrap().unwrap();
+    let cached = f.state.latest(ROOM, 1).await.unwrap().unwrap();
     assert_eq!(cached[0], message(3));
 }
 
-async fn a_room_without_members_caches_nothing(f: RoomStateFixture) {
-    f.cache.fill(ROOM, &[message(1)]).await.unwrap();
-    f.cache.add(ROOM, &message(2)).await.unwrap();
-    f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
-    assert_eq!(seqs(f.cache.latest(ROOM, 5).await.unwrap()), None);
+async fn a_room_without_members_caches_nothing(f: RoomStates) {
+    f.state.fill(ROOM, &[message(1)]).await.unwrap();
+    f.state.add(ROOM, &message(2)).await.unwrap();
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
+    assert_eq!(seqs(f.state.latest(ROOM, 5).await.unwrap()), None);
 }
 
-async fn the_last_leave_deletes_the_cache(f: RoomStateFixture) {
+async fn the_last_leave_deletes_the_cache(f: RoomStates) {
     let (alice, bob) = (user(1, "alice"), user(2, "bob"));
-    f.presence.join(ROOM, &alice).await.unwrap();
-    f.presence.join(ROOM, &bob).await.unwrap();
-    f.cache.fill(ROOM, &[message(1)]).await.unwrap();
-    f.presence.leave(ROOM, &alice).await.unwrap();
+    f.state.join(ROOM, &alice).await.unwrap();
+    f.state.join(ROOM, &bob).await.unwrap();
+    f.state.fill(ROOM, &[message(1)]).await.unwrap();
+    f.state.leave(ROOM, &alice).await.unwrap();
     assert_eq!(
-        seqs(f.cache.latest(ROOM, 5).await.unwrap()),
+        seqs(f.state.latest(ROOM, 5).await.unwrap()),
         Some(vec![1]),
         "bob is still there"
     );
-    f.presence.leave(ROOM, &bob).await.unwrap();
-    f.presence.join(ROOM, &alice).await.unwrap();
+    f.state.leave(ROOM, &bob).await.unwrap();
+    f.state.join(ROOM, &alice).await.unwrap();
     assert_eq!(
-        seqs(f.cache.latest(ROOM, 5).await.unwrap()),
+        seqs(f.state.latest(ROOM, 5).await.unwrap()),
         None,
         "emptied with the room"
     );
 }
 
-async fn the_cache_keeps_the_newest_messages_and_tolerates_repeats(f: RoomStateFixture) {
-    f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
+async fn the_cache_keeps_the_newest_messages_and_tolerates_repeats(f: RoomStates) {
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
     let tail: Vec<Message> = (1..=4).map(message).collect();
-    f.cache.fill(ROOM, &tail).await.unwrap();
+    f.state.fill(ROOM, &tail).await.unwrap();
     for seq in 3..=8 {
-        f.cache.add(ROOM, &message(seq)).await.unwrap();
+        f.state.add(ROOM, &message(seq)).await.unwrap();
     }
     // A fill arriving late (another joiner's) adds nothing new and breaks nothing.
-    f.cache.fill(ROOM, &tail).await.unwrap();
+    f.state.fill(ROOM, &tail).await.unwrap();
     let newest: Vec<i64> = ((8 - CAPACITY as i64 + 1)..=8).collect();
-    assert_eq!(seqs(f.cache.latest(ROOM, 100).await.unwrap()), Some(newest));
+    assert_eq!(seqs(f.state.latest(ROOM, 100).await.unwrap()), Some(newest));
 }
 
-async fn after_answers_only_when_the_cache_is_complete(f: RoomStateFixture) {
-    f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
+async fn after_answers_only_when_the_cache_is_complete(f: RoomStates) {
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
     assert_eq!(
-        seqs(f.cache.after(ROOM, 0, 10).await.unwrap()),
+        seqs(f.state.after(ROOM, 0, 10).await.unwrap()),
         None,
         "not ready"
     );
-    f.cache.fill(ROOM, &[]).await.unwrap();
+    f.state.fill(ROOM, &[]).await.unwrap();
     assert_eq!(
-        seqs(f.cache.after(ROOM, 0, 10).await.unwrap()),
+        seqs(f.state.after(ROOM, 0, 10).await.unwrap()),
         Some(vec![]),
         "an empty room"
     );
     for seq in 1..=7 {
-        f.cache.add(ROOM, &message(seq)).await.unwrap();
+        f.state.add(ROOM, &message(seq)).await.unwrap();
     }
     // Holds 3..=7: after 2 is complete, after 1 would miss seq 2.
     assert_eq!(
-        seqs(f.cache.after(ROOM, 2, 10).await.unwrap()),
+        seqs(f.state.after(ROOM, 2, 10).await.unwrap()),
         Some(vec![3, 4, 5, 6, 7])
     );
     assert_eq!(
-        seqs(f.cache.after(ROOM, 5, 1).await.unwrap()),
+        seqs(f.state.after(ROOM, 5, 1).await.unwrap()),
         Some(vec![6])
     );
-    assert_eq!(seqs(f.cache.after(ROOM, 1, 10).await.unwrap()), None);
+    assert_eq!(seqs(f.state.after(ROOM, 1, 10).await.unwrap()), None);
 }
 
-async fn cached_messages_come_back_exactly(f: RoomStateFixture) {
-    f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
+async fn cached_messages_come_back_exactly(f: RoomStates) {
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
     let mut sent = message(1);
     sent.body = "héllo \"there\" 👋\n<b>|</b>".into();
     sent.client_id = Some("c-1".into());
     sent.sent_at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
-    f.cache.fill(ROOM, &[sent.clone()]).await.unwrap();
-    f.cache.add(ROOM, &message(2)).await.unwrap();
+    f.state.fill(ROOM, &[sent.clone()]).await.unwrap();
+    f.state.add(ROOM, &message(2)).await.unwrap();
     assert_eq!(
-        f.cache.latest(ROOM, 5).await.unwrap(),
+        f.state.latest(ROOM, 5).await.unwrap(),
         Some(vec![sent.clone(), message(2)])
     );
-    assert_eq!(f.cache.after(ROOM, 0, 1).await.unwrap(), Some(vec![sent]));
+    assert_eq!(f.state.after(ROOM, 0, 1).await.unwrap(), Some(vec![sent]));
 }
 
 /// Several processes on one Redis: each `RedisRoomState` value is one process.
 mod redis_across_processes {
-    use std::collections::{BTreeSet, HashMap};
-    use std::sync::{Arc, Mutex};
+    use std::collections::HashMap;
     use std::time::{Duration, Instant};
 
     use natter::adapters::redis::RedisRoomState;
-    use natter::domain::{Message, RoomId, User};
+    use natter::domain::RoomId;
     use natter::ports::{Departure, MessageCache, Presence};
+    use natter_test_support::proxy::Proxy;
 
     use super::{message, seqs, user, ROOM};
-    use crate::fixtures::CAPACITY;
-    use crate::redis_fixture::{room_state, test_redis, TestRedis};
-    use natter_test_support::proxy::Proxy;
+    use crate::fixtures::{PortFixture, CAPACITY};
+    use crate::redis_fixture::{room_state, test_redis, RedisRoomStateFixture, TestRedis};
 
     const OTHER: RoomId = RoomId(2);
     const THIRD: RoomId = RoomId(3);
@@ -469,135 +429,141 @@ mod redis_across_processes {
         cut_off.ping().await.unwrap();
     }
 
-    /// The cache's contents after a storm of joins, leaves, sends and fills from two
-    /// processes: every joiner's history holds what was cached before it joined, and the
-    /// cache ends equal to the store's tail, and gone with the last member.
+    /// Once everyone left, no key of the room is left behind either.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     #[ignore = "needs TEST_REDIS_URL"]
     async fn a_storm_of_joins_leaves_and_sends_keeps_the_cache_exact() {
-        let redis = test_redis();
-        let processes = [
-            Arc::new(room_state(&redis).await),
-            Arc::new(room_state(&redis).await),
-        ];
-        let world = Arc::new(World::default());
-        let mut tasks = tokio::task::JoinSet::new();
-        for sender in 0..2 {
-            let (processes, world) = (processes.clone(), world.clone());
-            tasks.spawn(async move {
-                for i in 0..40 {
-                    let sent = world.commit();
-                    processes[(sender + i) % 2].add(ROOM, &sent).await.unwrap();
-                    world.added.lock().unwrap().insert(sent.seq);
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            });
-        }
-        for (p, process) in processes.iter().enumerate() {
-            // The same users on both processes: presence counts fields across them.
-            for u in 0..6 {
-                let (process, world) = (process.clone(), world.clone());
-                tasks.spawn(async move {
-                    let who = user(10 + u, &format!("user{u}"));
-                    for _ in 0..8 {
-                        world.visit(&process, &who).await;
-                        let gone = process.leave(ROOM, &who).await.unwrap();
-                        world.count(&who, -i64::from(gone));
-                    }
-                });
-            }
-            let (anchor, world) = (process.clone(), world.clone());
-            tasks.spawn(async move {
-                tokio::time::sleep(Duration::from_millis(10 + 20 * p as u64)).await;
-                world
-                    .visit(&anchor, &user(100 + p as i64, &format!("anchor{p}")))
-                    .await;
-            });
-            let upkeep = process.clone();
-            tasks.spawn(async move {
-                // Upkeep racing the joins and leaves of its own process changes nothing.
-                for _ in 0..200 {
-                    assert_eq!(upkeep.maintain().await.unwrap(), Vec::new());
-                    tokio::task::yield_now().await;
-                }
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            done.unwrap();
-        }
+        let fixture = RedisRoomStateFixture::make().await;
+        super::a_storm_of_joins_leaves_and_sends_keeps_the_cache_exact(fixture.port()).await;
+        assert_eq!(room_keys(&fixture.redis, ROOM), Vec::<String>::new());
+    }
+}
 
-        let tail = world.tail();
-        assert_eq!(tail.len(), CAPACITY);
-        for process in &processes {
-            assert_eq!(
-                process.latest(ROOM, CAPACITY).await.unwrap(),
-                Some(tail.clone())
-            );
-            assert_eq!(
-                process.members(ROOM).await.unwrap(),
-                vec!["anchor0", "anchor1"]
-            );
+/// The cache's contents after a storm of joins, leaves, sends and fills from every process
+/// of the adapter: every joiner's history
+/// holds what was cached before it joined, and the cache ends equal to the store's tail,
+/// and gone with the last member.
+async fn a_storm_of_joins_leaves_and_sends_keeps_the_cache_exact(f: RoomStates) {
+    let processes = f.processes;
+    let world = Arc::new(World::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for sender in 0..2 {
+        let (processes, world) = (processes.clone(), world.clone());
+        tasks.spawn(async move {
+            for i in 0..40 {
+                let sent = world.commit();
+                let process = &processes[(sender + i) % processes.len()];
+                process.add(ROOM, &sent).await.unwrap();
+                world.added.lock().unwrap().insert(sent.seq);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+    for (p, process) in processes.iter().enumerate() {
+        // The same users on every process: presence counts them across processes.
+        for u in 0..6 {
+            let (process, world) = (process.clone(), world.clone());
+            tasks.spawn(async move {
+                let who = user(10 + u, &format!("user{u}"));
+                for _ in 0..8 {
+                    world.visit(&*process, &who).await;
+                    let gone = process.leave(ROOM, &who).await.unwrap();
+                    world.count(&who, -i64::from(gone));
+                }
+            });
         }
-        // Every user's first arrival was matched by one last departure, across processes.
-        let balance = world.balance.lock().unwrap().clone();
-        assert!(
-            balance.iter().all(|(id, n)| *n == i64::from(*id >= 100)),
-            "{balance:?}"
+        let (anchor, world) = (process.clone(), world.clone());
+        tasks.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 + 20 * p as u64)).await;
+            world
+                .visit(&*anchor, &user(100 + p as i64, &format!("anchor{p}")))
+                .await;
+        });
+        let upkeep = process.clone();
+        tasks.spawn(async move {
+            // Upkeep racing the joins and leaves of its own process changes nothing.
+            for _ in 0..200 {
+                assert_eq!(upkeep.maintain().await.unwrap(), Vec::new());
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+
+    let tail = world.tail();
+    assert_eq!(tail.len(), CAPACITY);
+    let anchors: Vec<String> = (0..processes.len()).map(|p| format!("anchor{p}")).collect();
+    for process in &processes {
+        assert_eq!(
+            process.latest(ROOM, CAPACITY).await.unwrap(),
+            Some(tail.clone())
         );
-        for (p, process) in processes.iter().enumerate() {
-            let anchor = user(100 + p as i64, &format!("anchor{p}"));
-            assert!(process.leave(ROOM, &anchor).await.unwrap());
-        }
-        assert_eq!(room_keys(&redis, ROOM), Vec::<String>::new());
+        assert_eq!(process.members(ROOM).await.unwrap(), anchors);
+    }
+    // Every user's first arrival was matched by one last departure, across processes.
+    let balance = world.balance.lock().unwrap().clone();
+    assert!(
+        balance.iter().all(|(id, n)| *n == i64::from(*id >= 100)),
+        "{balance:?}"
+    );
+    for (p, process) in processes.iter().enumerate() {
+        let anchor = user(100 + p as i64, &format!("anchor{p}"));
+        assert!(process.leave(ROOM, &anchor).await.unwrap());
+    }
+    for process in &processes {
+        assert_eq!(process.latest(ROOM, CAPACITY).await.unwrap(), None);
+        assert_eq!(process.members(ROOM).await.unwrap(), Vec::<String>::new());
+    }
+}
+
+/// The store of the storm test, and what its cache calls completed.
+#[derive(Default)]
+struct World {
+    store: Mutex<Vec<Message>>,
+    added: Mutex<BTreeSet<i64>>,
+    /// Per user: first arrivals minus last departures reported.
+    balance: Mutex<HashMap<i64, i64>>,
+}
+
+impl World {
+    fn commit(&self) -> Message {
+        let mut store = self.store.lock().unwrap();
+        let sent = message(store.len() as i64 + 1);
+        store.push(sent.clone());
+        sent
     }
 
-    /// The store of the storm test, and what its cache calls completed.
-    #[derive(Default)]
-    struct World {
-        store: Mutex<Vec<Message>>,
-        added: Mutex<BTreeSet<i64>>,
-        /// Per user: first arrivals minus last departures reported.
-        balance: Mutex<HashMap<i64, i64>>,
+    fn count(&self, who: &User, change: i64) {
+        *self.balance.lock().unwrap().entry(who.id.0).or_default() += change;
     }
 
-    impl World {
-        fn commit(&self) -> Message {
-            let mut store = self.store.lock().unwrap();
-            let sent = message(store.len() as i64 + 1);
-            store.push(sent.clone());
-            sent
-        }
+    fn tail(&self) -> Vec<Message> {
+        let store = self.store.lock().unwrap();
+        store[store.len().saturating_sub(CAPACITY)..].to_vec()
+    }
 
-        fn count(&self, who: &User, change: i64) {
-            *self.balance.lock().unwrap().entry(who.id.0).or_default() += change;
+    /// Joins as the chat service does, then checks the history is complete.
+    async fn visit(&self, process: &dyn RoomState, who: &User) {
+        let cached_before: Vec<i64> = self.added.lock().unwrap().iter().copied().collect();
+        let first = process.join(ROOM, who).await.unwrap().first;
+        self.count(who, i64::from(first));
+        if process.latest(ROOM, CAPACITY).await.unwrap().is_none() {
+            let tail = self.tail();
+            // Reading the store takes a while; sends go on meanwhile.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            process.fill(ROOM, &tail).await.unwrap();
         }
-
-        fn tail(&self) -> Vec<Message> {
-            let store = self.store.lock().unwrap();
-            store[store.len().saturating_sub(CAPACITY)..].to_vec()
-        }
-
-        /// Joins as the chat service does, then checks the history is complete.
-        async fn visit(&self, process: &RedisRoomState, who: &User) {
-            let cached_before: Vec<i64> = self.added.lock().unwrap().iter().copied().collect();
-            let first = process.join(ROOM, who).await.unwrap().first;
-            self.count(who, i64::from(first));
-            if process.latest(ROOM, CAPACITY).await.unwrap().is_none() {
-                let tail = self.tail();
-                // Reading the store takes a while; sends go on meanwhile.
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                process.fill(ROOM, &tail).await.unwrap();
-            }
-            let history = seqs(process.latest(ROOM, CAPACITY).await.unwrap())
-                .expect("ready while a member is present");
-            for seq in cached_before {
-                let trimmed = history.len() == CAPACITY && seq < history[0];
-                assert!(
-                    trimmed || history.contains(&seq),
-                    "{} misses {seq}: {history:?}",
-                    who.username
-                );
-            }
+        let history = seqs(process.latest(ROOM, CAPACITY).await.unwrap())
+            .expect("ready while a member is present");
+        for seq in cached_before {
+            let trimmed = history.len() == CAPACITY && seq < history[0];
+            assert!(
+                trimmed || history.contains(&seq),
+                "{} misses {seq}: {history:?}",
+                who.username
+            );
         }
     }
 }

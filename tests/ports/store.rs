@@ -7,66 +7,30 @@ use natter::domain::{
 };
 use natter::ports::{Store, StoreError};
 
-/// One adapter's copy of the suite: every behaviour as a test, with the adapter's
-/// attribute on each (`#[ignore = "needs …"]` for a service-backed one).
-macro_rules! store_suite {
-    (#[$attr:meta] $adapter:ident, $fixture:path, [$($behaviour:ident),* $(,)?]) => {
-        mod $adapter {
-            $(
-                #[tokio::test]
-                #[$attr]
-                async fn $behaviour() {
-                    let fixture = $fixture().await;
-                    super::$behaviour(fixture.store.clone()).await;
-                }
-            )*
-        }
-    };
-}
+use crate::fixtures::{MemoryStoreFixture, PortFixture, SqliteStoreFixture};
+use crate::postgres_fixture::PgStoreFixture;
 
-/// The behaviours, listed once, on each `[#[attribute] adapter, fixture]`.
-macro_rules! store_suites {
-    ($([#[$attr:meta] $adapter:ident, $fixture:path]),* $(,)?) => {
-        $(
-            store_suite!(
-                #[$attr]
-                $adapter,
-                $fixture,
-                [
-                    usernames_are_unique_case_insensitively,
-                    sessions_are_found_by_hash_until_they_expire_or_are_deleted,
-                    creating_a_room_twice_returns_the_first,
-                    seq_has_no_gaps_under_concurrent_appends,
-                    a_client_id_is_stored_once,
-                    concurrent_sends_of_one_client_id_store_one_message,
-                    history_ranges_are_oldest_first,
-                    bodies_come_back_exactly_as_stored,
-                    the_room_list_knows_the_last_message_time,
-                    the_room_list_is_most_recently_active_first_in_pages,
-                    times_read_back_as_written_to_the_millisecond,
-                ]
-            );
-        )*
-    };
-}
-
-store_suites!(
-    [
-        #[cfg(all())]
-        memory,
-        crate::fixtures::memory_store
-    ],
-    [
-        #[cfg(all())]
-        sqlite,
-        crate::fixtures::sqlite_store
-    ],
-    [
+port_suite! {
+    adapters {
+        memory: MemoryStoreFixture,
+        sqlite: SqliteStoreFixture,
         #[ignore = "needs TEST_DATABASE_URL"]
-        postgres,
-        crate::postgres_fixture::postgres_store
-    ],
-);
+        postgres: PgStoreFixture,
+    }
+    behaviours {
+        usernames_are_unique_case_insensitively,
+        sessions_are_found_by_hash_until_they_expire_or_are_deleted,
+        creating_a_room_twice_returns_the_first,
+        seq_has_no_gaps_under_concurrent_appends,
+        a_client_id_is_stored_once,
+        concurrent_sends_of_one_client_id_store_one_message,
+        history_ranges_are_oldest_first,
+        bodies_come_back_exactly_as_stored,
+        the_room_list_knows_the_last_message_time,
+        the_room_list_is_most_recently_active_first_in_pages,
+        times_read_back_as_written_to_the_millisecond,
+    }
+}
 
 async fn user(store: &dyn Store, name: &str) -> User {
     store
@@ -491,7 +455,7 @@ async fn times_read_back_as_written_to_the_millisecond(store: Arc<dyn Store>) {
 #[ignore = "needs TEST_DATABASE_URL"]
 async fn postgres_read_only_is_not_ready() {
     use sqlx::Connection;
-    let fixture = crate::postgres_fixture::postgres_store().await;
+    let fixture = PgStoreFixture::make().await;
     let store = fixture.store.clone();
     let general = room(&*store, "general").await;
     store.ping().await.unwrap();
@@ -551,7 +515,8 @@ mod postgres_outage {
     use natter::ports::{Store, StoreError};
 
     use super::{message, room, user};
-    use crate::postgres_fixture::{address, postgres_store, with_address, Proxy};
+    use crate::fixtures::PortFixture;
+    use crate::postgres_fixture::{address, with_address, PgStoreFixture, Proxy};
 
     /// Well before the chat service's own 5 s deadline.
     const PROMPTLY: Duration = Duration::from_millis(4500);
@@ -571,7 +536,7 @@ mod postgres_outage {
     #[tokio::test]
     #[ignore = "needs TEST_DATABASE_URL"]
     async fn an_unreachable_postgres_fails_calls_promptly_and_the_store_recovers() {
-        let fixture = postgres_store().await;
+        let fixture = PgStoreFixture::make().await;
         let proxy = Proxy::start(address(&fixture.database.url)).await;
         let url = with_address(&fixture.database.url, &proxy.addr.to_string());
         let store = PgStore::connect(&url).await.unwrap();
