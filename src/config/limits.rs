@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::{parse_number, ConfigError};
+use super::{error, parse_number, ConfigError};
 use crate::chat::Limits;
+use crate::ports::Rule;
 
 /// The per-client limits of CONTRACT §5 and §7a; unset variables keep the contract's
 /// defaults ([`Limits::default`]).
@@ -12,7 +13,7 @@ pub(super) fn parse_limits(get: &impl Fn(&str) -> Option<String>) -> Result<Limi
     let default = Limits::default();
     let number = |variable, default| parse_number(get, variable, default, 1, 1_000_000);
     Ok(Limits {
-        sends: default.sends,
+        sends: parse_send_rule(get, default.sends)?,
         login_failures_per_username: number(
             "LOGIN_FAILURES_PER_USERNAME",
             default.login_failures_per_username,
@@ -39,6 +40,47 @@ pub(super) fn parse_limits(get: &impl Fn(&str) -> Option<String>) -> Result<Limi
             default.history_reads_per_second,
         )?,
     })
+}
+
+/// CONTRACT §5's send rule: a gap between one user's sends, and at most so many in any
+/// trailing window.
+fn parse_send_rule(
+    get: &impl Fn(&str) -> Option<String>,
+    default: Rule,
+) -> Result<Rule, ConfigError> {
+    let rule = Rule {
+        name: default.name,
+        min_gap: Duration::from_millis(parse_number(
+            get,
+            "SEND_MIN_INTERVAL_MS",
+            default.min_gap.as_millis() as usize,
+            1,
+            3_600_000,
+        )? as u64),
+        // Each user's accepted sends in the window are kept, by the limiter in memory or in
+        // Redis: the bound keeps that small.
+        per_window: parse_number(get, "SENDS_PER_WINDOW", default.per_window, 1, 10_000)?,
+        window: Duration::from_secs(parse_number(
+            get,
+            "SEND_WINDOW",
+            default.window.as_secs() as usize,
+            1,
+            24 * 3600,
+        )? as u64),
+    };
+    // The limiters forget a user's sends once they leave the window, the last one too: a
+    // gap longer than the window would not be enforced after the window.
+    if rule.min_gap > rule.window {
+        return Err(error(
+            "SEND_MIN_INTERVAL_MS",
+            format!(
+                "{} ms is longer than SEND_WINDOW ({} s)",
+                rule.min_gap.as_millis(),
+                rule.window.as_secs()
+            ),
+        ));
+    }
+    Ok(rule)
 }
 
 /// The HTTP and WebSocket edge's bounds.

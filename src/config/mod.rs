@@ -249,6 +249,41 @@ mod tests {
     }
 
     #[test]
+    fn the_send_rule_is_set_by_its_three_variables_within_its_window() {
+        let c = config(&[
+            ("SEND_MIN_INTERVAL_MS", "150"),
+            ("SENDS_PER_WINDOW", "3"),
+            ("SEND_WINDOW", "2"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.limits.sends,
+            crate::ports::Rule {
+                name: "send",
+                min_gap: Duration::from_millis(150),
+                per_window: 3,
+                window: Duration::from_secs(2),
+            }
+        );
+        for (variable, bad) in [
+            ("SEND_MIN_INTERVAL_MS", "0"),
+            ("SEND_MIN_INTERVAL_MS", "1s"),
+            ("SENDS_PER_WINDOW", "0"),
+            ("SENDS_PER_WINDOW", "10001"),
+            ("SEND_WINDOW", "0"),
+            ("SEND_WINDOW", "86401"),
+        ] {
+            let e = config(&[(variable, bad)]).unwrap_err();
+            assert_eq!(e.variable, variable, "{bad}");
+        }
+        // The limiters forget sends that left the window: a longer gap could not hold.
+        let longer = config(&[("SEND_MIN_INTERVAL_MS", "2001"), ("SEND_WINDOW", "2")]);
+        assert_eq!(longer.unwrap_err().variable, "SEND_MIN_INTERVAL_MS");
+        let equal = config(&[("SEND_MIN_INTERVAL_MS", "2000"), ("SEND_WINDOW", "2")]);
+        assert_eq!(equal.unwrap().limits.sends.min_gap, Duration::from_secs(2));
+    }
+
+    #[test]
     fn the_original_django_env_is_accepted_unchanged() {
         let map = parse_dotenv(include_str!("../../tests/fixtures/original.env")).unwrap();
         let c = Config::from_lookup(|name| map.get(name).cloned()).unwrap();

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use natter_test_support::TestApp;
+use natter_test_support::{after_the_quick_gap, TestApp, QUICK_SENDS};
 
 /// The same `client_id` in another room, or with another body, names another message:
 /// acking it with the old id would say the new text was stored when it was dropped.
@@ -147,7 +147,7 @@ async fn invisible_bidi_and_control_text_is_refused_and_slugs_do_not_collide() {
 /// Readiness tells the truth: a deleted SQLite file still answers reads (the open
 /// descriptors keep it alive) but every write to it would vanish at the next start.
 async fn a_deleted_sqlite_file_makes_readyz_503_and_sends_unavailable() {
-    let app = TestApp::spawn_in(natter_test_support::Backend::embedded(), &[]).await;
+    let app = TestApp::spawn_in(natter_test_support::Backend::embedded(), &QUICK_SENDS).await;
     let alice = app.user("alice").await;
     let slug = alice.create_room("general").await;
     let mut ws = alice.connect(&slug).await;
@@ -163,7 +163,7 @@ async fn a_deleted_sqlite_file_makes_readyz_503_and_sends_unavailable() {
         reqwest::get(app.url("/readyz")).await.unwrap().status(),
         503
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    after_the_quick_gap().await;
     let refused = ws.say("into the void", "b2").await;
     assert_eq!(refused["code"], "unavailable", "never acked: {refused}");
 }

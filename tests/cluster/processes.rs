@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{env_of, eventually, Natter};
-use natter_test_support::{register, seqs, shared_services};
+use crate::support::{env_of, eventually, with_quick_sends, Natter};
+use natter_test_support::{after_the_quick_gap, register, seqs, shared_services};
 
 async fn online(natter: &Natter, user: &natter_test_support::TestUser, slug: &str) -> i64 {
     let rooms = user.at(natter.addr).get_json("/api/rooms").await;
@@ -80,7 +80,7 @@ async fn messages_presence_and_limits_cross_processes() {
 #[ignore = "needs TEST_DATABASE_URL and TEST_REDIS_URL"]
 async fn after_kill_9_the_survivor_serves_everyone_and_cleans_up() {
     let (database, redis) = shared_services().await;
-    let env = env_of(&database, &redis);
+    let env = with_quick_sends(env_of(&database, &redis));
     let (a, mut b) = tokio::join!(Natter::start(&env), Natter::start(&env));
 
     let alice = register(a.addr, "alice").await;
@@ -101,7 +101,7 @@ async fn after_kill_9_the_survivor_serves_everyone_and_cleans_up() {
     b.kill().await;
 
     // A keeps serving; bob reconnects to A and misses nothing.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    after_the_quick_gap().await;
     let missed = alice_ws.say("while bob was away", "a2").await;
     assert_eq!(missed["type"], "ack", "{missed}");
     let bob_on_a = bob.at(a.addr);
@@ -159,7 +159,7 @@ fn room_ids(keys: &[String], prefix: &str) -> Vec<String> {
 #[ignore = "needs TEST_DATABASE_URL and TEST_REDIS_URL"]
 async fn a_client_id_reused_through_another_process_is_refused() {
     let (database, redis) = shared_services().await;
-    let env = env_of(&database, &redis);
+    let env = with_quick_sends(env_of(&database, &redis));
     let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
     let alice = register(a.addr, "alice").await;
     let general = alice.create_room("general").await;
@@ -172,7 +172,7 @@ async fn a_client_id_reused_through_another_process_is_refused() {
         (&json!("ack"), &json!(general))
     );
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    after_the_quick_gap().await;
     let mut on_b = alice.at(b.addr).connect(&other).await;
     let reused = on_b.say("said once", "same-id").await;
     assert_eq!(reused["code"], "client_id_reused", "{reused}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use natter_test_support::{TestDatabase, TestRedis, WAIT};
+use natter_test_support::{TestDatabase, TestRedis, QUICK_SENDS, WAIT};
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -58,6 +58,12 @@ pub fn shared_env(database_url: &str, redis_url: &str, prefix: &str) -> Vec<(Str
 
 pub fn env_of(database: &TestDatabase, redis: &TestRedis) -> Vec<(String, String)> {
     shared_env(&database.url, &redis.url, &redis.prefix)
+}
+
+/// `env` plus [`QUICK_SENDS`], for a test that paces its sends.
+pub fn with_quick_sends(mut env: Vec<(String, String)>) -> Vec<(String, String)> {
+    env.extend(QUICK_SENDS.map(|(name, value)| (name.to_owned(), value.to_owned())));
+    env
 }
 
 /// One `natter serve` process.

@@ -103,7 +103,7 @@ impl Backend {
     }
 
     /// The app's store, opened beside it: to put in place what the API cannot make
-    /// quickly (the rate limits allow one message per second per user).
+    /// quickly (the send rule allows one message per second per user).
     pub async fn store(&self) -> std::sync::Arc<dyn natter::ports::Store> {
         let url = &self.vars()[0].1;
         if url.starts_with("sqlite:") {
