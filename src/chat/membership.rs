@@ -152,7 +152,6 @@ impl ChatService {
         room: &Room,
         since: Seq,
     ) -> Result<(Vec<Message>, bool), ChatError> {
-        let since = since.max(0);
         let mut messages = match self.cache.after(room.id, since, RESUME_MAX + 1).await? {
             Some(cached) => {
                 self.count_history_load("cache");

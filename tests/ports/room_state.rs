@@ -1,5 +1,5 @@
 use chrono::DateTime;
-use natter::domain::{Message, RoomId, User, UserId};
+use natter::domain::{Message, RoomId, Seq, User, UserId};
 
 use crate::fixtures::{RoomStateFixture, CAPACITY};
 
@@ -77,7 +77,7 @@ fn message(seq: i64) -> Message {
         id: 1000 + seq,
         room_id: ROOM,
         room_slug: "general".into(),
-        seq,
+        seq: Seq::new(seq).unwrap(),
         user_id: UserId(1),
         username: "alice".into(),
         body: format!("m{seq}"),
@@ -86,8 +86,12 @@ fn message(seq: i64) -> Message {
     }
 }
 
+fn seq(n: i64) -> Seq {
+    Seq::new(n).unwrap()
+}
+
 fn seqs(messages: Option<Vec<Message>>) -> Option<Vec<i64>> {
-    messages.map(|m| m.iter().map(|m| m.seq).collect())
+    messages.map(|m| m.iter().map(|m| m.seq.get()).collect())
 }
 
 async fn presence_reports_first_arrivals_and_last_departures(f: RoomStateFixture) {
@@ -196,13 +200,13 @@ async fn the_cache_keeps_the_newest_messages_and_tolerates_repeats(f: RoomStateF
 async fn after_answers_only_when_the_cache_is_complete(f: RoomStateFixture) {
     f.presence.join(ROOM, &user(1, "alice")).await.unwrap();
     assert_eq!(
-        seqs(f.cache.after(ROOM, 0, 10).await.unwrap()),
+        seqs(f.cache.after(ROOM, seq(0), 10).await.unwrap()),
         None,
         "not ready"
     );
     f.cache.fill(ROOM, &[]).await.unwrap();
     assert_eq!(
-        seqs(f.cache.after(ROOM, 0, 10).await.unwrap()),
+        seqs(f.cache.after(ROOM, seq(0), 10).await.unwrap()),
         Some(vec![]),
         "an empty room"
     );
@@ -211,14 +215,14 @@ async fn after_answers_only_when_the_cache_is_complete(f: RoomStateFixture) {
     }
     // Holds 3..=7: after 2 is complete, after 1 would miss seq 2.
     assert_eq!(
-        seqs(f.cache.after(ROOM, 2, 10).await.unwrap()),
+        seqs(f.cache.after(ROOM, seq(2), 10).await.unwrap()),
         Some(vec![3, 4, 5, 6, 7])
     );
     assert_eq!(
-        seqs(f.cache.after(ROOM, 5, 1).await.unwrap()),
+        seqs(f.cache.after(ROOM, seq(5), 1).await.unwrap()),
         Some(vec![6])
     );
-    assert_eq!(seqs(f.cache.after(ROOM, 1, 10).await.unwrap()), None);
+    assert_eq!(seqs(f.cache.after(ROOM, seq(1), 10).await.unwrap()), None);
 }
 
 async fn cached_messages_come_back_exactly(f: RoomStateFixture) {
@@ -233,7 +237,10 @@ async fn cached_messages_come_back_exactly(f: RoomStateFixture) {
         f.cache.latest(ROOM, 5).await.unwrap(),
         Some(vec![sent.clone(), message(2)])
     );
-    assert_eq!(f.cache.after(ROOM, 0, 1).await.unwrap(), Some(vec![sent]));
+    assert_eq!(
+        f.cache.after(ROOM, seq(0), 1).await.unwrap(),
+        Some(vec![sent])
+    );
 }
 
 /// Several processes on one Redis: each `RedisRoomState` value is one process.
@@ -488,7 +495,7 @@ mod redis_across_processes {
                 for i in 0..40 {
                     let sent = world.commit();
                     processes[(sender + i) % 2].add(ROOM, &sent).await.unwrap();
-                    world.added.lock().unwrap().insert(sent.seq);
+                    world.added.lock().unwrap().insert(sent.seq.get());
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             });

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use natter::domain::{
-    ClientId, HistoryRange, MessageBody, NewMessage, Room, RoomName, User, Username,
+    ClientId, HistoryRange, MessageBody, NewMessage, Room, RoomName, Seq, User, Username,
 };
 use natter::ports::{Store, StoreError};
 
@@ -179,7 +179,7 @@ async fn seq_has_no_gaps_under_concurrent_appends(store: Arc<dyn Store>) {
     assert_eq!(ids.len(), 60, "ids are unique");
     for room in &rooms {
         assert_eq!(acked_seqs(room, &appended), (1..=30).collect::<Vec<_>>());
-        assert_eq!(store.last_seq(room.id).await.unwrap(), 30);
+        assert_eq!(store.last_seq(room.id).await.unwrap().get(), 30);
     }
     assert_each_ack_names_its_stored_message(&*store, &rooms, &appended).await;
 }
@@ -192,7 +192,7 @@ fn acked_seqs(room: &Room, appended: &AppendResults) -> Vec<i64> {
         .iter()
         .map(|a| &a.as_ref().unwrap().message)
         .filter(|m| m.room_id == room.id)
-        .map(|m| m.seq)
+        .map(|m| m.seq.get())
         .collect();
     seqs.sort();
     seqs
@@ -274,7 +274,7 @@ async fn a_client_id_is_stored_once(store: Arc<dyn Store>) {
     assert!(!again.fresh);
     assert_eq!(again.message, first.message);
     assert_eq!(
-        store.last_seq(general.id).await.unwrap(),
+        store.last_seq(general.id).await.unwrap().get(),
         1,
         "a resend takes no seq"
     );
@@ -284,7 +284,7 @@ async fn a_client_id_is_stored_once(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(bobs.fresh);
-    assert_eq!(bobs.message.seq, 2);
+    assert_eq!(bobs.message.seq.get(), 2);
     let found = store
         .find_by_client_id(alice.id, "c1")
         .await
@@ -318,8 +318,8 @@ async fn concurrent_sends_of_one_client_id_store_one_message(store: Arc<dyn Stor
     let winner = &appended.iter().find(|a| a.fresh).unwrap().message;
     assert!(appended.iter().all(|a| a.message == *winner));
     let seqs = [
-        store.last_seq(rooms[0].id).await.unwrap(),
-        store.last_seq(rooms[1].id).await.unwrap(),
+        store.last_seq(rooms[0].id).await.unwrap().get(),
+        store.last_seq(rooms[1].id).await.unwrap().get(),
     ];
     assert_eq!(seqs[0] + seqs[1], 1, "the losers took no seq");
 }
@@ -333,8 +333,9 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    let seqs =
-        |messages: Vec<natter::domain::Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let seqs = |messages: Vec<natter::domain::Message>| {
+        messages.iter().map(|m| m.seq.get()).collect::<Vec<_>>()
+    };
     assert_eq!(
         seqs(
             store
@@ -347,7 +348,7 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(
         seqs(
             store
-                .messages(&general, HistoryRange::Before(5), 2)
+                .messages(&general, HistoryRange::Before(Seq::new(5).unwrap()), 2)
                 .await
                 .unwrap()
         ),
@@ -356,7 +357,7 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(
         seqs(
             store
-                .messages(&general, HistoryRange::Before(2), 5)
+                .messages(&general, HistoryRange::Before(Seq::new(2).unwrap()), 5)
                 .await
                 .unwrap()
         ),
@@ -365,7 +366,7 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(
         seqs(
             store
-                .messages(&general, HistoryRange::After(4), 2)
+                .messages(&general, HistoryRange::After(Seq::new(4).unwrap()), 2)
                 .await
                 .unwrap()
         ),
@@ -374,7 +375,7 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(
         seqs(
             store
-                .messages(&general, HistoryRange::After(7), 5)
+                .messages(&general, HistoryRange::After(Seq::new(7).unwrap()), 5)
                 .await
                 .unwrap()
         ),
@@ -594,7 +595,7 @@ mod postgres_outage {
             .append_message(message(&general, &alice, "after", None))
             .await
             .unwrap();
-        assert_eq!(after.message.seq, 2, "the failed send left no gap");
+        assert_eq!(after.message.seq.get(), 2, "the failed send left no gap");
         store.close().await;
     }
 }

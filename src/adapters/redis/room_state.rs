@@ -447,7 +447,7 @@ impl MessageCache for RedisRoomState {
         limit: usize,
     ) -> Result<Option<Vec<Message>>, Unavailable> {
         let mut call = self.op("after", Some(room));
-        call.arg(after).arg(limit);
+        call.arg(after.get()).arg(limit);
         let entries: Option<Vec<String>> = self.run(&call).await?;
         Ok(entries.and_then(decode))
     }
@@ -456,7 +456,7 @@ impl MessageCache for RedisRoomState {
         let mut call = self.op("fill", Some(room));
         call.arg(self.capacity);
         for message in tail {
-            call.arg(message.seq).arg(encode(message));
+            call.arg(message.seq.get()).arg(encode(message));
         }
         self.run::<()>(&call).await
     }
@@ -464,7 +464,7 @@ impl MessageCache for RedisRoomState {
     async fn add(&self, room: RoomId, message: &Message) -> Result<(), Unavailable> {
         let mut call = self.op("add", Some(room));
         call.arg(self.capacity)
-            .arg(message.seq)
+            .arg(message.seq.get())
             .arg(encode(message));
         self.run::<()>(&call).await
     }

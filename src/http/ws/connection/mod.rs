@@ -68,7 +68,7 @@ pub async fn run(
     };
     let mut socket = Socket {
         ws,
-        last_seq: membership.since.unwrap_or(0),
+        last_seq: membership.since.unwrap_or(Seq::ZERO),
         budget: FrameBudget::new(state.ws.frames_per_second),
         own_arrival: Bytes::from(
             ServerFrame::MemberJoined {
