@@ -79,7 +79,7 @@ pub async fn room_list_page(
     room_name: String,
     error: Option<String>,
 ) -> Result<Response, PageError> {
-    let list = state.chat.list_rooms(None).await?;
+    let list = state.chat.rooms().list(None).await?;
     let csrf = csrf_token(&state.secret_key, headers, over_https);
     let page = RoomsPage {
         signed_in_as: Some(username),
@@ -123,7 +123,7 @@ async fn room(
     let Some(session) = session else {
         return Ok(login_redirect(&format!("/rooms/{slug}")));
     };
-    let room = state.chat.find_room(&slug).await?;
+    let room = state.chat.rooms().find(&slug).await?;
     let csrf = csrf_token(&state.secret_key, &headers, over_https);
     let page = RoomPage {
         signed_in_as: Some(session.user.username.clone()),

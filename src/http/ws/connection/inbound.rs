@@ -98,6 +98,7 @@ impl Socket {
     ) -> Result<(), End> {
         let sent = state
             .chat
+            .messages()
             .send(
                 &membership.user,
                 &membership.room,
@@ -140,15 +141,17 @@ impl Socket {
         if let Err(wait) = self.budget.take() {
             return self.send_frame(&rate_limited(wait, None)).await;
         }
-        let answer =
-            match history_request(before, after, limit) {
-                Ok((request, keep)) => state.chat.history(&membership.room, request).await.map(
-                    |(messages, truncated)| {
-                        frames::history(&messages, truncated, keep, self.max_history_bytes)
-                    },
-                ),
-                Err(e) => Err(e),
-            };
+        let answer = match history_request(before, after, limit) {
+            Ok((request, keep)) => state
+                .chat
+                .messages()
+                .history(&membership.room, request)
+                .await
+                .map(|(messages, truncated)| {
+                    frames::history(&messages, truncated, keep, self.max_history_bytes)
+                }),
+            Err(e) => Err(e),
+        };
         match answer {
             Ok(history) => self.send(frames::text(&history.json)).await,
             Err(e) => self.send_frame(&error_frame(&e, None)).await,
