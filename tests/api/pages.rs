@@ -62,7 +62,7 @@ async fn registering_through_the_form_signs_in_and_shows_the_room_list() {
         .await
         .unwrap();
     assert!(page.contains("data-slug=\"book-club\""));
-    assert!(page.contains("/static/js/app.js"));
+    assert!(page.contains("/static/js/room-page.js"));
 }
 
 async fn form_errors_are_shown_on_the_form() {
@@ -268,7 +268,9 @@ async fn unknown_pages_and_rooms_are_404_pages() {
 
 async fn the_script_and_stylesheet_are_served_by_natter() {
     let app = TestApp::spawn().await;
-    let js = reqwest::get(app.url("/static/js/app.js")).await.unwrap();
+    let js = reqwest::get(app.url("/static/js/connection.js"))
+        .await
+        .unwrap();
     assert_eq!(js.status(), 200);
     assert_eq!(
         js.headers()["content-type"],
