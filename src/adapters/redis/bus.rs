@@ -49,11 +49,10 @@ use redis::{
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 
+use super::connection::{unavailable, IO_TIMEOUT};
 use crate::domain::{RoomId, Seq};
 use crate::ports::{BoxError, Bus, BusEvent, BusListener, Unavailable};
 
-/// Connecting and each command's answer, on both connections.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// A publish (both of its tries) answers within this, even while Redis is down.
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(2500);
 /// How long `subscribe`/`unsubscribe` wait for Redis to confirm.
@@ -580,10 +579,6 @@ fn decode_room(room: RoomId, payload: Bytes) -> Result<BusEvent, &'static str> {
         seq,
         frame: payload.slice(HEADER..),
     })
-}
-
-fn unavailable(error: redis::RedisError) -> Unavailable {
-    Unavailable(Box::new(error))
 }
 
 #[cfg(test)]
