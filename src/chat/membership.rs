@@ -57,26 +57,22 @@ pub struct Membership {
 }
 
 impl Memberships {
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        store: Arc<dyn Store>,
-        cache: Arc<dyn MessageCache>,
-        presence: Arc<dyn Presence>,
-        bus: Arc<dyn Bus>,
+        ports: &super::Ports,
         hub: Arc<Hub>,
+        settings: &super::ChatSettings,
         metrics: Metrics,
-        history_on_join: usize,
-        cache_messages: usize,
     ) -> Memberships {
         Memberships {
-            store,
-            cache,
-            presence,
-            bus,
+            store: ports.store.clone(),
+            // The one room-state adapter under each of its two roles.
+            cache: ports.room_state.clone(),
+            presence: ports.room_state.clone(),
+            bus: ports.bus.clone(),
             hub,
             metrics,
-            history_on_join,
-            cache_messages,
+            history_on_join: settings.history_on_join,
+            cache_messages: settings.cache_messages,
         }
     }
 

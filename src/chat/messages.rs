@@ -75,15 +75,10 @@ fn resend_ack(stored: &Message, room: &Room, body: &MessageBody) -> Result<Ack, 
 }
 
 impl Messages {
-    pub(super) fn new(
-        ports: &super::Ports,
-        cache: Arc<dyn MessageCache>,
-        limits: &Limits,
-        metrics: Metrics,
-    ) -> Messages {
+    pub(super) fn new(ports: &super::Ports, limits: &Limits, metrics: Metrics) -> Messages {
         Messages {
             store: ports.store.clone(),
-            cache,
+            cache: ports.room_state.clone(),
             bus: ports.bus.clone(),
             limiter: ports.limiter.clone(),
             fallback_limiter: ports.fallback_limiter.clone(),

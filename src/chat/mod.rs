@@ -26,7 +26,7 @@ pub use membership::{Membership, Memberships};
 pub use messages::{Ack, Messages};
 pub use rooms::{RoomList, RoomListing, Rooms};
 
-use crate::ports::{Bus, MessageCache, Presence, RateLimiter, RoomState, Store, StoreError};
+use crate::ports::{Bus, RateLimiter, RoomState, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// A store call that has not answered by then fails with `unavailable` (CONTRACT §7).
@@ -71,9 +71,6 @@ impl ChatService {
     pub fn new(ports: Ports, settings: ChatSettings, metrics: Metrics) -> ChatService {
         let hub = hub::Hub::new(ports.store.clone(), metrics.clone());
         ports.bus.start(hub.clone());
-        // The one room-state adapter under each of its two roles.
-        let cache: Arc<dyn MessageCache> = ports.room_state.clone();
-        let presence: Arc<dyn Presence> = ports.room_state.clone();
         let limits = &settings.limits;
         ChatService {
             accounts: Accounts::new(
@@ -82,18 +79,13 @@ impl ChatService {
                 settings.session_ttl,
                 limits,
             ),
-            rooms: Rooms::new(ports.store.clone(), presence.clone(), limits.room_list_max),
-            messages: Messages::new(&ports, cache.clone(), limits, metrics.clone()),
-            memberships: Memberships::new(
+            rooms: Rooms::new(
                 ports.store.clone(),
-                cache,
-                presence,
-                ports.bus.clone(),
-                hub,
-                metrics.clone(),
-                settings.history_on_join,
-                settings.cache_messages,
+                ports.room_state.clone(),
+                limits.room_list_max,
             ),
+            messages: Messages::new(&ports, limits, metrics.clone()),
+            memberships: Memberships::new(&ports, hub, &settings, metrics.clone()),
             store: ports.store,
             room_state: ports.room_state,
             metrics,
