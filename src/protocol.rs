@@ -198,10 +198,12 @@ pub enum ClientFrame {
         client_id: Option<String>,
     },
     History {
+        // Plain numbers: a negative one is refused by `HistoryRequest` with its own
+        // message, not as an unreadable frame.
         #[serde(default)]
-        before: Option<Seq>,
+        before: Option<i64>,
         #[serde(default)]
-        after: Option<Seq>,
+        after: Option<i64>,
         #[serde(default)]
         limit: Option<u32>,
     },
@@ -218,7 +220,7 @@ mod tests {
         let frame = ServerFrame::Message(MessageView {
             id: 123,
             room: "general".into(),
-            seq: 7,
+            seq: Seq::new(7).unwrap(),
             user: "alice".into(),
             body: "text".into(),
             sent_at: "2026-11-23T10:00:00.123Z".into(),

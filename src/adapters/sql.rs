@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
+use crate::domain::Seq;
 use crate::ports::StoreError;
 
 // `SQLITE_MIGRATIONS` and `POSTGRES_MIGRATIONS`: every file of `migrations/<store>/`, in
@@ -31,6 +32,49 @@ pub(super) fn migrator(migrations: &'static [(i64, &'static str, &'static str)])
         ..Migrator::DEFAULT
     }
 }
+
+/// A `seq` is a BIGINT/INTEGER column; reading a negative one is a corrupt row, an error
+/// rather than a value that breaks [`Seq`]'s promise.
+impl<DB: sqlx::Database> sqlx::Type<DB> for Seq
+where
+    i64: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <i64 as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <i64 as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Seq
+where
+    i64: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<Seq, sqlx::error::BoxDynError> {
+        let raw = <i64 as sqlx::Decode<'r, DB>>::decode(value)?;
+        Seq::new(raw).ok_or_else(|| format!("a negative seq ({raw}) in the store").into())
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for Seq
+where
+    i64: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut DB::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.get(), buf)
+    }
+}
+
+/// The room list's order (the store port's `list_rooms`), as both schemas name the
+/// columns: most recently active first, by the last message or, for a room without one,
+/// its creation; the newer room first on a tie, so pages never overlap. The in-process
+/// store keeps the same rule, and the store suite holds all three to it.
+pub(super) const ROOM_LIST_ORDER: &str = "COALESCE(last_message_at, created_at) DESC, id DESC";
 
 /// A message's columns as both schemas name them, for `SELECT {MESSAGE_COLUMNS} WHERE …`.
 pub(super) const MESSAGE_COLUMNS: &str =

@@ -2,6 +2,7 @@
 //! time, so a login flood cannot starve the runtime.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
@@ -16,9 +17,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::throttle::{Throttle, ThrottleKey};
-use super::{store_call, ChatError, ChatService, Limits};
+use super::{store_call, ChatError, Limits};
 use crate::domain::{Password, User, Username};
-use crate::ports::{BusEvent, StoreError};
+use crate::ports::{Bus, BusEvent, Store, StoreError};
 
 const REGISTRATION_WINDOW: Duration = Duration::from_secs(60 * 60);
 
@@ -33,10 +34,25 @@ pub struct KnownDevice {
     pub id: String,
 }
 
-pub(crate) struct Accounts {
+/// Accounts and sessions: the ports they use and the guards around them.
+pub struct Accounts {
+    store: Arc<dyn Store>,
+    /// Tells every process that a session ended, so its sockets close.
+    bus: Arc<dyn Bus>,
+    session_ttl: Duration,
+    passwords: Passwords,
+    guards: Guards,
+}
+
+/// Argon2id off the async threads, a few hashes at a time.
+struct Passwords {
     hashing: Semaphore,
     /// Verified against for unknown usernames, so they cost as much as a wrong password.
     dummy_hash: OnceCell<String>,
+}
+
+/// The throttles on failed logins and on registrations (CONTRACT §7a).
+struct Guards {
     login_failures_by_user: Throttle,
     login_failures_by_device: Throttle,
     login_failures_by_address: Throttle,
@@ -44,13 +60,10 @@ pub(crate) struct Accounts {
     registrations_by_address: Throttle,
 }
 
-impl Accounts {
-    pub fn new(limits: &Limits) -> Accounts {
+impl Guards {
+    fn new(limits: &Limits) -> Guards {
         let failures = |limit| Throttle::new(limit, limits.login_failure_window);
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Accounts {
-            hashing: Semaphore::new(cores),
-            dummy_hash: OnceCell::new(),
+        Guards {
             login_failures_by_user: failures(limits.login_failures_per_username),
             login_failures_by_device: failures(limits.login_failures_per_device),
             login_failures_by_address: failures(limits.failures_per_address),
@@ -91,6 +104,16 @@ impl Accounts {
                 by_address,
             ],
             (None, None) => vec![by_address],
+        }
+    }
+}
+
+impl Passwords {
+    fn new() -> Passwords {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Passwords {
+            hashing: Semaphore::new(cores),
+            dummy_hash: OnceCell::new(),
         }
     }
 
@@ -173,7 +196,22 @@ fn token_hash(token: &str) -> Bytes {
     Bytes::copy_from_slice(&Sha256::digest(token.as_bytes()))
 }
 
-impl ChatService {
+impl Accounts {
+    pub(super) fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        session_ttl: Duration,
+        limits: &Limits,
+    ) -> Accounts {
+        Accounts {
+            store,
+            bus,
+            session_ttl,
+            passwords: Passwords::new(),
+            guards: Guards::new(limits),
+        }
+    }
+
     /// Creates the account and signs it in. `password_confirm` is checked when given (forms).
     pub async fn register(
         &self,
@@ -182,15 +220,15 @@ impl ChatService {
         password_confirm: Option<&str>,
         address: IpAddr,
     ) -> Result<NewSession, ChatError> {
-        let accounts = &self.accounts;
+        let (guards, passwords) = (&self.guards, &self.passwords);
         let address_key = ThrottleKey::of_address(address);
         let too_many = |retry_after| ChatError::TooManyAttempts { retry_after };
-        accounts
+        guards
             .register_failures_by_address
             .check(address_key)
             .map_err(too_many)?;
         // Counted before the slow hash, so parallel requests cannot all pass the check.
-        accounts
+        guards
             .registrations_by_address
             .admit(address_key)
             .map_err(too_many)?;
@@ -200,7 +238,7 @@ impl ChatService {
             if password_confirm.is_some_and(|confirm| confirm != password.expose()) {
                 return Err(ChatError::PasswordMismatch);
             }
-            let hash = accounts.hash(password).await?;
+            let hash = passwords.hash(password).await?;
             match store_call(async {
                 match self.store.create_user(&username, &hash).await {
                     Err(StoreError::Duplicate) => Ok(None),
@@ -217,9 +255,9 @@ impl ChatService {
         match result {
             Ok(user) => self.start_session(user).await,
             Err(e) => {
-                accounts.registrations_by_address.forget_latest(address_key);
+                guards.registrations_by_address.forget_latest(address_key);
                 if !matches!(e, ChatError::Unavailable(_)) {
-                    accounts.register_failures_by_address.record(address_key);
+                    guards.register_failures_by_address.record(address_key);
                 }
                 Err(e)
             }
@@ -235,9 +273,11 @@ impl ChatService {
         address: IpAddr,
         device: Option<&KnownDevice>,
     ) -> Result<NewSession, ChatError> {
-        let accounts = &self.accounts;
+        let passwords = &self.passwords;
         let parsed = Username::parse(username).ok();
-        let throttles = accounts.login_throttles(parsed.as_ref(), address, device);
+        let throttles = self
+            .guards
+            .login_throttles(parsed.as_ref(), address, device);
         // Every attempt counts as a failure until it succeeds, so a burst of parallel
         // guesses cannot all pass the check before the first one fails.
         for (admitted, (throttle, key, _)) in throttles.iter().enumerate() {
@@ -256,9 +296,9 @@ impl ChatService {
             let found = store_call(self.store.find_credentials(&username)).await?;
             let (user, hash) = match found {
                 Some((user, hash)) => (Some(user), hash),
-                None => (None, accounts.dummy_hash().await?),
+                None => (None, passwords.dummy_hash().await?),
             };
-            match (user, accounts.verify(password, hash).await?) {
+            match (user, passwords.verify(password, hash).await?) {
                 (Some(user), true) => self.start_session(user).await,
                 _ => Err(ChatError::InvalidCredentials),
             }
@@ -289,8 +329,8 @@ impl ChatService {
         let mut random = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut random);
         let token = URL_SAFE_NO_PAD.encode(random);
-        let ttl = chrono::Duration::from_std(self.settings.session_ttl)
-            .unwrap_or(chrono::Duration::days(14));
+        let ttl =
+            chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::days(14));
         let expires_at = Utc::now() + ttl;
         store_call(
             self.store
@@ -340,17 +380,17 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_are_stored_as_argon2id_with_owasp_parameters_and_a_salt_each() {
-        let accounts = Accounts::new(&Limits::default());
+        let passwords = Passwords::new();
         let password = || Password::parse("correct horse battery").unwrap();
-        let first = accounts.hash(password()).await.unwrap();
-        let second = accounts.hash(password()).await.unwrap();
+        let first = passwords.hash(password()).await.unwrap();
+        let second = passwords.hash(password()).await.unwrap();
         assert!(
             first.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{first}"
         );
         assert_ne!(first, second, "a random salt per password");
-        assert!(accounts.verify(password(), first.clone()).await.unwrap());
-        assert!(!accounts
+        assert!(passwords.verify(password(), first.clone()).await.unwrap());
+        assert!(!passwords
             .verify(Password::parse("wrong horse battery").unwrap(), first)
             .await
             .unwrap());
@@ -358,19 +398,19 @@ mod tests {
 
     #[test]
     fn an_invalid_username_is_never_a_throttle_key_only_its_address_counts() {
-        let accounts = Accounts::new(&Limits::default());
+        let guards = Guards::new(&Limits::default());
         let address: IpAddr = "203.0.113.7".parse().unwrap();
         for i in 0..1_000 {
             let huge = format!("{i}{}", "x".repeat(60_000));
             let username = Username::parse(&huge).ok();
             assert!(username.is_none());
-            for (throttle, key, _) in accounts.login_throttles(username.as_ref(), address, None) {
+            for (throttle, key, _) in guards.login_throttles(username.as_ref(), address, None) {
                 throttle.record(key);
             }
         }
-        assert_eq!(accounts.login_failures_by_user.keys(), 0);
-        assert_eq!(accounts.login_failures_by_address.keys(), 1);
-        assert!(accounts
+        assert_eq!(guards.login_failures_by_user.keys(), 0);
+        assert_eq!(guards.login_failures_by_address.keys(), 1);
+        assert!(guards
             .login_failures_by_address
             .check(ThrottleKey::of_address(address))
             .is_err());
@@ -378,24 +418,24 @@ mod tests {
 
     #[test]
     fn a_device_counts_only_for_the_username_it_names() {
-        let accounts = Accounts::new(&Limits::default());
+        let guards = Guards::new(&Limits::default());
         let address: IpAddr = "203.0.113.7".parse().unwrap();
         let alice = Username::parse("Alice").unwrap();
         let device = KnownDevice {
             username: "alice".into(),
             id: "device-1".into(),
         };
-        let throttles = accounts.login_throttles(Some(&alice), address, Some(&device));
+        let throttles = guards.login_throttles(Some(&alice), address, Some(&device));
         assert_eq!(throttles.len(), 1);
         assert!(std::ptr::eq(
             throttles[0].0,
-            &accounts.login_failures_by_device
+            &guards.login_failures_by_device
         ));
         let bob = Username::parse("bob").unwrap();
-        let throttles = accounts.login_throttles(Some(&bob), address, Some(&device));
+        let throttles = guards.login_throttles(Some(&bob), address, Some(&device));
         assert_eq!(throttles.len(), 2, "the user's and the address's");
         assert!(throttles
             .iter()
-            .all(|(t, _, _)| !std::ptr::eq(*t, &accounts.login_failures_by_device)));
+            .all(|(t, _, _)| !std::ptr::eq(*t, &guards.login_failures_by_device)));
     }
 }

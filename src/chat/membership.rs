@@ -12,14 +12,30 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
-use super::hub::RoomChannel;
+use super::hub::{Hub, RoomChannel};
 use super::messages::RESUME_MAX;
-use super::{store_call, AuthSession, ChatError, ChatService, CloseReason, Delivery};
+use super::{store_call, AuthSession, ChatError, CloseReason, Delivery};
 use crate::domain::{HistoryRange, Message, Room, RoomId, Seq, User};
-use crate::ports::{BusEvent, Departure};
+use crate::ports::{Bus, BusEvent, Departure, MessageCache, Presence, Store};
 use crate::protocol::ServerFrame;
+use crate::telemetry::Metrics;
 
-/// A socket's membership of a room, from [`ChatService::join`] until [`ChatService::leave`].
+/// Who is in which room: joining and leaving, presence and its announcements, and the
+/// history a joiner gets.
+pub struct Memberships {
+    store: Arc<dyn Store>,
+    cache: Arc<dyn MessageCache>,
+    presence: Arc<dyn Presence>,
+    bus: Arc<dyn Bus>,
+    hub: Arc<Hub>,
+    metrics: Metrics,
+    /// Messages a joiner without `?since=` gets.
+    history_on_join: usize,
+    /// Messages the first joiner reads from the store into the cache.
+    cache_messages: usize,
+}
+
+/// A socket's membership of a room, from [`Memberships::join`] until [`Memberships::leave`].
 pub struct Membership {
     pub room: Room,
     pub user: User,
@@ -40,7 +56,26 @@ pub struct Membership {
     channel: Arc<RoomChannel>,
 }
 
-impl ChatService {
+impl Memberships {
+    pub(super) fn new(
+        ports: &super::Ports,
+        hub: Arc<Hub>,
+        settings: &super::ChatSettings,
+        metrics: Metrics,
+    ) -> Memberships {
+        Memberships {
+            store: ports.store.clone(),
+            // The one room-state adapter under each of its two roles.
+            cache: ports.room_state.clone(),
+            presence: ports.room_state.clone(),
+            bus: ports.bus.clone(),
+            hub,
+            metrics,
+            history_on_join: settings.history_on_join,
+            cache_messages: settings.cache_messages,
+        }
+    }
+
     pub async fn join(
         &self,
         session: &AuthSession,
@@ -127,7 +162,7 @@ impl ChatService {
 
     async fn history_on_join(&self, membership: &Membership) -> Result<Vec<Message>, ChatError> {
         let room = &membership.room;
-        let wanted = self.settings.history_on_join;
+        let wanted = self.history_on_join;
         if let Some(cached) = self.cache.latest(room.id, wanted).await? {
             self.count_history_load("cache");
             return Ok(cached);
@@ -138,7 +173,7 @@ impl ChatService {
             self.count_history_load("cache");
             return Ok(cached);
         }
-        let limit = self.settings.cache_messages as u32;
+        let limit = self.cache_messages as u32;
         let tail = store_call(self.store.messages(room, HistoryRange::Latest, limit)).await?;
         self.cache.fill(room.id, &tail).await?;
         self.count_history_load("store");
@@ -152,7 +187,6 @@ impl ChatService {
         room: &Room,
         since: Seq,
     ) -> Result<(Vec<Message>, bool), ChatError> {
-        let since = since.max(0);
         let mut messages = match self.cache.after(room.id, since, RESUME_MAX + 1).await? {
             Some(cached) => {
                 self.count_history_load("cache");
@@ -216,8 +250,21 @@ impl ChatService {
         }
     }
 
+    /// Presence heartbeats, and the removal of members of processes that died (announced
+    /// as `member_left`).
+    pub(super) async fn maintain(&self) {
+        match self.presence.maintain().await {
+            Ok(departures) => {
+                for departure in departures {
+                    self.announce_departure(departure).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "presence upkeep failed"),
+        }
+    }
+
     /// A user whose process died without saying so (found by presence upkeep) has left.
-    pub(super) async fn announce_departure(&self, departure: Departure) {
+    async fn announce_departure(&self, departure: Departure) {
         let frame = ServerFrame::MemberLeft {
             user: departure.username,
         };

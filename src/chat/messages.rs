@@ -3,16 +3,39 @@
 //! A send goes: validate → resend? (answer with the stored message, no limit) → rate
 //! limiter → store (durable) → cache → bus. Ack and fan-out happen only after the commit.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{store_call, ChatError, ChatService};
+use super::budget::Budget;
+use super::{store_call, ChatError, Limits};
 use crate::domain::{
     ClientId, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, Room, Seq, User,
+    UserId,
 };
-use crate::ports::{Admission, BusEvent, RateLimiter, SendSlot};
+use crate::ports::{Admission, Bus, BusEvent, MessageCache, RateLimiter, Rule, SendSlot, Store};
 use crate::protocol::{MessageView, ServerFrame};
+use crate::telemetry::Metrics;
+
+/// Sending and reading messages: the store, the cache, the send limiter and the bus.
+pub struct Messages {
+    store: Arc<dyn Store>,
+    cache: Arc<dyn MessageCache>,
+    bus: Arc<dyn Bus>,
+    limiter: Arc<dyn RateLimiter>,
+    /// A process-local limiter used only while `limiter` is unreachable
+    /// ([`Ports::fallback_limiter`](super::Ports)).
+    fallback_limiter: Option<Arc<dyn RateLimiter>>,
+    /// [`Limits::sends`].
+    sends: Rule,
+    /// REST history reads per user (CONTRACT §7a).
+    history_reads: Budget<UserId>,
+    /// Stored messages the cache did not take (its service was down); retried by
+    /// [`Messages::retry_uncached`] so an active room's cache does not keep a hole.
+    uncached: Mutex<Vec<Message>>,
+    metrics: Metrics,
+}
 
 /// The answer to an accepted send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +74,21 @@ fn resend_ack(stored: &Message, room: &Room, body: &MessageBody) -> Result<Ack, 
     }
 }
 
-impl ChatService {
+impl Messages {
+    pub(super) fn new(ports: &super::Ports, limits: &Limits, metrics: Metrics) -> Messages {
+        Messages {
+            store: ports.store.clone(),
+            cache: ports.room_state.clone(),
+            bus: ports.bus.clone(),
+            limiter: ports.limiter.clone(),
+            fallback_limiter: ports.fallback_limiter.clone(),
+            sends: limits.sends,
+            history_reads: Budget::new(limits.history_reads_per_second, Duration::from_secs(1)),
+            uncached: Mutex::new(Vec::new()),
+            metrics,
+        }
+    }
+
     /// Stores `body` as `user`'s message in `room` and fans it out; identity and room come
     /// from the caller's session and socket, never from the frame.
     pub async fn send(
@@ -95,10 +132,7 @@ impl ChatService {
         let appended = match store_call(self.store.append_message(new)).await {
             Ok(appended) => appended,
             Err(e) => {
-                if let Err(release) = limiter
-                    .release(&self.settings.limits.sends, user.id, slot)
-                    .await
-                {
+                if let Err(release) = limiter.release(&self.sends, user.id, slot).await {
                     tracing::warn!(error = %release, "could not give back a rate-limit slot");
                 }
                 return Err(e);
@@ -106,9 +140,7 @@ impl ChatService {
         };
         if !appended.fresh {
             // A resend (or a reused client_id): nothing was stored; the slot goes back.
-            let _ = limiter
-                .release(&self.settings.limits.sends, user.id, slot)
-                .await;
+            let _ = limiter.release(&self.sends, user.id, slot).await;
             return match &sent_body {
                 Some(body) => resend_ack(&appended.message, room, body),
                 None => Err(ChatError::Unavailable(
@@ -126,16 +158,14 @@ impl ChatService {
     async fn admit(&self, user: &User) -> Result<(&Arc<dyn RateLimiter>, SendSlot), ChatError> {
         let mut limiter = &self.limiter;
         let admission = match (
-            limiter.acquire(&self.settings.limits.sends, user.id).await,
+            limiter.acquire(&self.sends, user.id).await,
             &self.fallback_limiter,
         ) {
             (Ok(admission), _) => admission,
             (Err(e), Some(fallback)) => {
                 tracing::warn!(error = %e, "shared rate limiter unreachable; limiting per process");
                 limiter = fallback;
-                limiter
-                    .acquire(&self.settings.limits.sends, user.id)
-                    .await?
+                limiter.acquire(&self.sends, user.id).await?
             }
             (Err(e), None) => return Err(e.into()),
         };

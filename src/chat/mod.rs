@@ -1,7 +1,8 @@
 //! The chat service: the product's rules. Imports no axum, sqlx or redis.
 //!
-//! [`ChatService`] holds one `Arc<dyn Port>` per port and the process's [`hub`]; its
-//! methods (spread over the files of this module by resource) are what the HTTP edge calls.
+//! One area per resource, each a struct owning the ports it uses: [`Accounts`],
+//! [`Rooms`], [`Messages`], [`Memberships`] (the last with the process's [`hub`]).
+//! [`ChatService`] builds them from the [`Ports`] and is what the HTTP edge holds.
 
 mod accounts;
 mod budget;
@@ -17,15 +18,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use accounts::{AuthSession, KnownDevice, NewSession};
+pub use accounts::{Accounts, AuthSession, KnownDevice, NewSession};
 pub use error::ChatError;
 pub use hub::{CloseReason, Delivery, SharedFrame};
 pub use limits::Limits;
-pub use membership::Membership;
-pub use messages::Ack;
-pub use rooms::{RoomList, RoomListing};
+pub use membership::{Membership, Memberships};
+pub use messages::{Ack, Messages};
+pub use rooms::{RoomList, RoomListing, Rooms};
 
-use crate::ports::{Bus, MessageCache, Presence, RateLimiter, RoomState, Store, StoreError};
+use crate::ports::{Bus, RateLimiter, RoomState, Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// A store call that has not answered by then fails with `unavailable` (CONTRACT §7).
@@ -53,48 +54,62 @@ pub struct Ports {
     pub fallback_limiter: Option<Arc<dyn RateLimiter>>,
 }
 
+/// The chat rules, one area per resource; each area owns the ports it uses. The HTTP
+/// edge calls `chat.accounts()`, `chat.rooms()`, `chat.messages()` and
+/// `chat.memberships()`; what spans them (readiness, upkeep, shutdown) is here.
 pub struct ChatService {
+    accounts: Accounts,
+    rooms: Rooms,
+    messages: Messages,
+    memberships: Memberships,
     store: Arc<dyn Store>,
-    cache: Arc<dyn MessageCache>,
-    presence: Arc<dyn Presence>,
-    limiter: Arc<dyn RateLimiter>,
-    bus: Arc<dyn Bus>,
-    hub: Arc<hub::Hub>,
+    room_state: Arc<dyn RoomState>,
     metrics: Metrics,
-    settings: ChatSettings,
-    accounts: accounts::Accounts,
-    /// Stored messages the cache did not take (its service was down); retried by
-    /// [`ChatService::maintain`] so an active room's cache does not keep a hole.
-    uncached: std::sync::Mutex<Vec<crate::domain::Message>>,
-    fallback_limiter: Option<Arc<dyn RateLimiter>>,
-    known_rooms: rooms::KnownRooms,
-    /// REST history reads per user (CONTRACT §7a).
-    history_reads: budget::Budget<crate::domain::UserId>,
 }
 
 impl ChatService {
     pub fn new(ports: Ports, settings: ChatSettings, metrics: Metrics) -> ChatService {
         let hub = hub::Hub::new(ports.store.clone(), metrics.clone());
         ports.bus.start(hub.clone());
+        let limits = &settings.limits;
         ChatService {
-            store: ports.store,
-            // The same adapter under each of its two roles.
-            cache: ports.room_state.clone(),
-            presence: ports.room_state,
-            limiter: ports.limiter,
-            bus: ports.bus,
-            hub,
-            metrics,
-            accounts: accounts::Accounts::new(&settings.limits),
-            history_reads: budget::Budget::new(
-                settings.limits.history_reads_per_second,
-                Duration::from_secs(1),
+            accounts: Accounts::new(
+                ports.store.clone(),
+                ports.bus.clone(),
+                settings.session_ttl,
+                limits,
             ),
-            settings,
-            uncached: std::sync::Mutex::new(Vec::new()),
-            fallback_limiter: ports.fallback_limiter,
-            known_rooms: rooms::KnownRooms::default(),
+            rooms: Rooms::new(
+                ports.store.clone(),
+                ports.room_state.clone(),
+                limits.room_list_max,
+            ),
+            messages: Messages::new(&ports, limits, metrics.clone()),
+            memberships: Memberships::new(&ports, hub, &settings, metrics.clone()),
+            store: ports.store,
+            room_state: ports.room_state,
+            metrics,
         }
+    }
+
+    /// Registration, login, sessions.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    /// Creating, finding and listing rooms.
+    pub fn rooms(&self) -> &Rooms {
+        &self.rooms
+    }
+
+    /// Sending and reading messages.
+    pub fn messages(&self) -> &Messages {
+        &self.messages
+    }
+
+    /// Joining and leaving rooms.
+    pub fn memberships(&self) -> &Memberships {
+        &self.memberships
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -105,23 +120,16 @@ impl ChatService {
     /// (`/readyz`).
     pub async fn ready(&self) -> bool {
         let store = tokio::time::timeout(STORE_TIMEOUT, self.store.ping());
-        let presence = tokio::time::timeout(STORE_TIMEOUT, self.presence.ping());
-        matches!(tokio::join!(store, presence), (Ok(Ok(())), Ok(Ok(()))))
+        let room_state = tokio::time::timeout(STORE_TIMEOUT, self.room_state.ping());
+        matches!(tokio::join!(store, room_state), (Ok(Ok(())), Ok(Ok(()))))
     }
 
     /// Periodic upkeep, every [`MAINTAIN_EVERY`](crate::ports::MAINTAIN_EVERY): presence
     /// heartbeats and the removal of members of processes that died (announced as
     /// `member_left`), and another try at caching messages whose caching failed.
     pub async fn maintain(&self) {
-        match self.presence.maintain().await {
-            Ok(departures) => {
-                for departure in departures {
-                    self.announce_departure(departure).await;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "presence upkeep failed"),
-        }
-        self.retry_uncached().await;
+        self.memberships.maintain().await;
+        self.messages.retry_uncached().await;
     }
 
     /// Lets pending writes finish and closes the store (at shutdown).

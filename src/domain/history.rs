@@ -81,11 +81,7 @@ impl HistoryRequest {
 
 /// A `seq` a client names (`before`, `after`, `?since=`): 0 or more.
 pub fn seq(raw: i64) -> Result<Seq, HistoryError> {
-    if raw >= 0 {
-        Ok(raw)
-    } else {
-        Err(HistoryError::NegativeSeq)
-    }
+    Seq::new(raw).ok_or(HistoryError::NegativeSeq)
 }
 
 fn page_limit(limit: Option<i64>) -> Result<u32, HistoryError> {
@@ -109,7 +105,7 @@ mod tests {
         let before = HistoryRequest::latest_or_before(Some(0), Some(100)).unwrap();
         assert_eq!(
             (before.range(), before.limit()),
-            (HistoryRange::Before(0), 100)
+            (HistoryRange::Before(Seq::new(0).unwrap()), 100)
         );
         for (before, limit, error) in [
             (Some(-1), None, HistoryError::NegativeSeq),
@@ -131,12 +127,12 @@ mod tests {
         let before = HistoryRequest::before_or_after(Some(5), None, None).unwrap();
         assert_eq!(
             (before.range(), before.limit()),
-            (HistoryRange::Before(5), 50)
+            (HistoryRange::Before(Seq::new(5).unwrap()), 50)
         );
         let after = HistoryRequest::before_or_after(None, Some(0), Some(100)).unwrap();
         assert_eq!(
             (after.range(), after.limit()),
-            (HistoryRange::After(0), 100)
+            (HistoryRange::After(Seq::new(0).unwrap()), 100)
         );
         for (before, after, limit, error) in [
             (Some(-1), None, None, HistoryError::NegativeSeq),

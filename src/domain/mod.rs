@@ -17,8 +17,8 @@ pub struct UserId(pub i64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoomId(pub i64);
 
-/// A room's message number: 1, 2, 3, … with no gap, in store order.
-pub type Seq = i64;
+mod seq;
+pub use seq::Seq;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

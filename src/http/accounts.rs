@@ -117,6 +117,7 @@ async fn login_submit(
     let device = cookies::known_device(&state.secret_key, &headers);
     let login = state
         .chat
+        .accounts()
         .login(&form.username, &form.password, addr, device.as_ref())
         .await;
     match login {
@@ -179,6 +180,7 @@ async fn register_submit(
     verify_csrf(&state.secret_key, &headers, &form.csrf)?;
     let registered = state
         .chat
+        .accounts()
         .register(
             &form.username,
             &form.password,
@@ -222,7 +224,7 @@ async fn logout_submit(
     let form = form_or_refuse(form)?;
     verify_csrf(&state.secret_key, &headers, &form.csrf)?;
     if let Some(token) = cookies::read(&headers, cookies::SESSION) {
-        state.chat.logout(&token).await?;
+        state.chat.accounts().logout(&token).await?;
     }
     Ok((
         [(header::SET_COOKIE, cookies::session_ended(over_https))],
@@ -246,6 +248,7 @@ async fn api_register(
 ) -> Result<Response, ApiError> {
     let session = state
         .chat
+        .accounts()
         .register(&credentials.username, &credentials.password, None, addr)
         .await?;
     let body = Json(json!({"user": user_json(&session.user)}));
@@ -268,6 +271,7 @@ async fn api_login(
     let device = cookies::known_device(&state.secret_key, &headers);
     let session = state
         .chat
+        .accounts()
         .login(
             &credentials.username,
             &credentials.password,
@@ -291,7 +295,7 @@ async fn api_logout(
     OverHttps(over_https): OverHttps,
 ) -> Result<Response, ApiError> {
     if let Some(token) = cookies::read(&headers, cookies::SESSION) {
-        state.chat.logout(&token).await?;
+        state.chat.accounts().logout(&token).await?;
     }
     Ok((
         StatusCode::NO_CONTENT,

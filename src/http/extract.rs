@@ -31,6 +31,7 @@ impl FromRequestParts<AppState> for MaybeSession {
         };
         state
             .chat
+            .accounts()
             .authenticate(&token)
             .await
             .map(MaybeSession)

@@ -8,10 +8,10 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 
-use super::error::PageError;
+use super::error::{PageError, Refusal, Wants};
 use super::extract::{MaybeSession, OverHttps};
 use super::security::csrf_token;
-use super::views::{render, Asset, RoomPage, RoomRow, RoomsPage, ASSETS};
+use super::views::{asset, render, RoomPage, RoomRow, RoomsPage, ASSETS};
 use super::AppState;
 
 /// Where to send a visitor who must sign in first; `next` is the decoded path they asked for.
@@ -63,11 +63,13 @@ pub fn safe_next(next: Option<&str>) -> String {
 }
 
 pub(super) fn router() -> Router<AppState> {
+    // Built now, so that a module importing one that is not there stops the start, not the
+    // first page.
+    std::sync::LazyLock::force(&ASSETS);
     Router::new()
         .route("/", get(room_list))
         .route("/rooms/{slug}", get(room))
-        .route("/static/app.js", get(app_js))
-        .route("/static/style.css", get(style_css))
+        .route("/static/{*name}", get(static_file))
 }
 
 pub async fn room_list_page(
@@ -79,7 +81,7 @@ pub async fn room_list_page(
     room_name: String,
     error: Option<String>,
 ) -> Result<Response, PageError> {
-    let list = state.chat.list_rooms(None).await?;
+    let list = state.chat.rooms().list(None).await?;
     let csrf = csrf_token(&state.secret_key, headers, over_https);
     let page = RoomsPage {
         signed_in_as: Some(username),
@@ -123,7 +125,7 @@ async fn room(
     let Some(session) = session else {
         return Ok(login_redirect(&format!("/rooms/{slug}")));
     };
-    let room = state.chat.find_room(&slug).await?;
+    let room = state.chat.rooms().find(&slug).await?;
     let csrf = csrf_token(&state.secret_key, &headers, over_https);
     let page = RoomPage {
         signed_in_as: Some(session.user.username.clone()),
@@ -153,17 +155,16 @@ struct VersionQuery {
 
 type VersionParam = Result<Query<VersionQuery>, axum::extract::rejection::QueryRejection>;
 
-async fn app_js(headers: HeaderMap, query: VersionParam) -> Response {
-    static_file(&ASSETS[0], &headers, query)
-}
-
-async fn style_css(headers: HeaderMap, query: VersionParam) -> Response {
-    static_file(&ASSETS[1], &headers, query)
-}
-
 /// A URL with the current version never changes content, so it is cached for a year; any
 /// other (no `v`, or a page from before a deploy) is cached briefly and revalidated by ETag.
-fn static_file(asset: &Asset, headers: &HeaderMap, query: VersionParam) -> Response {
+async fn static_file(
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: VersionParam,
+) -> Response {
+    let Some(asset) = asset(&name) else {
+        return Refusal::not_found(Wants::Html).into_response();
+    };
     let current = query.is_ok_and(|Query(q)| q.v.as_deref() == Some(asset.version.as_str()));
     let cache = if current {
         "public, max-age=31536000, immutable"
@@ -186,7 +187,7 @@ fn static_file(asset: &Asset, headers: &HeaderMap, query: VersionParam) -> Respo
     if fresh {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    (headers, asset.body).into_response()
+    (headers, asset.body.as_str()).into_response()
 }
 
 #[cfg(test)]

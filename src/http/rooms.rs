@@ -52,7 +52,7 @@ async fn create_submit(
         Refusal::bad_request(format!("the form could not be read: {e}"), Wants::Html)
     })?;
     verify_csrf(&state.secret_key, &headers, &form.csrf)?;
-    match state.chat.create_room(&form.name).await {
+    match state.chat.rooms().create(&form.name).await {
         Ok((room, _)) => Ok(Redirect::to(&format!("/rooms/{}", room.slug)).into_response()),
         Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
         Err(e) => {
@@ -83,7 +83,7 @@ async fn api_list(
     session?;
     let ApiQuery(query) = query?;
     let name_contains = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    let list = state.chat.list_rooms(name_contains).await?;
+    let list = state.chat.rooms().list(name_contains).await?;
     let rooms: Vec<_> = list
         .rooms
         .iter()
@@ -114,7 +114,7 @@ async fn api_create(
     ApiJson(body): ApiJson<CreateRoom>,
 ) -> Result<Response, ApiError> {
     session?;
-    let (room, created) = state.chat.create_room(&body.name).await?;
+    let (room, created) = state.chat.rooms().create(&body.name).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -139,9 +139,10 @@ async fn api_messages(
     let ApiQuery(query) = query?;
     let request = HistoryRequest::latest_or_before(query.before, query.limit)
         .map_err(|e| Refusal::bad_request(e.to_string(), Wants::Json))?;
-    let room = state.chat.find_room(&slug).await?;
+    let room = state.chat.rooms().find(&slug).await?;
     let (messages, truncated) = state
         .chat
+        .messages()
         .read_history(&session.user, &room, request)
         .await?;
     let messages: Vec<_> = messages.iter().map(MessageView::from).collect();

@@ -1,8 +1,9 @@
 //! The pages' views: one struct per askama template (auto-escaped), how a page is rendered
-//! into a response, and the static files the layout links, each with a content hash. The
-//! routes that fill the views are in `pages.rs` and `accounts.rs`; `error.rs` renders its
-//! error page here.
+//! into a response, and the static files the pages link (the stylesheet and the client's ES
+//! modules), each with a content hash. The routes that fill the views are in `pages.rs` and
+//! `accounts.rs`; `error.rs` renders its error page here.
 
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use askama::Template;
@@ -123,17 +124,19 @@ pub fn render_error_page(status: StatusCode, message: &str) -> Response {
 
 /// A file under `static/`, built into the binary, with a hash of its content.
 pub(super) struct Asset {
-    pub(super) name: &'static str,
+    /// Its path under `static/`: `style.css`, `js/room-page.js`.
+    pub(super) name: String,
     pub(super) content_type: &'static str,
-    pub(super) body: &'static str,
+    /// What is served: for a module, its source with its imports' URLs put in.
+    pub(super) body: String,
     /// The first 10 hex digits of the SHA-256 of `body`.
     pub(super) version: String,
-    /// `/static/{name}?v={version}`: what pages link to.
+    /// `/static/{name}?v={version}`: what pages (and modules) link to.
     url: String,
 }
 
 impl Asset {
-    fn new(name: &'static str, content_type: &'static str, body: &'static str) -> Asset {
+    fn new(name: String, content_type: &'static str, body: String) -> Asset {
         let digest = Sha256::digest(body.as_bytes());
         let version: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
         let url = format!("/static/{name}?v={version}");
@@ -147,26 +150,243 @@ impl Asset {
     }
 }
 
-pub(super) static ASSETS: LazyLock<[Asset; 2]> = LazyLock::new(|| {
-    [
-        Asset::new(
-            "app.js",
-            "text/javascript; charset=utf-8",
-            include_str!("../../static/app.js"),
-        ),
-        Asset::new(
-            "style.css",
-            "text/css; charset=utf-8",
-            include_str!("../../static/style.css"),
-        ),
-    ]
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+// `CLIENT_MODULES`: every `static/js/*.js` as (file name, source), listed by build.rs.
+include!(concat!(env!("OUT_DIR"), "/static_js.rs"));
+
+/// Every static file: the stylesheet and the client's modules.
+pub(super) static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
+    let mut assets = vec![Asset::new(
+        "style.css".to_owned(),
+        "text/css; charset=utf-8",
+        include_str!("../../static/style.css").to_owned(),
+    )];
+    assets.extend(link_modules(CLIENT_MODULES));
+    assets
 });
 
-/// The versioned URL of a static file, for templates: `asset_url("app.js")`.
+/// The static file at `static/{name}`, if there is one.
+pub(super) fn asset(name: &str) -> Option<&'static Asset> {
+    ASSETS.iter().find(|asset| asset.name == name)
+}
+
+/// The versioned URL of a static file, for templates: `asset_url("js/room-page.js")`.
 pub fn asset_url(name: &str) -> &'static str {
-    ASSETS
-        .iter()
-        .find(|asset| asset.name == name)
+    asset(name)
         .map(|asset| asset.url.as_str())
         .unwrap_or_else(|| panic!("no static file {name}"))
+}
+
+// Cache busting for the client's ES modules (no build step). A browser caches a module by
+// its URL, and a module names its imports' URLs. A plain `./dom.js` could only be cached
+// briefly (it changes at a deploy), so every page would revalidate every module and could
+// run a new one with an old one; and a versioned URL would not do either if a module's
+// version hashed its own text only: after `dom.js` changed, its unchanged importers would
+// go on naming the old version. So each module's `"./x.js"` specifiers are rewritten here,
+// once at startup, to the imported module's versioned URL `/static/js/x.js?v=HASH`, and a
+// module's version is the hash of that rewritten text: a change to any module changes the
+// URL of every module that imports it, directly or not, up to the pages' entries. Hence
+// modules are linked imports first, and an import cycle is refused (its hashes would have
+// no fixed point).
+//
+// Not an import map: that is an inline script, which the CSP refuses unless its hash joins
+// `script-src` (one more thing to keep in step), and the page would list every module.
+// Rewriting keeps the policy at `script-src 'self'` and each module a file of its own.
+
+/// Links the client's modules (file name, source): see above. In dependency order.
+fn link_modules(sources: &[(&str, &str)]) -> Vec<Asset> {
+    let mut linked = Vec::with_capacity(sources.len());
+    for (name, _) in sources {
+        link(name, sources, &mut linked, &mut Vec::new());
+    }
+    linked
+}
+
+/// The versioned URL of module `name`, linking it first (its imports before it) unless it
+/// is linked already. `importers` is the chain of imports that led here, for cycles.
+fn link(
+    name: &str,
+    sources: &[(&str, &str)],
+    linked: &mut Vec<Asset>,
+    importers: &mut Vec<String>,
+) -> String {
+    let path = format!("js/{name}");
+    if let Some(asset) = linked.iter().find(|asset| asset.name == path) {
+        return asset.url.clone();
+    }
+    assert!(
+        !importers.iter().any(|importer| importer == name),
+        "static/js: an import cycle, {} → {name}",
+        importers.join(" → ")
+    );
+    let Some((_, source)) = sources.iter().find(|(file, _)| *file == name) else {
+        panic!(
+            "static/js/{}: imports ./{name}, which is not in static/js",
+            importers.last().map_or("?", String::as_str)
+        );
+    };
+    importers.push(name.to_owned());
+    let mut body = String::with_capacity(source.len());
+    let mut copied = 0;
+    for specifier in relative_imports(source) {
+        body += &source[copied..specifier.start];
+        // "./x.js" is file x.js.
+        body += &link(
+            &source[specifier.start + 2..specifier.end],
+            sources,
+            linked,
+            importers,
+        );
+        copied = specifier.end;
+    }
+    body += &source[copied..];
+    importers.pop();
+    let asset = Asset::new(path, JAVASCRIPT, body);
+    let url = asset.url.clone();
+    linked.push(asset);
+    url
+}
+
+/// Where `source` names another module as `"./x.js"`: in `from "./x.js"` (an import or a
+/// re-export), `import "./x.js"` or `import("./x.js")`, with either quote. The byte ranges
+/// of those specifiers, without their quotes, in order. Other specifiers are left as they
+/// are (a browser refuses bare ones; the tests refuse any that is not served).
+fn relative_imports(source: &str) -> Vec<Range<usize>> {
+    let bytes = source.as_bytes();
+    let skip_space = |mut at: usize| {
+        while bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+            at += 1;
+        }
+        at
+    };
+    let mut found = Vec::new();
+    for keyword in ["from", "import"] {
+        for (at, _) in source.match_indices(keyword) {
+            // A word of its own: not `Array.fromAsync`, not `reimport`.
+            let identifier = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'$';
+            if at > 0 && identifier(&bytes[at - 1]) {
+                continue;
+            }
+            let mut quote_at = skip_space(at + keyword.len());
+            if keyword == "import" && bytes.get(quote_at) == Some(&b'(') {
+                quote_at = skip_space(quote_at + 1);
+            }
+            let Some(&quote @ (b'"' | b'\'')) = bytes.get(quote_at) else {
+                continue;
+            };
+            let start = quote_at + 1;
+            let Some(len) = source[start..].find(char::from(quote)) else {
+                continue;
+            };
+            if source[start..start + len].starts_with("./") {
+                found.push(start..start + len);
+            }
+        }
+    }
+    found.sort_by_key(|specifier| specifier.start);
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linked<'a>(modules: &'a [Asset], name: &str) -> &'a Asset {
+        let path = format!("js/{name}");
+        modules.iter().find(|m| m.name == path).unwrap()
+    }
+
+    #[test]
+    fn a_module_imports_the_versioned_urls_of_the_modules_it_names() {
+        let modules = link_modules(&[
+            ("page.js", "import { el } from \"./dom.js\";\nel();\n"),
+            ("dom.js", "export function el() {}\n"),
+        ]);
+        let dom = linked(&modules, "dom.js");
+        assert_eq!(dom.body, "export function el() {}\n");
+        assert_eq!(dom.url, format!("/static/js/dom.js?v={}", dom.version));
+        assert_eq!(
+            linked(&modules, "page.js").body,
+            format!("import {{ el }} from \"{}\";\nel();\n", dom.url)
+        );
+    }
+
+    #[test]
+    fn changing_a_module_changes_the_url_of_everything_that_imports_it() {
+        let graph = |leaf: &'static str| {
+            link_modules(&[
+                ("page.js", "import \"./list.js\";\nimport \"./other.js\";\n"),
+                ("list.js", "export * from './leaf.js';\n"),
+                ("leaf.js", leaf),
+                ("other.js", "export const other = 1;\n"),
+            ])
+        };
+        let before = graph("export const x = 1;\n");
+        let after = graph("export const x = 2;\n");
+        for name in ["leaf.js", "list.js", "page.js"] {
+            assert_ne!(
+                linked(&before, name).url,
+                linked(&after, name).url,
+                "{name}"
+            );
+        }
+        assert_eq!(
+            linked(&before, "other.js").url,
+            linked(&after, "other.js").url
+        );
+    }
+
+    #[test]
+    fn every_form_of_relative_import_is_found() {
+        let source = "import a from \"./a.js\";\nimport { b,\n  c } from './b.js';\n\
+            import \"./c.js\";\nexport { d } from \"./d.js\";\nimport(\"./e.js\");\n\
+            import( './f.js' );\nimport x from\"./g.js\";\n\
+            // A comment is not told apart: this from \"./h.js\" is taken as an import.\n\
+            Array.from(\"./i.js\"); reimport \"./j.js\"; fromage \"./k.js\";\n\
+            import bare from \"lib\";\n";
+        let found: Vec<&str> = relative_imports(source)
+            .into_iter()
+            .map(|specifier| &source[specifier])
+            .collect();
+        assert_eq!(
+            found,
+            ["./a.js", "./b.js", "./c.js", "./d.js", "./e.js", "./f.js", "./g.js", "./h.js"]
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "static/js/page.js: imports ./gone.js, which is not in static/js")]
+    fn importing_a_module_that_is_not_there_is_refused() {
+        link_modules(&[("page.js", "import \"./gone.js\";\n")]);
+    }
+
+    #[test]
+    #[should_panic(expected = "an import cycle, a.js → b.js → a.js")]
+    fn an_import_cycle_is_refused() {
+        link_modules(&[
+            ("a.js", "import \"./b.js\";\n"),
+            ("b.js", "import \"./a.js\";\n"),
+        ]);
+    }
+
+    #[test]
+    fn every_client_module_is_served_as_javascript_importing_only_served_urls() {
+        assert!(!CLIENT_MODULES.is_empty());
+        for (file, _) in CLIENT_MODULES {
+            let module = asset(&format!("js/{file}")).unwrap();
+            assert_eq!(module.content_type, "text/javascript; charset=utf-8");
+            assert_eq!(asset_url(&module.name), module.url);
+            let digest: String = Sha256::digest(module.body.as_bytes())[..5]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(module.version, digest, "{file}");
+            assert!(relative_imports(&module.body).is_empty(), "{file}");
+            for import in module.body.split("\"/static/").skip(1) {
+                let url = format!("/static/{}", import.split('"').next().unwrap());
+                assert!(ASSETS.iter().any(|a| a.url == url), "{file}: {url}");
+            }
+        }
+    }
 }

@@ -62,7 +62,7 @@ async fn registering_through_the_form_signs_in_and_shows_the_room_list() {
         .await
         .unwrap();
     assert!(page.contains("data-slug=\"book-club\""));
-    assert!(page.contains("/static/app.js"));
+    assert!(page.contains("/static/js/room-page.js"));
 }
 
 async fn form_errors_are_shown_on_the_form() {
@@ -268,18 +268,92 @@ async fn unknown_pages_and_rooms_are_404_pages() {
 
 async fn the_script_and_stylesheet_are_served_by_natter() {
     let app = TestApp::spawn().await;
-    let js = reqwest::get(app.url("/static/app.js")).await.unwrap();
+    let js = reqwest::get(app.url("/static/js/connection.js"))
+        .await
+        .unwrap();
     assert_eq!(js.status(), 200);
-    assert!(js.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/javascript"));
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     assert!(js.text().await.unwrap().contains("WebSocket"));
     let css = reqwest::get(app.url("/static/style.css")).await.unwrap();
     assert!(css.headers()["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/css"));
+    for missing in ["/static/js/nope.js", "/static/app.js", "/static/js/"] {
+        let response = reqwest::get(app.url(missing)).await.unwrap();
+        assert_eq!(response.status(), 404, "{missing}");
+    }
+}
+
+/// The module specifiers in a module's text: `from "…"`, `import "…"`, `import("…")`.
+fn imports(module: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for opening in ["from \"", "import \"", "import(\""] {
+        for rest in module.split(opening).skip(1) {
+            found.push(rest.split('"').next().unwrap().to_owned());
+        }
+    }
+    found
+}
+
+/// Every file in `static/js/` is a module some page loads, through imports or as its
+/// entry, at its current versioned URL; and no import names a URL that is not served.
+async fn the_pages_load_every_client_module_and_every_import_is_served() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("General").await;
+    let mut to_fetch = Vec::new();
+    for page in ["/".to_owned(), format!("/rooms/{slug}")] {
+        let html = alice
+            .client
+            .get(app.url(&page))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let scripts: Vec<_> = static_urls(&html)
+            .into_iter()
+            .filter(|url| url.starts_with("/static/js/"))
+            .collect();
+        assert_eq!(scripts.len(), 1, "{page}: one entry module");
+        to_fetch.extend(scripts);
+    }
+    let mut served = std::collections::BTreeSet::new();
+    while let Some(url) = to_fetch.pop() {
+        let (path, _) = url.split_once("?v=").expect("a versioned URL");
+        let name = path
+            .strip_prefix("/static/js/")
+            .expect("a module under /static/js/");
+        if !served.insert(name.to_owned()) {
+            continue;
+        }
+        let response = reqwest::get(app.url(&url)).await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/javascript; charset=utf-8",
+            "{url}"
+        );
+        // Only the current version is cached for long: the URL is the one it is served at.
+        assert_eq!(
+            response.headers()["cache-control"],
+            "public, max-age=31536000, immutable",
+            "{url}"
+        );
+        to_fetch.extend(imports(&response.text().await.unwrap()));
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("static/js");
+    let files: std::collections::BTreeSet<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".js"))
+        .collect();
+    assert_eq!(served, files, "every module file is loaded by a page");
 }
 
 /// The `/static/…` URLs a page links to.
@@ -362,6 +436,11 @@ async fn every_page_carries_the_policy_and_has_no_inline_script_or_style() {
         let csp = headers["content-security-policy"].to_str().unwrap();
         assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        let scripts = csp
+            .split(';')
+            .map(str::trim)
+            .find(|directive| directive.starts_with("script-src"));
+        assert_eq!(scripts, Some("script-src 'self'"), "{path}: {csp}");
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
         let html = response.text().await.unwrap();
@@ -372,6 +451,8 @@ async fn every_page_carries_the_policy_and_has_no_inline_script_or_style() {
                 tag.contains(" src=\"/static/"),
                 "{path}: inline <script{tag}>"
             );
+            // The client is ES modules (deferred by themselves).
+            assert!(tag.contains(" type=\"module\""), "{path}: <script{tag}>");
         }
         assert!(!html.contains("<style"), "{path}");
         assert!(!html.contains(" style="), "{path}");
@@ -389,6 +470,7 @@ api_tests!(
     pages_carry_safety_headers_and_escape_what_users_wrote,
     unknown_pages_and_rooms_are_404_pages,
     the_script_and_stylesheet_are_served_by_natter,
+    the_pages_load_every_client_module_and_every_import_is_served,
     static_files_have_content_versioned_urls_and_cache_headers,
     every_page_carries_the_policy_and_has_no_inline_script_or_style,
 );

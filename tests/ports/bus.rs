@@ -229,7 +229,7 @@ fn session_end(hash: &[u8]) -> (BusEvent, Heard) {
 async fn a_room_frame_reaches_a_subscriber_unchanged(pair: Pair) {
     pair.receiver.subscribe(RoomId(1)).await.unwrap();
     // Not only JSON: any bytes (NUL, non-UTF-8, multi-byte) travel unchanged.
-    let (event, heard) = room_event(1, Some(i64::MAX - 1), b"{\"t\":\"\xc3\xa9\"}\x00\xff");
+    let (event, heard) = room_event(1, Seq::new(i64::MAX - 1), b"{\"t\":\"\xc3\xa9\"}\x00\xff");
     pair.sender.publish(event).await.unwrap();
     pair.heard.wait_for(&heard).await;
 }
@@ -239,7 +239,7 @@ async fn a_frame_without_seq_keeps_no_seq(pair: Pair) {
     let (event, heard) = room_event(2, None, b"{\"type\":\"member_joined\"}");
     pair.sender.publish(event).await.unwrap();
     pair.heard.wait_for(&heard).await;
-    let (event, heard) = room_event(2, Some(0), b"");
+    let (event, heard) = room_event(2, Seq::new(0), b"");
     pair.sender.publish(event).await.unwrap();
     pair.heard.wait_for(&heard).await;
 }
@@ -316,7 +316,7 @@ async fn redis_delivers_only_subscribed_rooms() {
     buses.receiver.subscribe(RoomId(3)).await.unwrap();
     buses.receiver.unsubscribe(RoomId(3)).await.unwrap();
     for room in [1, 2, 3] {
-        let (event, _) = room_event(room, Some(1), b"{}");
+        let (event, _) = room_event(room, Seq::new(1), b"{}");
         buses.sender.publish(event).await.unwrap();
     }
     flush(&buses).await;
@@ -340,7 +340,7 @@ async fn redis_drops_malformed_payloads_and_keeps_going() {
             .await
             .unwrap();
     }
-    let (event, heard) = room_event(1, Some(5), b"{}");
+    let (event, heard) = room_event(1, Seq::new(5), b"{}");
     buses.sender.publish(event).await.unwrap();
     buses.heard.wait_for(&heard).await;
     assert_eq!(buses.heard.heard(), vec![heard]);
@@ -401,7 +401,7 @@ async fn redis_racing_subscribe_and_unsubscribe_ends_in_the_last_calls_state() {
 
         let before = buses.heard.heard().len();
         for room in 1..=20 {
-            let (event, _) = room_event(room, Some(round as Seq), b"{}");
+            let (event, _) = room_event(room, Seq::new(round as i64), b"{}");
             buses.sender.publish(event).await.unwrap();
         }
         flush(&buses).await;
@@ -422,7 +422,7 @@ async fn redis_racing_subscribe_and_unsubscribe_ends_in_the_last_calls_state() {
 async fn redis_resubscribes_and_reports_the_restored_link_after_its_subscriber_is_killed() {
     let buses = redis_buses().await;
     buses.receiver.subscribe(RoomId(1)).await.unwrap();
-    let (event, heard) = room_event(1, Some(1), b"before");
+    let (event, heard) = room_event(1, Seq::new(1), b"before");
     buses.sender.publish(event).await.unwrap();
     buses.heard.wait_for(&heard).await;
 
@@ -442,7 +442,7 @@ async fn redis_resubscribes_and_reports_the_restored_link_after_its_subscriber_i
     buses.heard.wait_for(&Heard::LinkRestored).await;
     // Resubscribed before link_restored: the room and session ends arrive again, with no
     // new subscribe call.
-    let (event, heard) = room_event(1, Some(2), b"after");
+    let (event, heard) = room_event(1, Seq::new(2), b"after");
     buses.sender.publish(event).await.unwrap();
     buses.heard.wait_for(&heard).await;
     flush(&buses).await;
@@ -491,7 +491,7 @@ async fn redis_dropping_the_bus_closes_its_subscriber() {
 async fn redis_a_publish_after_its_connection_was_killed_goes_out_on_a_fresh_one() {
     let buses = redis_buses().await;
     buses.receiver.subscribe(RoomId(1)).await.unwrap();
-    let (event, heard) = room_event(1, Some(1), b"before");
+    let (event, heard) = room_event(1, Seq::new(1), b"before");
     buses.sender.publish(event).await.unwrap();
     buses.heard.wait_for(&heard).await;
 
@@ -510,7 +510,7 @@ async fn redis_a_publish_after_its_connection_was_killed_goes_out_on_a_fresh_one
         .await
         .unwrap();
 
-    let (event, heard) = room_event(1, Some(2), b"after");
+    let (event, heard) = room_event(1, Seq::new(2), b"after");
     buses.sender.publish(event).await.expect("retried and sent");
     buses.heard.wait_for(&heard).await;
     assert_ne!(
@@ -532,7 +532,7 @@ async fn redis_a_publish_that_cannot_be_sent_is_delivered_here_and_resyncs_the_r
     buses.receiver.subscribe(RoomId(1)).await.unwrap();
 
     proxy.cut();
-    let (event, heard) = room_event(1, Some(7), b"stored, not sent");
+    let (event, heard) = room_event(1, Seq::new(7), b"stored, not sent");
     let refused = buses.sender.publish(event).await;
     assert!(refused.is_err(), "Redis is out of reach");
     assert!(
@@ -546,7 +546,7 @@ async fn redis_a_publish_that_cannot_be_sent_is_delivered_here_and_resyncs_the_r
     assert!(!buses.heard.heard().contains(&heard));
     assert!(!buses.heard.heard().contains(&Heard::LinkRestored));
     // And publishing works again.
-    let (event, heard) = room_event(1, Some(8), b"sent");
+    let (event, heard) = room_event(1, Seq::new(8), b"sent");
     buses.sender.publish(event).await.unwrap();
     buses.heard.wait_for(&heard).await;
 }

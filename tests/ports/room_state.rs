@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::DateTime;
-use natter::domain::{Message, RoomId, User, UserId};
+use natter::domain::{Message, RoomId, Seq, User, UserId};
 use natter::ports::RoomState;
 
 use crate::fixtures::{MemoryRoomStateFixture, RoomStates, CAPACITY};
@@ -43,7 +43,7 @@ fn message(seq: i64) -> Message {
         id: 1000 + seq,
         room_id: ROOM,
         room_slug: "general".into(),
-        seq,
+        seq: Seq::new(seq).unwrap(),
         user_id: UserId(1),
         username: "alice".into(),
         body: format!("m{seq}"),
@@ -52,8 +52,12 @@ fn message(seq: i64) -> Message {
     }
 }
 
+fn seq(n: i64) -> Seq {
+    Seq::new(n).unwrap()
+}
+
 fn seqs(messages: Option<Vec<Message>>) -> Option<Vec<i64>> {
-    messages.map(|m| m.iter().map(|m| m.seq).collect())
+    messages.map(|m| m.iter().map(|m| m.seq.get()).collect())
 }
 
 async fn presence_reports_first_arrivals_and_last_departures(f: RoomStates) {
@@ -159,13 +163,13 @@ async fn the_cache_keeps_the_newest_messages_and_tolerates_repeats(f: RoomStates
 async fn after_answers_only_when_the_cache_is_complete(f: RoomStates) {
     f.state.join(ROOM, &user(1, "alice")).await.unwrap();
     assert_eq!(
-        seqs(f.state.after(ROOM, 0, 10).await.unwrap()),
+        seqs(f.state.after(ROOM, seq(0), 10).await.unwrap()),
         None,
         "not ready"
     );
     f.state.fill(ROOM, &[]).await.unwrap();
     assert_eq!(
-        seqs(f.state.after(ROOM, 0, 10).await.unwrap()),
+        seqs(f.state.after(ROOM, seq(0), 10).await.unwrap()),
         Some(vec![]),
         "an empty room"
     );
@@ -174,14 +178,14 @@ async fn after_answers_only_when_the_cache_is_complete(f: RoomStates) {
     }
     // Holds 3..=7: after 2 is complete, after 1 would miss seq 2.
     assert_eq!(
-        seqs(f.state.after(ROOM, 2, 10).await.unwrap()),
+        seqs(f.state.after(ROOM, seq(2), 10).await.unwrap()),
         Some(vec![3, 4, 5, 6, 7])
     );
     assert_eq!(
-        seqs(f.state.after(ROOM, 5, 1).await.unwrap()),
+        seqs(f.state.after(ROOM, seq(5), 1).await.unwrap()),
         Some(vec![6])
     );
-    assert_eq!(seqs(f.state.after(ROOM, 1, 10).await.unwrap()), None);
+    assert_eq!(seqs(f.state.after(ROOM, seq(1), 10).await.unwrap()), None);
 }
 
 async fn cached_messages_come_back_exactly(f: RoomStates) {
@@ -196,7 +200,10 @@ async fn cached_messages_come_back_exactly(f: RoomStates) {
         f.state.latest(ROOM, 5).await.unwrap(),
         Some(vec![sent.clone(), message(2)])
     );
-    assert_eq!(f.state.after(ROOM, 0, 1).await.unwrap(), Some(vec![sent]));
+    assert_eq!(
+        f.state.after(ROOM, seq(0), 1).await.unwrap(),
+        Some(vec![sent])
+    );
 }
 
 /// Several processes on one Redis: each `RedisRoomState` value is one process.
@@ -456,7 +463,7 @@ async fn a_storm_of_joins_leaves_and_sends_keeps_the_cache_exact(f: RoomStates) 
                 let sent = world.commit();
                 let process = &processes[(sender + i) % processes.len()];
                 process.add(ROOM, &sent).await.unwrap();
-                world.added.lock().unwrap().insert(sent.seq);
+                world.added.lock().unwrap().insert(sent.seq.get());
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         });

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use natter::domain::{
-    ClientId, HistoryRange, MessageBody, NewMessage, Room, RoomName, User, Username,
+    ClientId, HistoryRange, MessageBody, NewMessage, Room, RoomName, Seq, User, Username,
 };
 use natter::ports::{Store, StoreError};
 
@@ -143,7 +143,7 @@ async fn seq_has_no_gaps_under_concurrent_appends(store: Arc<dyn Store>) {
     assert_eq!(ids.len(), 60, "ids are unique");
     for room in &rooms {
         assert_eq!(acked_seqs(room, &appended), (1..=30).collect::<Vec<_>>());
-        assert_eq!(store.last_seq(room.id).await.unwrap(), 30);
+        assert_eq!(store.last_seq(room.id).await.unwrap().get(), 30);
     }
     assert_each_ack_names_its_stored_message(&*store, &rooms, &appended).await;
 }
@@ -156,7 +156,7 @@ fn acked_seqs(room: &Room, appended: &AppendResults) -> Vec<i64> {
         .iter()
         .map(|a| &a.as_ref().unwrap().message)
         .filter(|m| m.room_id == room.id)
-        .map(|m| m.seq)
+        .map(|m| m.seq.get())
         .collect();
     seqs.sort();
     seqs
@@ -238,7 +238,7 @@ async fn a_client_id_is_stored_once(store: Arc<dyn Store>) {
     assert!(!again.fresh);
     assert_eq!(again.message, first.message);
     assert_eq!(
-        store.last_seq(general.id).await.unwrap(),
+        store.last_seq(general.id).await.unwrap().get(),
         1,
         "a resend takes no seq"
     );
@@ -248,7 +248,7 @@ async fn a_client_id_is_stored_once(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(bobs.fresh);
-    assert_eq!(bobs.message.seq, 2);
+    assert_eq!(bobs.message.seq.get(), 2);
     let found = store
         .find_by_client_id(alice.id, "c1")
         .await
@@ -282,8 +282,8 @@ async fn concurrent_sends_of_one_client_id_store_one_message(store: Arc<dyn Stor
     let winner = &appended.iter().find(|a| a.fresh).unwrap().message;
     assert!(appended.iter().all(|a| a.message == *winner));
     let seqs = [
-        store.last_seq(rooms[0].id).await.unwrap(),
-        store.last_seq(rooms[1].id).await.unwrap(),
+        store.last_seq(rooms[0].id).await.unwrap().get(),
+        store.last_seq(rooms[1].id).await.unwrap().get(),
     ];
     assert_eq!(seqs[0] + seqs[1], 1, "the losers took no seq");
 }
@@ -297,8 +297,9 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    let seqs =
-        |messages: Vec<natter::domain::Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let seqs = |messages: Vec<natter::domain::Message>| {
+        messages.iter().map(|m| m.seq.get()).collect::<Vec<_>>()
+    };
     assert_eq!(
         seqs(
             store
@@ -311,7 +312,7 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(
         seqs(
             store
-                .messages(&general, HistoryRange::Before(5), 2)
+                .messages(&general, HistoryRange::Before(Seq::new(5).unwrap()), 2)
                 .await
                 .unwrap()
         ),
@@ -320,7 +321,7 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(
         seqs(
             store
-                .messages(&general, HistoryRange::Before(2), 5)
+                .messages(&general, HistoryRange::Before(Seq::new(2).unwrap()), 5)
                 .await
                 .unwrap()
         ),
@@ -329,7 +330,7 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(
         seqs(
             store
-                .messages(&general, HistoryRange::After(4), 2)
+                .messages(&general, HistoryRange::After(Seq::new(4).unwrap()), 2)
                 .await
                 .unwrap()
         ),
@@ -338,7 +339,7 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     assert_eq!(
         seqs(
             store
-                .messages(&general, HistoryRange::After(7), 5)
+                .messages(&general, HistoryRange::After(Seq::new(7).unwrap()), 5)
                 .await
                 .unwrap()
         ),
@@ -559,7 +560,7 @@ mod postgres_outage {
             .append_message(message(&general, &alice, "after", None))
             .await
             .unwrap();
-        assert_eq!(after.message.seq, 2, "the failed send left no gap");
+        assert_eq!(after.message.seq.get(), 2, "the failed send left no gap");
         store.close().await;
     }
 }

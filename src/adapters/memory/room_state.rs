@@ -116,14 +116,14 @@ impl MessageCache for MemoryRoomState {
         Ok(self.with_rooms(|rooms| {
             let state = rooms.get(&room).filter(|s| s.ready)?;
             let complete = match state.cached.first_key_value() {
-                Some((oldest, _)) => *oldest <= after + 1,
+                Some((oldest, _)) => *oldest <= after.next(),
                 // Ready and empty: the room had no messages when filled and none since.
                 None => true,
             };
             complete.then(|| {
                 state
                     .cached
-                    .range(after + 1..)
+                    .range(after.next()..)
                     .take(limit)
                     .map(|(_, m)| m.clone())
                     .collect()

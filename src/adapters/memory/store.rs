@@ -197,7 +197,7 @@ impl Store for MemoryStore {
     ) -> Result<Vec<RoomSummary>, StoreError> {
         let state = self.state();
         let mut rooms: Vec<&RoomRow> = state.rooms.iter().collect();
-        // As the SQL stores order: by the last message, or creation, newest first.
+        // The rule of `sql::ROOM_LIST_ORDER`, in Rust.
         rooms.sort_by(|a, b| {
             let active = |row: &RoomRow| row.last_message_at.unwrap_or(row.created_at);
             active(b).cmp(&active(a)).then(b.room.id.cmp(&a.room.id))
@@ -233,7 +233,7 @@ impl Store for MemoryStore {
         let row = &mut state.rooms[room_index];
         row.messages.push(position);
         row.last_message_at = Some(sent_at);
-        let seq = row.messages.len() as Seq;
+        let seq = Seq::nth(row.messages.len());
         let stored = message.stored(position as i64 + 1, seq, sent_at);
         if let Some(client_id) = &message.client_id {
             state
@@ -263,7 +263,7 @@ impl Store for MemoryStore {
         Ok(self
             .state()
             .room(room)
-            .map_or(0, |row| row.messages.len() as Seq))
+            .map_or(Seq::ZERO, |row| Seq::nth(row.messages.len())))
     }
 
     async fn messages(
@@ -284,13 +284,13 @@ impl Store for MemoryStore {
         let (from, to) = match range {
             HistoryRange::Latest => (row.messages.len().saturating_sub(limit), row.messages.len()),
             HistoryRange::Before(seq) => {
-                let end = usize::try_from(seq.max(1) - 1)
+                let end = usize::try_from(seq.get().max(1) - 1)
                     .unwrap_or(0)
                     .min(row.messages.len());
                 (end.saturating_sub(limit), end)
             }
             HistoryRange::After(seq) => {
-                let start = usize::try_from(seq.max(0))
+                let start = usize::try_from(seq.get())
                     .unwrap_or(usize::MAX)
                     .min(row.messages.len());
                 (start, (start + limit).min(row.messages.len()))

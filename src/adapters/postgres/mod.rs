@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
-use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS};
+use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS, ROOM_LIST_ORDER};
 use sqlx::postgres::{PgConnectOptions, PgExecutor, PgPool, PgPoolOptions};
 
 use crate::domain::{
@@ -315,7 +315,7 @@ impl Store for PgStore {
     ) -> Result<Vec<RoomSummary>, StoreError> {
         let rows: Vec<(i64, String, String, Option<DateTime<Utc>>)> = bounded(
             sqlx::query_as(
-                "SELECT id, slug, name, last_message_at FROM rooms ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC LIMIT $1 OFFSET $2",
+                &format!("SELECT id, slug, name, last_message_at FROM rooms ORDER BY {ROOM_LIST_ORDER} LIMIT $1 OFFSET $2"),
             )
             .bind(limit as i64)
             .bind(offset as i64)
@@ -355,7 +355,7 @@ impl Store for PgStore {
                 .fetch_optional(&self.pool),
         )
         .await?;
-        Ok(seq.unwrap_or(0))
+        Ok(seq.unwrap_or(Seq::ZERO))
     }
 
     async fn messages(
@@ -366,8 +366,8 @@ impl Store for PgStore {
     ) -> Result<Vec<Message>, StoreError> {
         // Every range is an open interval of seqs, read from the end it starts at.
         let (after, before, newest_first) = match range {
-            HistoryRange::Latest => (Seq::MIN, Seq::MAX, true),
-            HistoryRange::Before(seq) => (Seq::MIN, seq, true),
+            HistoryRange::Latest => (Seq::ZERO, Seq::MAX, true),
+            HistoryRange::Before(seq) => (Seq::ZERO, seq, true),
             HistoryRange::After(seq) => (seq, Seq::MAX, false),
         };
         let order = if newest_first { "DESC" } else { "ASC" };

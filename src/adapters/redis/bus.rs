@@ -49,11 +49,10 @@ use redis::{
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 
+use super::connection::{unavailable, IO_TIMEOUT};
 use crate::domain::{RoomId, Seq};
 use crate::ports::{BoxError, Bus, BusEvent, BusListener, Unavailable};
 
-/// Connecting and each command's answer, on both connections.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// A publish (both of its tries) answers within this, even while Redis is down.
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(2500);
 /// How long `subscribe`/`unsubscribe` wait for Redis to confirm.
@@ -532,9 +531,12 @@ impl Channels {
         match event {
             BusEvent::Room { room, seq, frame } => {
                 let flag = if seq.is_some() { HAS_SEQ } else { NO_SEQ };
-                (self.room(*room), encode_room(flag, seq.unwrap_or(0), frame))
+                (
+                    self.room(*room),
+                    encode_room(flag, seq.unwrap_or(Seq::ZERO), frame),
+                )
             }
-            BusEvent::Resync { room } => (self.room(*room), encode_room(RESYNC, 0, b"")),
+            BusEvent::Resync { room } => (self.room(*room), encode_room(RESYNC, Seq::ZERO, b"")),
             BusEvent::SessionEnded { token_hash } => (self.sessions.clone(), token_hash.to_vec()),
         }
     }
@@ -556,7 +558,7 @@ impl Channels {
 fn encode_room(flag: u8, seq: Seq, frame: &[u8]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(HEADER + frame.len());
     payload.push(flag);
-    payload.extend_from_slice(&seq.to_be_bytes());
+    payload.extend_from_slice(&seq.get().to_be_bytes());
     payload.extend_from_slice(frame);
     payload
 }
@@ -565,10 +567,10 @@ fn decode_room(room: RoomId, payload: Bytes) -> Result<BusEvent, &'static str> {
     let header = payload
         .get(..HEADER)
         .ok_or("payload shorter than its header")?;
-    let seq = Seq::from_be_bytes(header[1..].try_into().map_err(|_| "bad header")?);
+    let seq = i64::from_be_bytes(header[1..].try_into().map_err(|_| "bad header")?);
     let seq = match header[0] {
         NO_SEQ => None,
-        HAS_SEQ => Some(seq),
+        HAS_SEQ => Some(Seq::new(seq).ok_or("negative seq")?),
         RESYNC => return Ok(BusEvent::Resync { room }),
         _ => return Err("unknown header flag"),
     };
@@ -577,10 +579,6 @@ fn decode_room(room: RoomId, payload: Bytes) -> Result<BusEvent, &'static str> {
         seq,
         frame: payload.slice(HEADER..),
     })
-}
-
-fn unavailable(error: redis::RedisError) -> Unavailable {
-    Unavailable(Box::new(error))
 }
 
 #[cfg(test)]
@@ -604,7 +602,7 @@ mod tests {
 
     #[test]
     fn room_payloads_round_trip_with_and_without_seq() {
-        for seq in [None, Some(0), Some(42), Some(Seq::MAX)] {
+        for seq in [None, Seq::new(0), Seq::new(42), Some(Seq::MAX)] {
             let event = round_trip(&BusEvent::Room {
                 room: RoomId(7),
                 seq,
@@ -640,7 +638,7 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_refused() {
-        let ok = || Bytes::from(encode_room(HAS_SEQ, 1, b"x"));
+        let ok = || Bytes::from(encode_room(HAS_SEQ, Seq::ZERO.next(), b"x"));
         let c = channels();
         assert!(c
             .decode(b"p:bus:room:7", Bytes::from_static(b"short"))

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::room_state::{connect_manager, deadline};
+use super::connection::{connect_manager, deadline};
 use crate::domain::UserId;
 use crate::ports::{Admission, RateLimiter, Rule, SendSlot, Unavailable};
 

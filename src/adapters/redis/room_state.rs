@@ -59,46 +59,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::DateTime;
 use rand::Rng;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, Script, ScriptInvocation};
 use serde::{Deserialize, Serialize};
 
+use super::connection::{connect_manager, deadline};
 use crate::domain::{Message, RoomId, Seq, User, UserId};
 use crate::ports::{Departure, Joined, MessageCache, Presence, Unavailable};
 
-/// A Redis round trip (including waiting for a reconnection) longer than this is an error.
-const DEADLINE: Duration = Duration::from_secs(3);
-/// Connecting, and each response, time out after this (the client's own timeouts).
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_INSTANCE_EXPIRY: Duration = Duration::from_secs(20);
 /// Striped per-room locks for this process's own presence changes.
 const GATES: usize = 64;
-
-/// Connects with timeouts and few reconnection retries, so no call waits long while Redis
-/// is down; the manager reconnects by itself when it is back.
-pub(super) async fn connect_manager(url: &str) -> Result<ConnectionManager, Unavailable> {
-    let client = redis::Client::open(url).map_err(unavailable)?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(IO_TIMEOUT))
-        .set_response_timeout(Some(IO_TIMEOUT))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    deadline(ConnectionManager::new_with_config(client, config)).await
-}
-
-/// Runs a Redis call under [`DEADLINE`], mapping every failure to [`Unavailable`].
-pub(super) async fn deadline<T>(
-    call: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, Unavailable> {
-    match tokio::time::timeout(DEADLINE, call).await {
-        Ok(result) => result.map_err(unavailable),
-        Err(_) => Err(Unavailable("Redis did not answer in time".into())),
-    }
-}
-
-fn unavailable(e: redis::RedisError) -> Unavailable {
-    Unavailable(Box::new(e))
-}
 
 pub struct RedisRoomState {
     conn: ConnectionManager,
@@ -447,7 +418,7 @@ impl MessageCache for RedisRoomState {
         limit: usize,
     ) -> Result<Option<Vec<Message>>, Unavailable> {
         let mut call = self.op("after", Some(room));
-        call.arg(after).arg(limit);
+        call.arg(after.get()).arg(limit);
         let entries: Option<Vec<String>> = self.run(&call).await?;
         Ok(entries.and_then(decode))
     }
@@ -456,7 +427,7 @@ impl MessageCache for RedisRoomState {
         let mut call = self.op("fill", Some(room));
         call.arg(self.capacity);
         for message in tail {
-            call.arg(message.seq).arg(encode(message));
+            call.arg(message.seq.get()).arg(encode(message));
         }
         self.run::<()>(&call).await
     }
@@ -464,7 +435,7 @@ impl MessageCache for RedisRoomState {
     async fn add(&self, room: RoomId, message: &Message) -> Result<(), Unavailable> {
         let mut call = self.op("add", Some(room));
         call.arg(self.capacity)
-            .arg(message.seq)
+            .arg(message.seq.get())
             .arg(encode(message));
         self.run::<()>(&call).await
     }

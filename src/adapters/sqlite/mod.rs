@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
-use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS};
+use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS, ROOM_LIST_ORDER};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -263,7 +263,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, slug, name, last_message_at FROM rooms ORDER BY COALESCE(last_message_at, created_at) DESC, id DESC LIMIT ? OFFSET ?",
+            &format!("SELECT id, slug, name, last_message_at FROM rooms ORDER BY {ROOM_LIST_ORDER} LIMIT ? OFFSET ?"),
         )
         .bind(limit as i64)
         .bind(offset as i64)
@@ -320,7 +320,7 @@ impl Store for SqliteStore {
             .map_err(from_sqlx)?;
         Ok(match row {
             Some(row) => row.try_get(0).map_err(from_sqlx)?,
-            None => 0,
+            None => Seq::ZERO,
         })
     }
 

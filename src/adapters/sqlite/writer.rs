@@ -19,7 +19,7 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{from_sqlx, message_from_row, now_ms, time_from_ms, MESSAGE_COLUMNS};
-use crate::domain::NewMessage;
+use crate::domain::{NewMessage, Seq};
 use crate::ports::{Appended, StoreError};
 
 /// Most messages committed in one transaction.
@@ -177,7 +177,7 @@ async fn append_one(
         }
     }
     let sent_at = now_ms();
-    let seq: i64 = sqlx::query("UPDATE rooms SET last_seq = last_seq + 1, last_message_at = ? WHERE id = ? RETURNING last_seq")
+    let seq: Seq = sqlx::query("UPDATE rooms SET last_seq = last_seq + 1, last_message_at = ? WHERE id = ? RETURNING last_seq")
         .bind(sent_at)
         .bind(new.room.id.0)
         .fetch_one(&mut *connection)

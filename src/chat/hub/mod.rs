@@ -272,6 +272,10 @@ mod tests {
         (Hub::new(Arc::new(MemoryStore::new()), Metrics::new()), room)
     }
 
+    fn seq(n: i64) -> Seq {
+        Seq::new(n).unwrap()
+    }
+
     fn event(room: &Room, seq: Option<Seq>, json: &str) -> BusEvent {
         BusEvent::Room {
             room: room.id,
@@ -302,10 +306,10 @@ mod tests {
     async fn a_socket_that_falls_behind_loses_its_place_not_memory() {
         let (hub, room) = hub_with_room();
         let mut slow = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
-        hub.start_ordering(room.id, 0);
+        hub.start_ordering(room.id, Seq::ZERO);
         let overflow = 10;
-        for seq in 1..=(ROOM_RING + overflow) as Seq {
-            hub.deliver(event(&room, Some(seq), "{}"));
+        for n in 1..=ROOM_RING + overflow {
+            hub.deliver(event(&room, Some(Seq::nth(n)), "{}"));
         }
         // The ring keeps ROOM_RING frames whatever the reader does: the oldest were
         // dropped, the reader learns how many it missed (the socket then sends `resync`)
@@ -315,7 +319,7 @@ mod tests {
             other => panic!("expected a lag, got {other:?}"),
         }
         match slow.receiver.recv().await {
-            Ok(Delivery::Message { seq, .. }) => assert_eq!(seq, overflow as Seq + 1),
+            Ok(Delivery::Message { seq, .. }) => assert_eq!(seq, Seq::nth(overflow + 1)),
             other => panic!("expected the oldest kept message, got {other:?}"),
         }
     }
@@ -325,7 +329,7 @@ mod tests {
         let (hub, room) = hub_with_room();
         tokio::time::pause();
         let mut socket = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
-        hub.start_ordering(room.id, 0);
+        hub.start_ordering(room.id, Seq::ZERO);
 
         // The first goes at once; the rest of the burst waits for the window.
         for who in ["a", "b", "c"] {
@@ -333,7 +337,7 @@ mod tests {
         }
         assert_eq!(received(&mut socket.receiver), ["[a]"]);
         // A message takes what waits ahead of itself.
-        hub.deliver(event(&room, Some(1), "{}"));
+        hub.deliver(event(&room, Some(seq(1)), "{}"));
         assert_eq!(received(&mut socket.receiver), ["[b,c]", "1"]);
         // The window is still open: the next waits for it to close.
         hub.deliver(event(&room, None, "d"));
@@ -357,9 +361,9 @@ mod tests {
         store.stall_history_reads();
         let hub = Hub::new(Arc::new(store), Metrics::new());
         let mut socket = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
-        hub.start_ordering(room.id, 0);
-        hub.deliver(event(&room, Some(1), "{}"));
-        hub.deliver(event(&room, Some(3), "{}"));
+        hub.start_ordering(room.id, Seq::ZERO);
+        hub.deliver(event(&room, Some(seq(1)), "{}"));
+        hub.deliver(event(&room, Some(seq(3)), "{}"));
         assert_eq!(received(&mut socket.receiver), ["1"]);
         // The hole at 2 waits for the store, but no longer than its deadline.
         tokio::time::sleep(GAP_WAIT + STORE_TIMEOUT - Duration::from_millis(10)).await;

@@ -23,8 +23,8 @@ impl Hub {
         if entry.next_seq.is_some() {
             return;
         }
-        entry.next_seq = Some(last_seq + 1);
-        entry.pending = entry.pending.split_off(&(last_seq + 1));
+        entry.next_seq = Some(last_seq.next());
+        entry.pending = entry.pending.split_off(&last_seq.next());
         self.drain(room, entry);
     }
 
@@ -53,7 +53,7 @@ impl Hub {
                 seq: next,
                 frame: Arc::new(SharedFrame::new(frame)),
             });
-            next += 1;
+            next = next.next();
         }
         entry.next_seq = Some(next);
         if !entry.pending.is_empty() && !entry.gap_timer_armed {
@@ -83,12 +83,12 @@ impl Hub {
                 _ => return,
             }
         };
-        let limit = (until - from).clamp(1, 1000) as u32;
+        let limit = (until.get() - from.get()).clamp(1, 1000) as u32;
         // Under the store deadline like every store call: a stalled store must not hold
         // the room's later messages back for longer.
         let missing = super::super::store_call(self.store.messages(
             &channel.room,
-            HistoryRange::After(from - 1),
+            HistoryRange::After(from.previous()),
             limit,
         ))
         .await;

@@ -125,12 +125,12 @@ mod tests {
     /// The default bound (`WS_MAX_HISTORY_BYTES`).
     const MAX_HISTORY_JSON: usize = 512 * 1024;
 
-    fn message(seq: Seq, body: &str) -> Message {
+    fn message(seq: i64, body: &str) -> Message {
         Message {
             id: seq * 10,
             room_id: RoomId(1),
             room_slug: "general".into(),
-            seq,
+            seq: Seq::new(seq).unwrap(),
             user_id: UserId(1),
             username: "alice".into(),
             body: body.into(),
@@ -163,7 +163,7 @@ mod tests {
             }
             .to_json();
             assert_eq!(String::from_utf8(built.json).unwrap(), expected);
-            assert_eq!(built.last_seq, Some(3));
+            assert_eq!(built.last_seq, Seq::new(3));
         }
         let empty = history(&[], false, Keep::Oldest, MAX_HISTORY_JSON);
         assert_eq!(
@@ -185,13 +185,13 @@ mod tests {
         assert!(kept.len() > 10 && kept.len() < 100, "{}", kept.len());
         assert_eq!(kept.last(), Some(&100));
         assert!(kept.windows(2).all(|w| w[1] == w[0] + 1));
-        assert_eq!(newest.last_seq, Some(100));
+        assert_eq!(newest.last_seq, Seq::new(100));
 
         let oldest = history(&messages, false, Keep::Oldest, MAX_HISTORY_JSON);
         assert!(oldest.json.len() <= MAX_HISTORY_JSON);
         let kept = seqs(&parse(&oldest.json));
         assert_eq!(kept[0], 1);
-        assert_eq!(oldest.last_seq, kept.last().copied());
+        assert_eq!(oldest.last_seq, kept.last().copied().and_then(Seq::new));
     }
 
     #[test]

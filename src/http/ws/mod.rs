@@ -81,7 +81,7 @@ async fn upgrade(
     if !state.origins.allows(&headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let room = match state.chat.find_room(&slug).await {
+    let room = match state.chat.rooms().find(&slug).await {
         Ok(room) => room,
         Err(ChatError::RoomNotFound) => {
             return (StatusCode::NOT_FOUND, "no such room").into_response()

@@ -11,7 +11,7 @@ use super::super::MAX_FRAME_BYTES;
 use super::outbound::{error_frame, rate_limited};
 use super::{End, Socket, CLOSE_TOO_BIG};
 use crate::chat::{ChatError, Membership};
-use crate::domain::{HistoryRange, HistoryRequest, Seq};
+use crate::domain::{HistoryRange, HistoryRequest};
 use crate::http::strict_json;
 use crate::http::AppState;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
@@ -98,6 +98,7 @@ impl Socket {
     ) -> Result<(), End> {
         let sent = state
             .chat
+            .messages()
             .send(
                 &membership.user,
                 &membership.room,
@@ -133,22 +134,24 @@ impl Socket {
         &mut self,
         state: &AppState,
         membership: &Membership,
-        before: Option<Seq>,
-        after: Option<Seq>,
+        before: Option<i64>,
+        after: Option<i64>,
         limit: Option<u32>,
     ) -> Result<(), End> {
         if let Err(wait) = self.budget.take() {
             return self.send_frame(&rate_limited(wait, None)).await;
         }
-        let answer =
-            match history_request(before, after, limit) {
-                Ok((request, keep)) => state.chat.history(&membership.room, request).await.map(
-                    |(messages, truncated)| {
-                        frames::history(&messages, truncated, keep, self.max_history_bytes)
-                    },
-                ),
-                Err(e) => Err(e),
-            };
+        let answer = match history_request(before, after, limit) {
+            Ok((request, keep)) => state
+                .chat
+                .messages()
+                .history(&membership.room, request)
+                .await
+                .map(|(messages, truncated)| {
+                    frames::history(&messages, truncated, keep, self.max_history_bytes)
+                }),
+            Err(e) => Err(e),
+        };
         match answer {
             Ok(history) => self.send(frames::text(&history.json)).await,
             Err(e) => self.send_frame(&error_frame(&e, None)).await,
@@ -172,8 +175,8 @@ impl Socket {
 /// A `history` frame's request, and which end of it a bounded frame keeps: after a point
 /// the oldest (the client pages on after the last), else the newest.
 fn history_request(
-    before: Option<Seq>,
-    after: Option<Seq>,
+    before: Option<i64>,
+    after: Option<i64>,
     limit: Option<u32>,
 ) -> Result<(HistoryRequest, Keep), ChatError> {
     let request = HistoryRequest::before_or_after(before, after, limit.map(i64::from))
@@ -225,16 +228,17 @@ impl FrameBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Seq;
 
     #[test]
     fn a_history_frame_keeps_the_end_it_pages_from_and_refuses_as_invalid_frame() {
         let (before, keep) = history_request(Some(5), None, None).unwrap();
-        assert_eq!(before.range(), HistoryRange::Before(5));
+        assert_eq!(before.range(), HistoryRange::Before(Seq::new(5).unwrap()));
         assert!(matches!(keep, Keep::Newest));
         let (after, keep) = history_request(None, Some(0), Some(100)).unwrap();
         assert_eq!(
             (after.range(), after.limit()),
-            (HistoryRange::After(0), 100)
+            (HistoryRange::After(Seq::new(0).unwrap()), 100)
         );
         assert!(matches!(keep, Keep::Oldest));
         for (before, after, limit) in [

@@ -56,7 +56,7 @@ pub async fn run(
     room: Room,
     since: Option<Seq>,
 ) {
-    let membership = match state.chat.join(&session, room, since).await {
+    let membership = match state.chat.memberships().join(&session, room, since).await {
         Ok(membership) => membership,
         Err(e) => {
             let mut farewell = frames::text(error_frame(&e, None).to_json().as_bytes()).to_vec();
@@ -68,7 +68,7 @@ pub async fn run(
     };
     let mut socket = Socket {
         ws,
-        last_seq: membership.since.unwrap_or(0),
+        last_seq: membership.since.unwrap_or(Seq::ZERO),
         budget: FrameBudget::new(state.ws.frames_per_second),
         own_arrival: Bytes::from(
             ServerFrame::MemberJoined {
@@ -89,7 +89,7 @@ pub async fn run(
     let membership = socket.serve(&state, membership).await;
     // The connection goes first, so a client is not kept waiting on the store.
     drop(socket);
-    state.chat.leave(membership).await;
+    state.chat.memberships().leave(membership).await;
 }
 
 /// Why a socket stops.

@@ -1,0 +1,129 @@
+// The conversation on the page: every stored message once, in seq order, however they
+// arrive (live, on a resume, by scroll-back), and the history requests that fill a gap
+// and load older messages. `lastSeq` is what a reconnect resumes after.
+
+import { el } from "./dom.js";
+import { messageItem, regroup } from "./message-item.js";
+
+const PAGE = 50; // older messages asked for at a time
+
+// `place`: the reader's place (scroll.js). `send(frame)`, `isJoined()`: the room's socket.
+// `onShown(seq)`: a stored message is on the page now.
+export function startConversation({
+  me, list, place, olderButton, historyStart, announcer, send, isJoined, onShown,
+}) {
+  const shown = new Set(); // the seq of every stored message on the page
+  let lastSeq = 0; // every message from the oldest shown up to this one is on the page
+  let oldestSeq = 0; // the oldest on the page; 0 while there is none
+  let askedAfter = -1; // a `history after` request is out for this seq
+  let olderAsked = 0; // a `history before` request is out for this seq; 0: none
+
+  // For screen readers; a few lines are kept so that a burst is not cut short.
+  function announce(text) {
+    announcer.append(el("p", "", text));
+    while (announcer.childElementCount > 3) announcer.firstElementChild.remove();
+  }
+
+  function insert(m) {
+    if (shown.has(m.seq)) return false;
+    const li = messageItem(m, me);
+    // Messages arrive almost always in order: look for the place from the end.
+    let before = null;
+    for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
+      if (Number(node.dataset.seq) < m.seq) break;
+      before = node;
+    }
+    list.insertBefore(li, before);
+    shown.add(m.seq);
+    regroup(li);
+    if (li.nextElementSibling) regroup(li.nextElementSibling);
+    if (!oldestSeq || m.seq < oldestSeq) oldestSeq = m.seq;
+    onShown(m.seq);
+    return true;
+  }
+
+  function add(messages, live) {
+    place.keep(() => {
+      let added = 0;
+      for (const m of messages) {
+        if (!insert(m)) continue;
+        added++;
+        if (live && m.user !== me) announce(m.user + ": " + m.body);
+      }
+      if (!added) return false;
+      if (!lastSeq) lastSeq = oldestSeq - 1;
+      while (shown.has(lastSeq + 1)) lastSeq++;
+      updateEdge();
+      return true;
+    }, live);
+  }
+
+  // A hole between lastSeq and the newest message shown (or a resync) is filled by
+  // asking for what follows lastSeq, once per lastSeq.
+  function fillGap(force) {
+    const newest = list.lastElementChild ? Number(list.lastElementChild.dataset.seq) : 0;
+    if (!isJoined() || askedAfter === lastSeq || !(force || newest > lastSeq)) return;
+    askedAfter = lastSeq;
+    send({ type: "history", after: lastSeq, limit: 100 });
+  }
+
+  function loadOlder() {
+    if (!isJoined() || olderAsked || oldestSeq <= 1) return;
+    olderAsked = oldestSeq;
+    send({ type: "history", before: oldestSeq, limit: PAGE });
+  }
+
+  // Older messages load when the reader nears the top, and until the view is full.
+  function maybeLoadOlder() {
+    if (place.nearTop()) loadOlder();
+  }
+
+  function updateEdge() {
+    olderButton.hidden = oldestSeq <= 1;
+    historyStart.hidden = oldestSeq > 1;
+  }
+
+  function history(frame) {
+    const messages = frame.messages || [];
+    const before = lastSeq;
+    add(messages, false);
+    if (lastSeq > before) askedAfter = -1;
+    if (olderAsked && (oldestSeq < olderAsked || !messages.length)) olderAsked = 0;
+    const extendsTail = messages.length && messages[messages.length - 1].seq >= lastSeq;
+    fillGap(Boolean(frame.truncated && extendsTail));
+    if (isJoined()) updateEdge(); // an empty room has its beginning on show
+    maybeLoadOlder();
+  }
+
+  function message(frame) {
+    add([frame], true);
+    fillGap(false);
+  }
+
+  function resync() {
+    askedAfter = -1;
+    fillGap(true);
+  }
+
+  // The socket closed: what was asked on it will not be answered.
+  function forgetAsks() {
+    askedAfter = -1;
+    olderAsked = 0;
+  }
+
+  // A history request was over the connection's budget: ask again.
+  function askAgain() {
+    forgetAsks();
+    fillGap(false);
+    maybeLoadOlder();
+  }
+
+  olderButton.addEventListener("click", loadOlder);
+  place.onScroll(maybeLoadOlder);
+
+  return {
+    history, message, resync, forgetAsks, askAgain,
+    has: (seq) => shown.has(seq),
+    lastSeq: () => lastSeq,
+  };
+}

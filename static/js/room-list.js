@@ -1,0 +1,88 @@
+// The room list: online counts and last activity, polled from /api/rooms while the tab is
+// in view.
+
+import { el } from "./dom.js";
+import { setTime } from "./time.js";
+
+const REFRESH_MS = 10000;
+
+export function startRoomList({ table, empty, truncated }) {
+  const tbody = table.tBodies[0];
+  let timer = 0;
+  let busy = false;
+
+  for (const time of table.querySelectorAll("time")) setTime(time, time.dateTime);
+
+  function fillRow(tr, room) {
+    const [nameCell, onlineCell, lastCell] = tr.cells;
+    const link = nameCell.firstElementChild;
+    link.href = "/rooms/" + encodeURIComponent(room.slug);
+    link.textContent = room.name;
+    onlineCell.textContent = String(room.online);
+    onlineCell.classList.toggle("live", room.online > 0);
+    if (room.last_message_at) {
+      const time = lastCell.querySelector("time") || el("time");
+      setTime(time, room.last_message_at);
+      lastCell.replaceChildren(time);
+    } else {
+      lastCell.textContent = "—";
+    }
+  }
+
+  function newRow(slug) {
+    const tr = el("tr");
+    tr.dataset.slug = slug;
+    const nameCell = el("td");
+    const link = el("a");
+    link.dir = "auto";
+    nameCell.append(link);
+    tr.append(nameCell, el("td", "num online"), el("td"));
+    return tr;
+  }
+
+  function render(rooms) {
+    // Rows are updated in place so that a focused link keeps its focus.
+    const focused = table.contains(document.activeElement) ? document.activeElement : null;
+    const rows = new Map([...tbody.rows].map((tr) => [tr.dataset.slug, tr]));
+    rooms.forEach((room, i) => {
+      const tr = rows.get(room.slug) || newRow(room.slug);
+      rows.delete(room.slug);
+      fillRow(tr, room);
+      if (tbody.rows[i] !== tr) tbody.insertBefore(tr, tbody.rows[i] || null);
+    });
+    for (const tr of rows.values()) tr.remove();
+    table.hidden = rooms.length === 0;
+    empty.hidden = rooms.length > 0;
+    if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
+  }
+
+  async function refresh() {
+    clearTimeout(timer);
+    if (busy) return;
+    busy = true;
+    try {
+      const response = await fetch("/api/rooms", { cache: "no-store" });
+      if (response.status === 401) {
+        location.href = "/login?next=/";
+        return;
+      }
+      if (response.ok) {
+        const list = await response.json();
+        render(list.rooms || []);
+        truncated.hidden = !list.truncated;
+      }
+    } catch (_) {
+      // Offline for now: the next round tries again.
+    } finally {
+      busy = false;
+    }
+    if (!document.hidden) timer = setTimeout(refresh, REFRESH_MS);
+  }
+
+  // No polling in a background tab; a returning reader gets fresh numbers at once.
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) clearTimeout(timer);
+    else refresh();
+  });
+  timer = setTimeout(refresh, REFRESH_MS);
+}
