@@ -6,7 +6,7 @@
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::domain::{Message, Seq};
+use crate::domain::{Message, Room, Seq};
 
 /// Every error code natter answers with, in an `error` frame or a JSON error body: the one
 /// table. The rules' refusals get theirs from `ChatError::code`; the few the edge makes
@@ -131,6 +131,18 @@ impl From<&Message> for MessageView {
 pub struct RoomView {
     pub slug: String,
     pub name: String,
+    /// `public`, `private` or `dm` (CONTRACT §9: every room object carries it).
+    pub kind: String,
+}
+
+impl From<&Room> for RoomView {
+    fn from(room: &Room) -> RoomView {
+        RoomView {
+            slug: room.slug.clone(),
+            name: room.name.clone(),
+            kind: room.kind.as_str().to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use crate::domain::Seq;
+use crate::domain::{RoomKind, Seq};
 use crate::ports::StoreError;
 
 // `SQLITE_MIGRATIONS` and `POSTGRES_MIGRATIONS`: every file of `migrations/<store>/`, in
@@ -69,6 +69,35 @@ where
         <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.get(), buf)
     }
 }
+
+/// A room's `kind` is a TEXT column holding [`RoomKind::as_str`] (a CHECK keeps it to
+/// those words); any other word is a corrupt row, an error.
+impl<DB: sqlx::Database> sqlx::Type<DB> for RoomKind
+where
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for RoomKind
+where
+    String: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: DB::ValueRef<'r>) -> Result<RoomKind, sqlx::error::BoxDynError> {
+        let word = <String as sqlx::Decode<'r, DB>>::decode(value)?;
+        RoomKind::parse(&word)
+            .ok_or_else(|| format!("an unknown room kind {word:?} in the store").into())
+    }
+}
+
+/// The room columns every room read selects, in [`Room`](crate::domain::Room)'s order.
+pub(super) const ROOM_COLUMNS: &str = "id, slug, name, kind";
 
 /// The room list's order (the store port's `list_rooms`), as both schemas name the
 /// columns: most recently active first, by the last message or, for a room without one,

@@ -31,6 +31,33 @@ pub struct Room {
     pub id: RoomId,
     pub slug: String,
     pub name: String,
+    pub kind: RoomKind,
+}
+
+/// Who may see a room (CONTRACT §9): every room of §3 is public; private rooms and direct
+/// messages exist only for their members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoomKind {
+    Public,
+    Private,
+    Dm,
+}
+
+impl RoomKind {
+    /// The word clients and the stores use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RoomKind::Public => "public",
+            RoomKind::Private => "private",
+            RoomKind::Dm => "dm",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<RoomKind> {
+        [RoomKind::Public, RoomKind::Private, RoomKind::Dm]
+            .into_iter()
+            .find(|kind| kind.as_str() == word)
+    }
 }
 
 /// A room as the room list shows it.

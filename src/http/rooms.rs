@@ -17,7 +17,7 @@ use super::security::verify_csrf;
 use super::AppState;
 use crate::chat::ChatError;
 use crate::domain::{HistoryRequest, Room};
-use crate::protocol::MessageView;
+use crate::protocol::{MessageView, RoomView};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -27,7 +27,7 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 fn room_json(room: &Room) -> serde_json::Value {
-    json!({"slug": room.slug, "name": room.name})
+    json!(RoomView::from(room))
 }
 
 #[derive(Deserialize)]
@@ -91,6 +91,7 @@ async fn api_list(
             json!({
                 "slug": listing.room.slug,
                 "name": listing.room.name,
+                "kind": listing.room.kind.as_str(),
                 "online": listing.online,
                 "last_message_at": listing.last_message_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             })

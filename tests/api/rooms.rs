@@ -16,7 +16,7 @@ async fn creating_a_room_whose_slug_exists_joins_it() {
     let first: Value = first.json().await.unwrap();
     assert_eq!(
         first["room"],
-        json!({"slug": "rust-friends", "name": "Rust & Friends"})
+        json!({"slug": "rust-friends", "name": "Rust & Friends", "kind": "public"})
     );
 
     let again = alice
@@ -76,6 +76,8 @@ async fn the_room_list_counts_distinct_users_online() {
     assert!(rooms
         .iter()
         .all(|r| r["name"].is_string() && r.get("last_message_at").is_some()));
+    // CONTRACT §9: every room object carries its kind; every room of §3 is public.
+    assert!(rooms.iter().all(|r| r["kind"] == "public"), "{list}");
 }
 
 async fn room_routes_need_a_session() {

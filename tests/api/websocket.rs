@@ -68,7 +68,7 @@ async fn joined_then_history_open_every_connection() {
     let joined = bob_ws.joined.as_ref().unwrap();
     assert_eq!(
         joined["room"],
-        json!({"slug": "general-chat", "name": "General Chat"})
+        json!({"slug": "general-chat", "name": "General Chat", "kind": "public"})
     );
     assert_eq!(joined["user"], json!({"id": bob.id, "username": "bob"}));
     assert_eq!(joined["members"], json!(["alice", "bob"]));

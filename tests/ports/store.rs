@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use natter::domain::{
-    ClientId, HistoryRange, MessageBody, NewMessage, Room, RoomName, Seq, User, Username,
+    ClientId, HistoryRange, MessageBody, NewMessage, Room, RoomKind, RoomName, Seq, User, Username,
 };
 use natter::ports::{Store, StoreError};
 
@@ -124,7 +124,13 @@ async fn creating_a_room_twice_returns_the_first(store: Arc<dyn Store>) {
     assert!(!created);
     assert_eq!(second, first);
     assert_eq!(second.name, "General");
+    // Every room of CONTRACT §3 is public, read back as such from every path.
+    assert_eq!(first.kind, RoomKind::Public);
     assert_eq!(store.find_room(&name.slug()).await.unwrap(), Some(first));
+    let listed = store.list_rooms(0, 10).await.unwrap();
+    assert!(listed
+        .iter()
+        .all(|summary| summary.room.kind == RoomKind::Public));
 }
 
 async fn seq_has_no_gaps_under_concurrent_appends(store: Arc<dyn Store>) {

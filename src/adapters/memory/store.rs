@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Room, RoomId, RoomName, RoomSummary, Seq, Slug, User,
-    UserId, Username,
+    HistoryRange, Message, NewMessage, Room, RoomId, RoomKind, RoomName, RoomSummary, Seq, Slug,
+    User, UserId, Username,
 };
 use crate::ports::{Appended, SessionRecord, Store, StoreError};
 
@@ -171,6 +171,7 @@ impl Store for MemoryStore {
             id: RoomId(state.rooms.len() as i64 + 1),
             slug: slug.as_str().to_owned(),
             name: name.as_str().to_owned(),
+            kind: RoomKind::Public,
         };
         state.rooms.push(RoomRow {
             room: room.clone(),

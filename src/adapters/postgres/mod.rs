@@ -31,12 +31,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
-use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS, ROOM_LIST_ORDER};
+use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS, ROOM_COLUMNS, ROOM_LIST_ORDER};
 use sqlx::postgres::{PgConnectOptions, PgExecutor, PgPool, PgPoolOptions};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Room, RoomId, RoomName, RoomSummary, Seq, Slug, User,
-    UserId, Username,
+    HistoryRange, Message, NewMessage, Room, RoomId, RoomKind, RoomName, RoomSummary, Seq, Slug,
+    User, UserId, Username,
 };
 use crate::ports::{Appended, SessionRecord, Store, StoreError};
 
@@ -147,11 +147,15 @@ async fn find_by_client_id<'e>(
     Ok(row.map(message_from_row))
 }
 
-fn room_from_row((id, slug, name): (i64, String, String)) -> Room {
+/// A row of [`ROOM_COLUMNS`].
+type RoomRow = (i64, String, String, RoomKind);
+
+fn room_from_row((id, slug, name, kind): RoomRow) -> Room {
     Room {
         id: RoomId(id),
         slug,
         name,
+        kind,
     }
 }
 
@@ -281,7 +285,7 @@ impl Store for PgStore {
         // A concurrent creator's insert makes this one wait for its commit, then do nothing.
         let inserted = bounded(
             sqlx::query_as(
-                "INSERT INTO rooms (slug, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING RETURNING id, slug, name",
+                &format!("INSERT INTO rooms (slug, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING RETURNING {ROOM_COLUMNS}"),
             )
             .bind(slug.as_str())
             .bind(name.as_str())
@@ -300,7 +304,7 @@ impl Store for PgStore {
 
     async fn find_room(&self, slug: &Slug) -> Result<Option<Room>, StoreError> {
         let row = bounded(
-            sqlx::query_as("SELECT id, slug, name FROM rooms WHERE slug = $1")
+            sqlx::query_as(&format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE slug = $1"))
                 .bind(slug.as_str())
                 .fetch_optional(&self.pool),
         )
@@ -313,9 +317,9 @@ impl Store for PgStore {
         offset: usize,
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError> {
-        let rows: Vec<(i64, String, String, Option<DateTime<Utc>>)> = bounded(
+        let rows: Vec<(i64, String, String, RoomKind, Option<DateTime<Utc>>)> = bounded(
             sqlx::query_as(
-                &format!("SELECT id, slug, name, last_message_at FROM rooms ORDER BY {ROOM_LIST_ORDER} LIMIT $1 OFFSET $2"),
+                &format!("SELECT {ROOM_COLUMNS}, last_message_at FROM rooms ORDER BY {ROOM_LIST_ORDER} LIMIT $1 OFFSET $2"),
             )
             .bind(limit as i64)
             .bind(offset as i64)
@@ -324,8 +328,8 @@ impl Store for PgStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, slug, name, last_message_at)| RoomSummary {
-                room: room_from_row((id, slug, name)),
+            .map(|(id, slug, name, kind, last_message_at)| RoomSummary {
+                room: room_from_row((id, slug, name, kind)),
                 last_message_at,
             })
             .collect())

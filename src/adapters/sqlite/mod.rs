@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
-use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS, ROOM_LIST_ORDER};
+use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS, ROOM_COLUMNS, ROOM_LIST_ORDER};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -101,6 +101,7 @@ fn room_from_row(row: &SqliteRow) -> Result<Room, sqlx::Error> {
         id: RoomId(row.try_get("id")?),
         slug: row.try_get("slug")?,
         name: row.try_get("name")?,
+        kind: row.try_get("kind")?,
     })
 }
 
@@ -229,7 +230,7 @@ impl Store for SqliteStore {
 
     async fn create_room(&self, slug: &Slug, name: &RoomName) -> Result<(Room, bool), StoreError> {
         let inserted = sqlx::query(
-            "INSERT INTO rooms (slug, name, created_at) VALUES (?, ?, ?) ON CONFLICT (slug) DO NOTHING RETURNING id, slug, name",
+            &format!("INSERT INTO rooms (slug, name, created_at) VALUES (?, ?, ?) ON CONFLICT (slug) DO NOTHING RETURNING {ROOM_COLUMNS}"),
         )
         .bind(slug.as_str())
         .bind(name.as_str())
@@ -247,7 +248,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_room(&self, slug: &Slug) -> Result<Option<Room>, StoreError> {
-        let row = sqlx::query("SELECT id, slug, name FROM rooms WHERE slug = ?")
+        let row = sqlx::query(&format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE slug = ?"))
             .bind(slug.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -263,7 +264,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError> {
         let rows = sqlx::query(
-            &format!("SELECT id, slug, name, last_message_at FROM rooms ORDER BY {ROOM_LIST_ORDER} LIMIT ? OFFSET ?"),
+            &format!("SELECT {ROOM_COLUMNS}, last_message_at FROM rooms ORDER BY {ROOM_LIST_ORDER} LIMIT ? OFFSET ?"),
         )
         .bind(limit as i64)
         .bind(offset as i64)
@@ -359,5 +360,62 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RoomKind;
+
+    /// A database made before CONTRACT §9 keeps its rooms, as public rooms, and its
+    /// messages as they were.
+    #[tokio::test]
+    async fn rooms_made_before_kinds_become_public_and_keep_their_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let pool = SqlitePoolOptions::new()
+            .connect_with(options(&url).unwrap())
+            .await
+            .unwrap();
+        super::super::sql::migrator(&super::super::sql::SQLITE_MIGRATIONS[..1])
+            .run(&pool)
+            .await
+            .unwrap();
+        for statement in [
+            "INSERT INTO users (username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'x', 1)",
+            "INSERT INTO rooms (slug, name, last_seq, last_message_at, created_at) VALUES ('general', 'General', 1, 2, 1)",
+            "INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) VALUES (1, 1, 1, 'hello', 'c1', 2)",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let general = store
+            .find_room(&Slug::parse("general").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(general.kind, RoomKind::Public);
+        assert_eq!(general.name, "General");
+        let messages = store
+            .messages(&general, HistoryRange::Latest, 10)
+            .await
+            .unwrap();
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            (
+                messages[0].seq,
+                messages[0].body.as_str(),
+                messages[0].client_id.as_deref()
+            ),
+            (Seq::new(1).unwrap(), "hello", Some("c1"))
+        );
+        assert_eq!(
+            store.last_seq(general.id).await.unwrap(),
+            Seq::new(1).unwrap()
+        );
+        store.close().await;
     }
 }

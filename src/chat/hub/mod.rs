@@ -268,6 +268,7 @@ mod tests {
             id: RoomId(1),
             slug: "general".into(),
             name: "General".into(),
+            kind: crate::domain::RoomKind::Public,
         };
         (Hub::new(Arc::new(MemoryStore::new()), Metrics::new()), room)
     }
@@ -356,6 +357,7 @@ mod tests {
             id: RoomId(1),
             slug: "general".into(),
             name: "General".into(),
+            kind: crate::domain::RoomKind::Public,
         };
         let store = MemoryStore::new();
         store.stall_history_reads();

@@ -202,10 +202,7 @@ impl Socket {
 
     async fn greet(&mut self, membership: &mut Membership) -> Result<(), End> {
         let joined = ServerFrame::Joined {
-            room: RoomView {
-                slug: membership.room.slug.clone(),
-                name: membership.room.name.clone(),
-            },
+            room: RoomView::from(&membership.room),
             user: UserView {
                 id: membership.user.id.0,
                 username: membership.user.username.clone(),
