@@ -92,15 +92,7 @@ async fn a_long_room_list_says_truncated_and_q_finds_the_quiet_rooms() {
     }
     let none = alice.get_json("/api/rooms?q=nothing-like-it").await;
     assert_eq!(none["rooms"], json!([]));
-    let page = alice
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = alice.get_page("/").await;
     assert!(
         page.contains("id=\"rooms-truncated\" class=\"hint\">"),
         "the page says the list is cut"

@@ -185,15 +185,7 @@ async fn login_follows_next_only_within_the_site() {
 async fn logout_through_the_form_ends_the_session() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
-    let html = alice
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = alice.get_page("/").await;
     let response = alice
         .client
         .post(app.url("/logout"))
@@ -307,15 +299,7 @@ async fn the_pages_load_every_client_module_and_every_import_is_served() {
     let slug = alice.create_room("General").await;
     let mut to_fetch = Vec::new();
     for page in ["/".to_owned(), format!("/rooms/{slug}")] {
-        let html = alice
-            .client
-            .get(app.url(&page))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = alice.get_page(&page).await;
         let scripts: Vec<_> = static_urls(&html)
             .into_iter()
             .filter(|url| url.starts_with("/static/js/"))
@@ -370,15 +354,7 @@ async fn static_files_have_content_versioned_urls_and_cache_headers() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let slug = alice.create_room("General").await;
-    let html = alice
-        .client
-        .get(app.url(&format!("/rooms/{slug}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = alice.get_page(&format!("/rooms/{slug}")).await;
     let urls = static_urls(&html);
     assert_eq!(urls.len(), 2, "{urls:?}");
     for url in urls {

@@ -139,6 +139,18 @@ impl TestUser {
             .expect("a JSON body")
     }
 
+    /// `GET path` as this user; the body as text (a page's HTML).
+    pub async fn get_page(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET answered")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     pub async fn create_room(&self, name: &str) -> String {
         let response = self
             .client
