@@ -5,7 +5,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// A room's message number: 1, 2, 3, … with no gap, in store order; 0 stands for "before
 /// the first message" (a `since` or `after` of 0 asks for everything). Never negative: a
 /// value of this type has passed [`Seq::new`], so no reader re-checks the sign.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Seq(i64);
 
 impl Seq {

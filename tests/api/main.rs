@@ -6,7 +6,8 @@
 
 /// `api_tests!(name, …)` at the end of a file stamps each named `async fn name()` of the
 /// file out as two tests: in `embedded` (SQLite, in-process adapters) and in `shared` (a
-/// PostgreSQL database and Redis prefix of its own; `#[ignore]`d by default). The body runs
+/// PostgreSQL database and Redis prefix of its own; `#[ignore = "needs TEST_DATABASE_URL and
+/// TEST_REDIS_URL"]`, which CI runs with `--include-ignored`). The body runs
 /// with its module's backend, which `TestApp::spawn` and friends pick up. A test function
 /// left out of the list is dead code, which clippy refuses.
 macro_rules! api_tests {

@@ -32,7 +32,8 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A chromedriver for `CHROME` (browser tests are `#[ignore]`d by default).
+    /// A chromedriver for `CHROME` (browser tests are `#[ignore = "needs CHROME"]`,
+    /// which CI runs with `--include-ignored`).
     pub async fn start() -> Driver {
         Driver::start_with(&[]).await
     }

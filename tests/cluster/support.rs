@@ -136,7 +136,8 @@ pub struct PrivateRedis {
 }
 
 impl PrivateRedis {
-    /// A `redis-server` of the test's own (its tests are `#[ignore]`d by default).
+    /// A `redis-server` of the test's own (its tests are `#[ignore = "needs …"]`, which
+    /// CI runs with `--include-ignored`).
     pub async fn start() -> PrivateRedis {
         let mut redis = PrivateRedis {
             port: free_port(),

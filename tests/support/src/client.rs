@@ -127,28 +127,23 @@ impl TestUser {
             .expect("POST answered")
     }
 
-    /// `GET path` as this user; the body as JSON.
-    pub async fn get_json(&self, path: &str) -> Value {
+    /// `GET path` as this user.
+    async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
             .send()
             .await
             .expect("GET answered")
-            .json()
-            .await
-            .expect("a JSON body")
+    }
+
+    /// `GET path` as this user; the body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.expect("a JSON body")
     }
 
     /// `GET path` as this user; the body as text (a page's HTML).
     pub async fn get_page(&self, path: &str) -> String {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("GET answered")
-            .text()
-            .await
-            .expect("a text body")
+        self.get(path).await.text().await.expect("a text body")
     }
 
     pub async fn create_room(&self, name: &str) -> String {

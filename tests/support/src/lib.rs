@@ -36,5 +36,7 @@ pub async fn after_the_quick_gap() {
 /// service is not configured: it fails, naming what to set, and never passes having done
 /// nothing.
 pub fn missing_service(what: &str) -> ! {
-    panic!("{what} is not configured: set it, or leave this #[ignore]d test out");
+    panic!(
+        "{what} is not configured: set it, or run without --include-ignored to leave this test out"
+    );
 }
