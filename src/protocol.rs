@@ -38,10 +38,21 @@ pub enum ErrorCode {
     RequestTimeout,
     /// A WebSocket frame over the size limit (the socket is then closed with 1009).
     FrameTooLarge,
+    /// Kept out of a room by a ban (CONTRACT §9).
+    Banned,
+    /// Removing or banning oneself, the owner or an admin; a DM with oneself.
+    InvalidTarget,
+    UnknownUser,
+    /// Members, roles and bans of a DM do not change.
+    NotAllowedInDm,
+    /// The owner of a private room cannot leave while others remain.
+    OwnerCannotLeave,
+    /// A role that does not exist, or one that cannot be given.
+    InvalidRole,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::InvalidUsername,
         ErrorCode::InvalidPassword,
         ErrorCode::PasswordMismatch,
@@ -62,6 +73,12 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::RequestTimeout,
         ErrorCode::FrameTooLarge,
+        ErrorCode::Banned,
+        ErrorCode::InvalidTarget,
+        ErrorCode::UnknownUser,
+        ErrorCode::NotAllowedInDm,
+        ErrorCode::OwnerCannotLeave,
+        ErrorCode::InvalidRole,
     ];
 
     /// The code as the contract spells it.
@@ -87,6 +104,12 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::Banned => "banned",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::NotAllowedInDm => "not_allowed_in_dm",
+            ErrorCode::OwnerCannotLeave => "owner_cannot_leave",
+            ErrorCode::InvalidRole => "invalid_role",
         }
     }
 }

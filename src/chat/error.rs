@@ -42,6 +42,21 @@ pub enum ChatError {
     /// Over one connection's budget of frames that are not accepted sends (CONTRACT §7a).
     #[error("too many frames; slow down")]
     TooManyFrames { retry_after: Duration },
+    /// Acting on a room without the role it needs (CONTRACT §9).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("you are banned from this room")]
+    Banned,
+    #[error("{0}")]
+    InvalidTarget(&'static str),
+    #[error("no such user")]
+    UnknownUser,
+    #[error("a direct message has exactly its two members")]
+    NotAllowedInDm,
+    #[error("the owner of a private room cannot leave while others remain")]
+    OwnerCannotLeave,
+    #[error("a role is \"moderator\" or \"member\"")]
+    InvalidRole,
     #[error("the service is unavailable right now; try again")]
     Unavailable(#[source] BoxError),
 }
@@ -67,6 +82,13 @@ impl ChatError {
             ChatError::RateLimited { .. } | ChatError::TooManyFrames { .. } => {
                 ErrorCode::RateLimited
             }
+            ChatError::Forbidden(_) => ErrorCode::Forbidden,
+            ChatError::Banned => ErrorCode::Banned,
+            ChatError::InvalidTarget(_) => ErrorCode::InvalidTarget,
+            ChatError::UnknownUser => ErrorCode::UnknownUser,
+            ChatError::NotAllowedInDm => ErrorCode::NotAllowedInDm,
+            ChatError::OwnerCannotLeave => ErrorCode::OwnerCannotLeave,
+            ChatError::InvalidRole => ErrorCode::InvalidRole,
             ChatError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }

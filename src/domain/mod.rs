@@ -60,11 +60,39 @@ impl RoomKind {
     }
 }
 
-/// A room as the room list shows it.
+/// A member's standing in a room (CONTRACT §9). Admins act as owners without a role of
+/// their own; that is a rule of the chat service, not a stored role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Owner,
+    Moderator,
+    Member,
+}
+
+impl Role {
+    /// The word clients and the stores use.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Moderator => "moderator",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Role> {
+        [Role::Owner, Role::Moderator, Role::Member]
+            .into_iter()
+            .find(|role| role.as_str() == word)
+    }
+}
+
+/// A room as a user's room list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomSummary {
     pub room: Room,
     pub last_message_at: Option<DateTime<Utc>>,
+    /// The viewer's stored role; `None` when they are not a member.
+    pub role: Option<Role>,
 }
 
 /// A stored message.

@@ -50,13 +50,19 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::EmptyBody
         | ErrorCode::BodyTooLong
         | ErrorCode::InvalidFrame
-        | ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidRequest
+        | ErrorCode::InvalidTarget
+        | ErrorCode::NotAllowedInDm
+        | ErrorCode::OwnerCannotLeave
+        | ErrorCode::InvalidRole => StatusCode::BAD_REQUEST,
         ErrorCode::UsernameTaken | ErrorCode::ClientIdReused => StatusCode::CONFLICT,
         ErrorCode::InvalidCredentials | ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::TooManyAttempts | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::RoomNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::RoomNotFound | ErrorCode::NotFound | ErrorCode::UnknownUser => {
+            StatusCode::NOT_FOUND
+        }
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden | ErrorCode::Banned => StatusCode::FORBIDDEN,
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
     }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::Unavailable;
-use crate::domain::{RoomId, Seq};
+use crate::domain::{RoomId, Seq, UserId};
 
 #[derive(Debug, Clone)]
 pub enum BusEvent {
@@ -21,6 +21,10 @@ pub enum BusEvent {
     Resync { room: RoomId },
     /// A session ended (logout): its sockets must close.
     SessionEnded { token_hash: Bytes },
+    /// A user left or was removed or banned from a room (CONTRACT §9): their sockets to it
+    /// must close with `4403`. Every process hears it, whatever rooms it subscribes to, so
+    /// a socket still joining when it arrives is caught too.
+    MemberRemoved { room: RoomId, user: UserId },
 }
 
 /// Receives what the bus delivers to this process.

@@ -15,7 +15,10 @@ pub use message_cache::MessageCache;
 pub use presence::{Departure, Joined, Presence, MAINTAIN_EVERY};
 pub use rate_limiter::{Admission, RateLimiter, Rule, SendSlot};
 pub use room_state::RoomState;
-pub use store::{Appended, SessionRecord, Store, StoreError};
+pub use store::{
+    Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
+    StoreError,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

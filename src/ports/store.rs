@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::BoxError;
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Room, RoomId, RoomName, RoomSummary, Seq, Slug, User,
-    UserId, Username,
+    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomName, RoomSummary, Seq,
+    Slug, User, UserId, Username,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,65 @@ pub struct Appended {
     pub message: Message,
     /// False when the same `(user, client_id)` was already stored and this is that message.
     pub fresh: bool,
+}
+
+/// A room to create, with the user who becomes its owner.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRoom<'a> {
+    pub slug: &'a Slug,
+    pub name: &'a RoomName,
+    /// `Public` or `Private`; a DM is made by [`Store::open_dm`].
+    pub kind: RoomKind,
+    pub owner: UserId,
+}
+
+/// The two members of a direct message, in either order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DmPair(pub UserId, pub UserId);
+
+impl DmPair {
+    /// The pair's one key, whichever of the two asks: `"low:high"`.
+    pub fn key(&self) -> String {
+        let (low, high) = if self.0 <= self.1 {
+            (self.0, self.1)
+        } else {
+            (self.1, self.0)
+        };
+        format!("{}:{}", low.0, high.0)
+    }
+}
+
+/// Where a user stands in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Standing {
+    /// Their stored role; `None` when not a member.
+    pub role: Option<Role>,
+    pub banned: bool,
+}
+
+/// What [`Store::add_member`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    Added,
+    /// Already a member: nothing changed, their role is kept.
+    AlreadyMember,
+    /// The user is banned from the room: nothing changed.
+    Banned,
+}
+
+/// A member of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub user: User,
+    pub role: Role,
+}
+
+/// A ban: who, by whom, when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    pub user: User,
+    pub by: User,
+    pub at: DateTime<Utc>,
 }
 
 #[async_trait]
@@ -66,13 +125,55 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<SessionRecord>, StoreError>;
     async fn delete_session(&self, token_hash: &[u8]) -> Result<(), StoreError>;
 
-    /// Creates the room, or returns the one with this slug; `true` when it was created.
-    async fn create_room(&self, slug: &Slug, name: &RoomName) -> Result<(Room, bool), StoreError>;
+    /// The user, by case-insensitive name.
+    async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError>;
+
+    /// Creates the room with its owner as its first member (one transaction), or returns
+    /// the room that has this slug, changing nothing; `true` when it was created.
+    async fn create_room(&self, room: NewRoom<'_>) -> Result<(Room, bool), StoreError>;
     async fn find_room(&self, slug: &Slug) -> Result<Option<Room>, StoreError>;
-    /// Rooms, most recently active first (by the last message, or creation for a room
-    /// without one): `limit` of them after skipping `offset`.
-    async fn list_rooms(&self, offset: usize, limit: usize)
-        -> Result<Vec<RoomSummary>, StoreError>;
+    /// The pair's direct message: created with both users as members (role `member`, one
+    /// transaction) under `slug` and `name`, or the one that exists, whichever of the two
+    /// asks and however many ask at once, on any process; `true` when it was created.
+    async fn open_dm(
+        &self,
+        pair: DmPair,
+        slug: &Slug,
+        name: &str,
+    ) -> Result<(Room, bool), StoreError>;
+    async fn find_dm(&self, pair: DmPair) -> Result<Option<Room>, StoreError>;
+    /// The rooms `viewer` may see, most recently active first (by the last message, or
+    /// creation for a room without one): every public room and the private rooms and DMs
+    /// they are a member of, or with `members_only` just the rooms they are a member of;
+    /// `limit` of them after skipping `offset`. Each carries the viewer's role.
+    async fn list_rooms(
+        &self,
+        viewer: UserId,
+        members_only: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<RoomSummary>, StoreError>;
+
+    /// The user's role in the room, and whether they are banned from it.
+    async fn standing(&self, room: RoomId, user: UserId) -> Result<Standing, StoreError>;
+    /// Makes the user a member with `role`, unless they already are one (their role is
+    /// kept) or are banned. Atomic with [`Store::ban`]: a user is never left both a member
+    /// and banned, even when the two race on different processes.
+    async fn add_member(&self, room: RoomId, user: UserId, role: Role)
+        -> Result<Added, StoreError>;
+    /// `false` (and nothing changes) when the user is not a member.
+    async fn set_role(&self, room: RoomId, user: UserId, role: Role) -> Result<bool, StoreError>;
+    /// `false` when the user was not a member.
+    async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
+    /// Every member of the room with their role, in no particular order.
+    async fn members(&self, room: RoomId) -> Result<Vec<MemberRecord>, StoreError>;
+    /// Removes the user's membership and records the ban (one transaction); banning a
+    /// banned user again changes nothing.
+    async fn ban(&self, room: RoomId, user: UserId, by: UserId) -> Result<(), StoreError>;
+    /// `false` when the user was not banned.
+    async fn unban(&self, room: RoomId, user: UserId) -> Result<bool, StoreError>;
+    /// Every ban of the room, in no particular order.
+    async fn bans(&self, room: RoomId) -> Result<Vec<BanRecord>, StoreError>;
 
     /// Stores a message: allocates the room's next `seq` and the id in one transaction.
     /// A `(user, client_id)` already stored returns that message with `fresh: false`
