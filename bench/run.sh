@@ -154,7 +154,7 @@ start_natter() {
   local dir="$WORK/$name"
   mkdir -p "$dir"
   # Every bench user comes from 127.0.0.1: the per-address limits are for real clients.
-  (cd "$dir" && exec env BIND="127.0.0.1:$port" SECRET_KEY="$SECRET" RUST_LOG=warn REGISTRATIONS_PER_ADDRESS_PER_HOUR=1000000 MAX_CONNECTIONS_PER_ADDRESS=10000000 "$@" \
+  (cd "$dir" && exec env BIND="127.0.0.1:$port" SECRET_KEY="$SECRET" RUST_LOG=warn REGISTRATIONS_PER_ADDRESS_PER_HOUR=1000000 ROOM_CREATE_LIMIT=10000 MAX_CONNECTIONS_PER_ADDRESS=10000000 "$@" \
     "$NATTER" serve >"$dir.log" 2>&1) &
   local pid=$!
   PIDS+=("$pid")

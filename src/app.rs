@@ -130,6 +130,7 @@ impl App {
             cache_messages: config.cache_messages,
             session_ttl: config.session_ttl,
             limits: config.limits.clone(),
+            admins: config.admins(),
         };
         let chat = Arc::new(ChatService::new(ports, settings, metrics));
         let state = AppState {

@@ -21,6 +21,9 @@ pub struct Limits {
     pub login_failure_window: Duration,
     /// Accounts one client address may create per hour.
     pub registrations_per_address_per_hour: usize,
+    /// New rooms per user (CONTRACT §9): public rooms with a new slug, private rooms and
+    /// new DMs together, in any trailing hour, across processes.
+    pub room_creates: Rule,
     /// Most rooms one listing returns; more say `truncated`.
     pub room_list_max: usize,
     /// History pages one user may read over HTTP per second (a WebSocket's `history`
@@ -37,6 +40,7 @@ impl Default for Limits {
             failures_per_address: 20,
             login_failure_window: Duration::from_secs(15 * 60),
             registrations_per_address_per_hour: 20,
+            room_creates: Rule::ROOM_CREATES,
             room_list_max: 500,
             history_reads_per_second: 20,
         }

@@ -9,12 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::budget::Budget;
+use super::limiter::Limiter;
 use super::{store_call, ChatError, Limits};
 use crate::domain::{
     ClientId, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, Room, Seq, User,
     UserId,
 };
-use crate::ports::{Admission, Bus, BusEvent, MessageCache, RateLimiter, Rule, SendSlot, Store};
+use crate::ports::{Bus, BusEvent, MessageCache, Rule, Store};
 use crate::protocol::{MessageView, ServerFrame};
 use crate::telemetry::Metrics;
 
@@ -23,10 +24,7 @@ pub struct Messages {
     store: Arc<dyn Store>,
     cache: Arc<dyn MessageCache>,
     bus: Arc<dyn Bus>,
-    limiter: Arc<dyn RateLimiter>,
-    /// A process-local limiter used only while `limiter` is unreachable
-    /// ([`Ports::fallback_limiter`](super::Ports)).
-    fallback_limiter: Option<Arc<dyn RateLimiter>>,
+    limiter: Limiter,
     /// [`Limits::sends`].
     sends: Rule,
     /// REST history reads per user (CONTRACT §7a).
@@ -80,8 +78,7 @@ impl Messages {
             store: ports.store.clone(),
             cache: ports.room_state.clone(),
             bus: ports.bus.clone(),
-            limiter: ports.limiter.clone(),
-            fallback_limiter: ports.fallback_limiter.clone(),
+            limiter: Limiter::new(ports),
             sends: limits.sends,
             history_reads: Budget::new(limits.history_reads_per_second, Duration::from_secs(1)),
             uncached: Mutex::new(Vec::new()),
@@ -106,7 +103,7 @@ impl Messages {
 
         // A resend is not limited again. Most sends are not resends, so the store is asked
         // only when the limiter refuses; a resend that got a slot gives it back below.
-        let (limiter, slot) = match self.admit(user).await {
+        let granted = match self.limiter.acquire(&self.sends, user.id).await {
             Ok(admitted) => admitted,
             Err(refused @ ChatError::RateLimited { .. }) => {
                 if let Some(client_id) = &client_id {
@@ -132,15 +129,13 @@ impl Messages {
         let appended = match store_call(self.store.append_message(new)).await {
             Ok(appended) => appended,
             Err(e) => {
-                if let Err(release) = limiter.release(&self.sends, user.id, slot).await {
-                    tracing::warn!(error = %release, "could not give back a rate-limit slot");
-                }
+                granted.release().await;
                 return Err(e);
             }
         };
         if !appended.fresh {
             // A resend (or a reused client_id): nothing was stored; the slot goes back.
-            let _ = limiter.release(&self.sends, user.id, slot).await;
+            granted.release().await;
             return match &sent_body {
                 Some(body) => resend_ack(&appended.message, room, body),
                 None => Err(ChatError::Unavailable(
@@ -151,28 +146,6 @@ impl Messages {
         self.metrics.messages.inc();
         self.publish_message(&appended.message).await;
         Ok(Ack::of(&appended.message))
-    }
-
-    /// Asks the rate limiter for a send slot; returns the limiter that granted it (to give
-    /// it back if the store refuses the message).
-    async fn admit(&self, user: &User) -> Result<(&Arc<dyn RateLimiter>, SendSlot), ChatError> {
-        let mut limiter = &self.limiter;
-        let admission = match (
-            limiter.acquire(&self.sends, user.id).await,
-            &self.fallback_limiter,
-        ) {
-            (Ok(admission), _) => admission,
-            (Err(e), Some(fallback)) => {
-                tracing::warn!(error = %e, "shared rate limiter unreachable; limiting per process");
-                limiter = fallback;
-                limiter.acquire(&self.sends, user.id).await?
-            }
-            (Err(e), None) => return Err(e.into()),
-        };
-        match admission {
-            Admission::Granted(slot) => Ok((limiter, slot)),
-            Admission::Refused { retry_after } => Err(ChatError::RateLimited { retry_after }),
-        }
     }
 
     /// Cache, then bus: a joiner either read the message from the cache or store, or hears it.

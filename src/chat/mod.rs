@@ -1,30 +1,37 @@
 //! The chat service: the product's rules. Imports no axum, sqlx or redis.
 //!
 //! One area per resource, each a struct owning the ports it uses: [`Accounts`],
-//! [`Rooms`], [`Messages`], [`Memberships`] (the last with the process's [`hub`]).
+//! [`Rooms`], [`Members`] (who belongs to a room: roles, removals, bans), [`Messages`],
+//! [`Visits`] (sockets in a room: presence, with the process's [`hub`]). Who may see a
+//! room is decided in one place, [`access`], shared by the areas that take a slug.
 //! [`ChatService`] builds them from the [`Ports`] and is what the HTTP edge holds.
 
+mod access;
 mod accounts;
 mod budget;
 mod error;
 mod hub;
+mod limiter;
 mod limits;
-mod membership;
+mod members;
 mod messages;
 mod rooms;
 mod throttle;
+mod visits;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use access::{Admins, RoomAccess};
 pub use accounts::{Accounts, AuthSession, KnownDevice, NewSession};
 pub use error::ChatError;
 pub use hub::{CloseReason, Delivery, SharedFrame};
 pub use limits::Limits;
-pub use membership::{Membership, Memberships};
+pub use members::{BanListing, MemberListing, Members};
 pub use messages::{Ack, Messages};
 pub use rooms::{RoomList, RoomListing, Rooms};
+pub use visits::{Visit, Visits};
 
 use crate::ports::{Bus, RateLimiter, RoomState, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -39,6 +46,8 @@ pub struct ChatSettings {
     pub cache_messages: usize,
     pub session_ttl: Duration,
     pub limits: Limits,
+    /// `ADMIN_USERNAMES` (CONTRACT §9).
+    pub admins: Admins,
 }
 
 /// The ports the service talks to.
@@ -55,13 +64,14 @@ pub struct Ports {
 }
 
 /// The chat rules, one area per resource; each area owns the ports it uses. The HTTP
-/// edge calls `chat.accounts()`, `chat.rooms()`, `chat.messages()` and
-/// `chat.memberships()`; what spans them (readiness, upkeep, shutdown) is here.
+/// edge calls `chat.accounts()`, `chat.rooms()`, `chat.members()`, `chat.messages()`
+/// and `chat.visits()`; what spans them (readiness, upkeep, shutdown) is here.
 pub struct ChatService {
     accounts: Accounts,
     rooms: Rooms,
+    members: Members,
     messages: Messages,
-    memberships: Memberships,
+    visits: Visits,
     store: Arc<dyn Store>,
     room_state: Arc<dyn RoomState>,
     metrics: Metrics,
@@ -72,6 +82,7 @@ impl ChatService {
         let hub = hub::Hub::new(ports.store.clone(), metrics.clone());
         ports.bus.start(hub.clone());
         let limits = &settings.limits;
+        let access = access::Access::new(ports.store.clone(), settings.admins.clone());
         ChatService {
             accounts: Accounts::new(
                 ports.store.clone(),
@@ -79,13 +90,10 @@ impl ChatService {
                 settings.session_ttl,
                 limits,
             ),
-            rooms: Rooms::new(
-                ports.store.clone(),
-                ports.room_state.clone(),
-                limits.room_list_max,
-            ),
+            rooms: Rooms::new(&ports, access.clone(), limits),
+            members: Members::new(&ports, access),
             messages: Messages::new(&ports, limits, metrics.clone()),
-            memberships: Memberships::new(&ports, hub, &settings, metrics.clone()),
+            visits: Visits::new(&ports, hub, &settings, metrics.clone()),
             store: ports.store,
             room_state: ports.room_state,
             metrics,
@@ -97,9 +105,14 @@ impl ChatService {
         &self.accounts
     }
 
-    /// Creating, finding and listing rooms.
+    /// Creating, finding and listing rooms; DMs.
     pub fn rooms(&self) -> &Rooms {
         &self.rooms
+    }
+
+    /// Who belongs to a room: roles, adding, removing, bans.
+    pub fn members(&self) -> &Members {
+        &self.members
     }
 
     /// Sending and reading messages.
@@ -107,9 +120,9 @@ impl ChatService {
         &self.messages
     }
 
-    /// Joining and leaving rooms.
-    pub fn memberships(&self) -> &Memberships {
-        &self.memberships
+    /// Sockets joining and leaving rooms: presence.
+    pub fn visits(&self) -> &Visits {
+        &self.visits
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -128,7 +141,7 @@ impl ChatService {
     /// heartbeats and the removal of members of processes that died (announced as
     /// `member_left`), and another try at caching messages whose caching failed.
     pub async fn maintain(&self) {
-        self.memberships.maintain().await;
+        self.visits.maintain().await;
         self.messages.retry_uncached().await;
     }
 

@@ -1,48 +1,27 @@
-//! Rooms: create-or-join by name, look-up by slug, the list with online counts.
+//! Rooms: creating (public or private, limited per user), opening DMs, look-up by slug
+//! with the user's access (CONTRACT §9), and the list with online counts.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::access::{Access, RoomAccess};
+use super::limiter::Limiter;
 use super::{store_call, ChatError};
-use crate::domain::{Room, RoomName, Slug};
-use crate::ports::{Presence, Store};
+use crate::domain::{Role, Room, RoomKind, RoomName, Slug, User, Username};
+use crate::ports::{Added, DmPair, NewRoom, Presence, Rule, Store};
 
 /// Rooms: the store's, with presence for the list's online counts.
 pub struct Rooms {
     store: Arc<dyn Store>,
     presence: Arc<dyn Presence>,
-    known: KnownRooms,
+    access: Access,
+    limiter: Limiter,
+    /// [`Limits::room_creates`](super::Limits).
+    creates: Rule,
     /// [`Limits::room_list_max`](super::Limits).
     list_max: usize,
-}
-
-/// Rooms looked up by slug, remembered: a room is never renamed or deleted, so a room
-/// once found stays right, and a crowd joining a room asks the store once, not once each.
-/// Only rooms found are kept (one created later, maybe by another process, is found then).
-#[derive(Default)]
-struct KnownRooms(Mutex<HashMap<String, Room>>);
-
-/// More rooms than this and the memory starts over (it is only a shortcut).
-const KNOWN_ROOMS_MAX: usize = 10_000;
-
-impl KnownRooms {
-    fn get(&self, slug: &Slug) -> Option<Room> {
-        self.lock().get(slug.as_str()).cloned()
-    }
-
-    fn remember(&self, room: &Room) {
-        let mut rooms = self.lock();
-        if rooms.len() >= KNOWN_ROOMS_MAX {
-            rooms.clear();
-        }
-        rooms.insert(room.slug.clone(), room.clone());
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// A room as the room list shows it.
@@ -52,6 +31,8 @@ pub struct RoomListing {
     /// Distinct users connected, on every process.
     pub online: usize,
     pub last_message_at: Option<DateTime<Utc>>,
+    /// The viewer's role; `None` when they are not a member.
+    pub role: Option<Role>,
 }
 
 /// The room list: what fits, and whether rooms were left out.
@@ -66,57 +47,165 @@ pub struct RoomList {
 const ROOM_SCAN_PAGE: usize = 1000;
 
 impl Rooms {
-    pub(super) fn new(
-        store: Arc<dyn Store>,
-        presence: Arc<dyn Presence>,
-        list_max: usize,
-    ) -> Rooms {
+    pub(super) fn new(ports: &super::Ports, access: Access, limits: &super::Limits) -> Rooms {
         Rooms {
-            store,
-            presence,
-            known: KnownRooms::default(),
-            list_max,
+            store: ports.store.clone(),
+            presence: ports.room_state.clone(),
+            access,
+            limiter: Limiter::new(ports),
+            creates: limits.room_creates,
+            list_max: limits.room_list_max,
         }
     }
 
-    /// Creates the room, or joins the one whose slug the name gives; `true` when created.
-    pub async fn create(&self, name: &str) -> Result<(Room, bool), ChatError> {
+    /// A public room: creates it with `user` as its owner, or joins the one whose slug the
+    /// name gives (`Banned` if they are banned from it); `true` when created. A private
+    /// room: always a new one, with an unguessable slug. Only a new room counts against
+    /// the user's room-creation limit.
+    pub async fn create(
+        &self,
+        user: &User,
+        name: &str,
+        kind: RoomKind,
+    ) -> Result<(Room, bool), ChatError> {
         let name = RoomName::parse(name).map_err(ChatError::InvalidRoomName)?;
-        let (room, created) = store_call(self.store.create_room(&name.slug(), &name)).await?;
-        self.known.remember(&room);
-        Ok((room, created))
-    }
-
-    pub async fn find(&self, slug: &str) -> Result<Room, ChatError> {
-        let slug = Slug::parse(slug).ok_or(ChatError::RoomNotFound)?;
-        if let Some(room) = self.known.get(&slug) {
-            return Ok(room);
+        let slug = match kind {
+            RoomKind::Public => {
+                let slug = name.slug();
+                if let Some(room) = store_call(self.store.find_room(&slug)).await? {
+                    return Ok((self.join(user, room).await?, false));
+                }
+                slug
+            }
+            RoomKind::Private => Slug::unguessable("p"),
+            RoomKind::Dm => {
+                return Err(ChatError::InvalidRequest(
+                    "a direct message is opened with a username".into(),
+                ))
+            }
+        };
+        let granted = self.limiter.acquire(&self.creates, user.id).await?;
+        let new = NewRoom {
+            slug: &slug,
+            name: &name,
+            kind,
+            owner: user.id,
+        };
+        let (room, created) = match store_call(self.store.create_room(new)).await {
+            Ok(made) => made,
+            Err(e) => {
+                granted.release().await;
+                return Err(e);
+            }
+        };
+        if !created {
+            // Someone made it meanwhile: a join after all, which the limit does not count.
+            granted.release().await;
+            return Ok((self.join(user, room).await?, false));
         }
-        let room = store_call(self.store.find_room(&slug))
-            .await?
-            .ok_or(ChatError::RoomNotFound)?;
-        self.known.remember(&room);
-        Ok(room)
+        self.access.remember(&room);
+        Ok((room, true))
     }
 
-    /// At most [`Limits::room_list_max`](super::Limits) rooms, most recently active first, only those whose name
-    /// contains `name_contains` (case-insensitive) when it is given.
-    pub async fn list(&self, name_contains: Option<&str>) -> Result<RoomList, ChatError> {
+    /// Makes `user` a member of the public `room` (a join); `Banned` if they are banned.
+    async fn join(&self, user: &User, room: Room) -> Result<Room, ChatError> {
+        if room.kind != RoomKind::Public {
+            // Unreachable by slug (an unguessable slug is never a public one), and a room
+            // one is not in does not exist.
+            return Err(ChatError::RoomNotFound);
+        }
+        match store_call(self.store.add_member(room.id, user.id, Role::Member)).await? {
+            Added::Added | Added::AlreadyMember => {
+                self.access.remember(&room);
+                Ok(room)
+            }
+            Added::Banned => Err(ChatError::Banned),
+        }
+    }
+
+    /// The DM between `user` and `username`, opened now (both become its members) or
+    /// already open; `true` when new. Only a new one counts against the creation limit.
+    pub async fn open_dm(&self, user: &User, username: &str) -> Result<(Room, bool), ChatError> {
+        let other = Username::parse(username.trim()).map_err(|_| ChatError::UnknownUser)?;
+        let other = store_call(self.store.find_user(&other))
+            .await?
+            .ok_or(ChatError::UnknownUser)?;
+        if other.id == user.id {
+            return Err(ChatError::InvalidTarget(
+                "a direct message is with someone else",
+            ));
+        }
+        let pair = DmPair(user.id, other.id);
+        if let Some(room) = store_call(self.store.find_dm(pair)).await? {
+            return Ok((room, false));
+        }
+        let granted = self.limiter.acquire(&self.creates, user.id).await?;
+        let mut names = [user.username.as_str(), other.username.as_str()];
+        names.sort_unstable();
+        let name = names.join(", ");
+        let slug = Slug::unguessable("dm");
+        match store_call(self.store.open_dm(pair, &slug, &name)).await {
+            Ok((room, created)) => {
+                if !created {
+                    granted.release().await;
+                }
+                self.access.remember(&room);
+                Ok((room, created))
+            }
+            Err(e) => {
+                granted.release().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Access::visible`], and opening a public room's socket makes the user a member
+    /// (written once: later connections find them one).
+    pub async fn enter(&self, user: &User, slug: &str) -> Result<RoomAccess, ChatError> {
+        let mut access = self.access.visible(user, slug).await?;
+        if !access.is_member() {
+            self.join(user, access.room.clone()).await?;
+            access.membership = Some(Role::Member);
+            access.acts_as = access.acts_as.or(Some(Role::Member));
+        }
+        Ok(access)
+    }
+
+    /// A room by slug, for `user`: `RoomNotFound` unless it exists and they may see it
+    /// (CONTRACT §9), `Banned` from a public room they are banned from.
+    pub async fn visible(&self, user: &User, slug: &str) -> Result<RoomAccess, ChatError> {
+        self.access.visible(user, slug).await
+    }
+
+    /// The rooms `viewer` may see (every public room and theirs; with `members_only`
+    /// just theirs), at most [`Limits::room_list_max`](super::Limits), most recently
+    /// active first, only those whose name contains `name_contains` (case-insensitive)
+    /// when it is given.
+    pub async fn list(
+        &self,
+        viewer: &User,
+        members_only: bool,
+        name_contains: Option<&str>,
+    ) -> Result<RoomList, ChatError> {
         let most = self.list_max;
         let wanted = most + 1;
+        let page = |offset, limit| {
+            self.store
+                .list_rooms(viewer.id, members_only, offset, limit)
+        };
         let mut rooms = Vec::new();
         match name_contains.map(str::to_lowercase) {
-            None => rooms = store_call(self.store.list_rooms(0, wanted)).await?,
+            None => rooms = store_call(page(0, wanted)).await?,
             // Filtered here, not in SQL: neither SQLite's LIKE nor a C-locale PostgreSQL
             // folds non-ASCII case, and both stores must give the same answer.
             Some(needle) => {
                 let mut seen = HashSet::new();
                 let mut offset = 0;
                 while rooms.len() < wanted {
-                    let page = store_call(self.store.list_rooms(offset, ROOM_SCAN_PAGE)).await?;
-                    offset += page.len();
-                    let last_page = page.len() < ROOM_SCAN_PAGE;
-                    rooms.extend(page.into_iter().filter(|summary| {
+                    let found = store_call(page(offset, ROOM_SCAN_PAGE)).await?;
+                    offset += found.len();
+                    let last_page = found.len() < ROOM_SCAN_PAGE;
+                    rooms.extend(found.into_iter().filter(|summary| {
                         // A room may move between pages when a message arrives meanwhile.
                         summary.room.name.to_lowercase().contains(&needle)
                             && seen.insert(summary.room.id)
@@ -144,6 +233,7 @@ impl Rooms {
                 online: online.get(&summary.room.id).copied().unwrap_or(0),
                 room: summary.room,
                 last_message_at: summary.last_message_at,
+                role: summary.role,
             })
             .collect();
         Ok(RoomList { rooms, truncated })
@@ -153,59 +243,148 @@ impl Rooms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::memory::{MemoryRoomState, MemoryStore};
-    use crate::domain::{User, UserId};
+    use crate::adapters::memory::{MemoryBus, MemoryRateLimiter, MemoryRoomState, MemoryStore};
+    use crate::chat::{Admins, Limits, Ports};
 
     /// An area is its ports and its rules: testable on the in-process adapters alone.
-    fn rooms(list_max: usize) -> (Rooms, Arc<MemoryRoomState>) {
+    struct Fixture {
+        rooms: Rooms,
+        presence: Arc<MemoryRoomState>,
+        store: Arc<MemoryStore>,
+    }
+
+    fn fixture(limits: Limits) -> Fixture {
+        let store = Arc::new(MemoryStore::new());
         let presence = Arc::new(MemoryRoomState::new(10));
-        let rooms = Rooms::new(Arc::new(MemoryStore::new()), presence.clone(), list_max);
-        (rooms, presence)
+        let ports = Ports {
+            store: store.clone(),
+            room_state: presence.clone(),
+            limiter: Arc::new(MemoryRateLimiter::new()),
+            bus: Arc::new(MemoryBus::new()),
+            fallback_limiter: None,
+        };
+        let access = Access::new(store.clone(), Admins::default());
+        Fixture {
+            rooms: Rooms::new(&ports, access, &limits),
+            presence,
+            store,
+        }
+    }
+
+    async fn user(store: &MemoryStore, name: &str) -> User {
+        let name = Username::parse(name).unwrap();
+        store.create_user(&name, "hash").await.unwrap()
     }
 
     #[tokio::test]
     async fn creating_a_room_twice_joins_the_first_and_finding_it_needs_its_slug() {
-        let (rooms, _) = rooms(500);
-        let (first, created) = rooms.create("Quiet École").await.unwrap();
+        let Fixture { rooms, store, .. } = fixture(Limits::default());
+        let alice = user(&store, "alice").await;
+        let bob = user(&store, "bob").await;
+        let (first, created) = rooms
+            .create(&alice, "Quiet École", RoomKind::Public)
+            .await
+            .unwrap();
         assert!(created);
         assert_eq!(first.slug, "quiet-ecole");
-        let (again, created) = rooms.create("quiet ecole").await.unwrap();
+        let (again, created) = rooms
+            .create(&bob, "quiet ecole", RoomKind::Public)
+            .await
+            .unwrap();
         assert!(!created);
         assert_eq!(again, first);
-        assert_eq!(rooms.find("quiet-ecole").await.unwrap(), first);
+        let access = rooms.visible(&bob, "quiet-ecole").await.unwrap();
+        assert_eq!(
+            (access.room, access.membership),
+            (first, Some(Role::Member))
+        );
         assert!(matches!(
-            rooms.find("nowhere").await,
+            rooms.visible(&bob, "nowhere").await,
             Err(ChatError::RoomNotFound)
         ));
         assert!(matches!(
-            rooms.create("   ").await,
+            rooms.create(&bob, "   ", RoomKind::Public).await,
             Err(ChatError::InvalidRoomName(_))
         ));
     }
 
     #[tokio::test]
+    async fn a_private_room_is_new_every_time_and_seen_only_by_its_members() {
+        let Fixture { rooms, store, .. } = fixture(Limits::default());
+        let alice = user(&store, "alice").await;
+        let bob = user(&store, "bob").await;
+        let (private, _) = rooms
+            .create(&alice, "Secret", RoomKind::Private)
+            .await
+            .unwrap();
+        let (another, _) = rooms
+            .create(&alice, "Secret", RoomKind::Private)
+            .await
+            .unwrap();
+        assert_ne!(private.slug, another.slug);
+        assert_eq!(
+            rooms.visible(&alice, &private.slug).await.unwrap().acts_as,
+            Some(Role::Owner)
+        );
+        assert!(matches!(
+            rooms.enter(&bob, &private.slug).await,
+            Err(ChatError::RoomNotFound)
+        ));
+        let mine = rooms.list(&bob, false, None).await.unwrap();
+        assert!(mine.rooms.is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_new_rooms_count_against_the_creation_limit() {
+        let mut limits = Limits::default();
+        limits.room_creates.per_window = 2;
+        let Fixture { rooms, store, .. } = fixture(limits);
+        let alice = user(&store, "alice").await;
+        let bob = user(&store, "bob").await;
+        rooms.create(&bob, "Old", RoomKind::Public).await.unwrap();
+        rooms.create(&alice, "One", RoomKind::Public).await.unwrap();
+        rooms.open_dm(&alice, "bob").await.unwrap();
+        assert!(matches!(
+            rooms.create(&alice, "Three", RoomKind::Private).await,
+            Err(ChatError::RateLimited { .. })
+        ));
+        assert!(matches!(
+            rooms.create(&alice, "Three", RoomKind::Public).await,
+            Err(ChatError::RateLimited { .. })
+        ));
+        // Joins: an existing room, an open DM.
+        let (_, created) = rooms.create(&alice, "old", RoomKind::Public).await.unwrap();
+        assert!(!created);
+        let (_, created) = rooms.open_dm(&alice, "BOB").await.unwrap();
+        assert!(!created);
+    }
+
+    #[tokio::test]
     async fn the_list_is_capped_filtered_by_name_and_counts_who_is_online() {
-        let (rooms, presence) = rooms(2);
+        let mut limits = Limits::default();
+        limits.room_list_max = 2;
+        let Fixture {
+            rooms,
+            presence,
+            store,
+        } = fixture(limits);
+        let alice = user(&store, "alice").await;
         for name in ["Alpha", "Beta", "Gamma"] {
-            rooms.create(name).await.unwrap();
+            rooms.create(&alice, name, RoomKind::Public).await.unwrap();
         }
-        let all = rooms.list(None).await.unwrap();
+        let all = rooms.list(&alice, false, None).await.unwrap();
         assert_eq!(all.rooms.len(), 2);
         assert!(all.truncated);
 
-        let alpha = rooms.find("alpha").await.unwrap();
-        let alice = User {
-            id: UserId(1),
-            username: "alice".into(),
-        };
+        let alpha = rooms.visible(&alice, "alpha").await.unwrap().room;
         presence.join(alpha.id, &alice).await.unwrap();
-        let found = rooms.list(Some("ALP")).await.unwrap();
+        let found = rooms.list(&alice, false, Some("ALP")).await.unwrap();
         assert!(!found.truncated);
         let listed: Vec<_> = found
             .rooms
             .iter()
-            .map(|r| (r.room.name.as_str(), r.online))
+            .map(|r| (r.room.name.as_str(), r.online, r.role))
             .collect();
-        assert_eq!(listed, [("Alpha", 1)]);
+        assert_eq!(listed, [("Alpha", 1, Some(Role::Owner))]);
     }
 }

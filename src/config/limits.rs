@@ -34,6 +34,18 @@ pub(super) fn parse_limits(get: &impl Fn(&str) -> Option<String>) -> Result<Limi
             "REGISTRATIONS_PER_ADDRESS_PER_HOUR",
             default.registrations_per_address_per_hour,
         )?,
+        room_creates: Rule {
+            // Each user's creations in the hour are kept by the limiter: the bound keeps
+            // that small.
+            per_window: parse_number(
+                get,
+                "ROOM_CREATE_LIMIT",
+                default.room_creates.per_window,
+                1,
+                10_000,
+            )?,
+            ..default.room_creates
+        },
         room_list_max: number("ROOM_LIST_MAX", default.room_list_max)?,
         history_reads_per_second: number(
             "HISTORY_READS_PER_SECOND",

@@ -20,7 +20,8 @@ pub use dotenv::parse_dotenv;
 pub use storage::{DatabaseUrl, RedisUrl};
 pub use web::{AllowedHosts, SecretKey, TrustedProxies};
 
-use crate::chat::Limits;
+use crate::chat::{Admins, Limits};
+use crate::domain::Username;
 
 /// Everything natter needs to start, parsed and validated.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct Config {
     /// Most recent messages kept in the cache per active room.
     pub cache_messages: usize,
     pub session_ttl: Duration,
+    /// `ADMIN_USERNAMES`: users who act as owner in every public room and in the private
+    /// rooms they are a member of (CONTRACT §9).
+    pub admin_usernames: Vec<String>,
     /// Data queued for one WebSocket and not yet taken by the OS (CONTRACT §7a).
     pub ws_max_unsent_bytes: usize,
     /// How long one write to a WebSocket may wait before the socket is closed.
@@ -88,6 +92,10 @@ impl Config {
         Config::from_lookup(|name| std::env::var(name).ok().or_else(|| file.get(name).cloned()))
     }
 
+    pub fn admins(&self) -> Admins {
+        Admins::new(self.admin_usernames.iter().map(String::as_str))
+    }
+
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         // An empty variable means "not set", as in most .env tooling.
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
@@ -111,6 +119,7 @@ impl Config {
         )? as u64);
 
         let edge = limits::parse_edge(&get)?;
+        let admin_usernames = parse_admin_usernames(get("ADMIN_USERNAMES").as_deref())?;
         Ok(Config {
             bind: web.bind,
             database,
@@ -121,6 +130,7 @@ impl Config {
             history_on_join,
             cache_messages,
             session_ttl,
+            admin_usernames,
             ws_max_unsent_bytes: edge.ws_max_unsent_bytes,
             ws_write_timeout: edge.ws_write_timeout,
             max_sockets_per_user: edge.max_sockets_per_user,
@@ -155,6 +165,18 @@ fn parse_number(
         return Err(error(variable, format!("{value} is outside {min}..={max}")));
     }
     Ok(value)
+}
+
+/// Comma-separated usernames; a name no account could have is a mistake worth stopping for.
+fn parse_admin_usernames(raw: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let names = raw.unwrap_or("").split(',').map(str::trim);
+    names
+        .filter(|name| !name.is_empty())
+        .map(|name| match Username::parse(name) {
+            Ok(_) => Ok(name.to_owned()),
+            Err(e) => Err(error("ADMIN_USERNAMES", format!("{name:?}: {e}"))),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -200,6 +222,12 @@ mod tests {
                 failures_per_address: 20,
                 login_failure_window: Duration::from_secs(15 * 60),
                 registrations_per_address_per_hour: 20,
+                room_creates: crate::ports::Rule {
+                    name: "room_create",
+                    min_gap: Duration::from_millis(1),
+                    per_window: 10,
+                    window: Duration::from_secs(3600),
+                },
                 room_list_max: 500,
                 history_reads_per_second: 20,
             }
@@ -215,6 +243,7 @@ mod tests {
             ("LOGIN_FAILURE_WINDOW", "60"),
             ("REGISTRATIONS_PER_ADDRESS_PER_HOUR", "7"),
             ("ROOM_LIST_MAX", "2"),
+            ("ROOM_CREATE_LIMIT", "4"),
             ("HISTORY_READS_PER_SECOND", "9"),
             ("WS_FRAMES_PER_SECOND", "11"),
             ("WS_MAX_HISTORY_BYTES", "65536"),
@@ -229,6 +258,10 @@ mod tests {
                 failures_per_address: 50,
                 login_failure_window: Duration::from_secs(60),
                 registrations_per_address_per_hour: 7,
+                room_creates: crate::ports::Rule {
+                    per_window: 4,
+                    ..crate::ports::Rule::ROOM_CREATES
+                },
                 room_list_max: 2,
                 history_reads_per_second: 9,
             }
@@ -364,6 +397,18 @@ mod tests {
             assert_eq!(err.variable, variable, "{pairs:?}");
             assert!(err.to_string().starts_with(variable));
         }
+    }
+
+    #[test]
+    fn admins_are_listed_by_name_and_found_whatever_the_case() {
+        assert!(config(&[]).unwrap().admin_usernames.is_empty());
+        let c = config(&[("ADMIN_USERNAMES", " Alice, bob ,,")]).unwrap();
+        assert_eq!(c.admin_usernames, ["Alice", "bob"]);
+        let admins = c.admins();
+        assert!(admins.contains("alice") && admins.contains("BOB"));
+        assert!(!admins.contains("carol"));
+        let err = config(&[("ADMIN_USERNAMES", "alice,not a name")]).unwrap_err();
+        assert_eq!(err.variable, "ADMIN_USERNAMES");
     }
 
     #[test]

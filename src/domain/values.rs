@@ -183,6 +183,19 @@ impl Slug {
         ok.then(|| Slug(raw.to_owned()))
     }
 
+    /// A private room's or DM's slug: 65 random bits, never derived from a name, so it
+    /// cannot be guessed (CONTRACT §9). The `--` keeps it apart from every public slug,
+    /// which [`RoomName::slug`] never gives two dashes in a row: a public room named like
+    /// it gets another slug, and never finds it.
+    pub fn unguessable(prefix: &str) -> Slug {
+        const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+        let bits: u128 = rand::random();
+        let random: String = (0..13)
+            .map(|i| ALPHABET[((bits >> (5 * i)) & 31) as usize] as char)
+            .collect();
+        Slug(format!("{prefix}--{random}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -302,6 +315,26 @@ mod tests {
         assert!(slug("𓀀").starts_with("room-"));
         for name in ["École", "𓀀 2024", "🎉", "日本語", "ß straße"] {
             assert!(Slug::parse(&slug(name)).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unguessable_slug_is_never_a_public_one() {
+        let private = Slug::unguessable("p");
+        assert!(Slug::parse(private.as_str()).is_some());
+        assert_eq!(private.as_str().len(), "p--".len() + 13);
+        assert_ne!(private, Slug::unguessable("p"));
+        let public = RoomName::parse(private.as_str()).unwrap().slug();
+        assert!(!public.as_str().contains("--"), "{public:?}");
+        for name in ["a -- b", "--x--", "a - - b", "𓀀--𓀁"] {
+            assert!(
+                !RoomName::parse(name)
+                    .unwrap()
+                    .slug()
+                    .as_str()
+                    .contains("--"),
+                "{name}"
+            );
         }
     }
 

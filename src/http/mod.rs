@@ -8,6 +8,7 @@ mod cookies;
 mod error;
 mod extract;
 mod hosts;
+mod members;
 mod ops;
 mod pages;
 mod rooms;
@@ -67,6 +68,7 @@ pub fn router(state: AppState, edge: EdgeRules) -> Router {
         .merge(pages::router())
         .merge(accounts::router())
         .merge(rooms::router())
+        .merge(members::router())
         .merge(ws::router())
         .merge(ops::router())
         .fallback(error::not_found)

@@ -13,6 +13,7 @@ use super::extract::{MaybeSession, OverHttps};
 use super::security::csrf_token;
 use super::views::{asset, render, RoomPage, RoomRow, RoomsPage, ASSETS};
 use super::AppState;
+use crate::domain::User;
 
 /// Where to send a visitor who must sign in first; `next` is the decoded path they asked for.
 pub fn login_redirect(next: &str) -> Response {
@@ -76,15 +77,15 @@ pub async fn room_list_page(
     state: &AppState,
     headers: &HeaderMap,
     over_https: bool,
-    username: String,
+    user: User,
     status: StatusCode,
     room_name: String,
     error: Option<String>,
 ) -> Result<Response, PageError> {
-    let list = state.chat.rooms().list(None).await?;
+    let list = state.chat.rooms().list(&user, false, None).await?;
     let csrf = csrf_token(&state.secret_key, headers, over_https);
     let page = RoomsPage {
-        signed_in_as: Some(username),
+        signed_in_as: Some(user.username),
         csrf: csrf.token,
         truncated: list.truncated,
         rooms: list.rooms.into_iter().map(RoomRow::from).collect(),
@@ -107,7 +108,7 @@ async fn room_list(
         &state,
         &headers,
         over_https,
-        session.user.username,
+        session.user,
         StatusCode::OK,
         String::new(),
         None,
@@ -125,7 +126,7 @@ async fn room(
     let Some(session) = session else {
         return Ok(login_redirect(&format!("/rooms/{slug}")));
     };
-    let room = state.chat.rooms().find(&slug).await?;
+    let room = state.chat.rooms().visible(&session.user, &slug).await?.room;
     let csrf = csrf_token(&state.secret_key, &headers, over_https);
     let page = RoomPage {
         signed_in_as: Some(session.user.username.clone()),

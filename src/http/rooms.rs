@@ -1,4 +1,4 @@
-//! Rooms: the create-or-join form, and the rooms and history API.
+//! Rooms: the create-or-join form, and the rooms, DMs and history API.
 
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
@@ -16,13 +16,14 @@ use super::pages::{login_redirect, room_list_page};
 use super::security::verify_csrf;
 use super::AppState;
 use crate::chat::ChatError;
-use crate::domain::{HistoryRequest, Room};
+use crate::domain::{HistoryRequest, Role, Room, RoomKind};
 use crate::protocol::{MessageView, RoomView};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/rooms", post(create_submit))
         .route("/api/rooms", get(api_list).post(api_create))
+        .route("/api/dms", post(api_open_dm))
         .route("/api/rooms/{slug}/messages", get(api_messages))
 }
 
@@ -34,8 +35,18 @@ fn room_json(room: &Room) -> serde_json::Value {
 struct CreateForm {
     #[serde(default)]
     name: String,
+    /// The "private" checkbox: present when ticked.
+    private: Option<String>,
     #[serde(default)]
     csrf: String,
+}
+
+fn kind_of(private: bool) -> RoomKind {
+    if private {
+        RoomKind::Private
+    } else {
+        RoomKind::Public
+    }
 }
 
 async fn create_submit(
@@ -52,7 +63,13 @@ async fn create_submit(
         Refusal::bad_request(format!("the form could not be read: {e}"), Wants::Html)
     })?;
     verify_csrf(&state.secret_key, &headers, &form.csrf)?;
-    match state.chat.rooms().create(&form.name).await {
+    let kind = kind_of(form.private.is_some());
+    match state
+        .chat
+        .rooms()
+        .create(&session.user, &form.name, kind)
+        .await
+    {
         Ok((room, _)) => Ok(Redirect::to(&format!("/rooms/{}", room.slug)).into_response()),
         Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
         Err(e) => {
@@ -60,7 +77,7 @@ async fn create_submit(
                 &state,
                 &headers,
                 over_https,
-                session.user.username,
+                session.user,
                 status_of(&e),
                 form.name,
                 Some(e.to_string()),
@@ -73,6 +90,8 @@ async fn create_submit(
 #[derive(Deserialize)]
 struct ListQuery {
     q: Option<String>,
+    /// `true`: only the caller's rooms.
+    member: Option<bool>,
 }
 
 async fn api_list(
@@ -80,10 +99,15 @@ async fn api_list(
     session: Result<ApiSession, ApiError>,
     query: Result<ApiQuery<ListQuery>, ApiError>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    session?;
+    let ApiSession(session) = session?;
     let ApiQuery(query) = query?;
     let name_contains = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    let list = state.chat.rooms().list(name_contains).await?;
+    let members_only = query.member.unwrap_or(false);
+    let list = state
+        .chat
+        .rooms()
+        .list(&session.user, members_only, name_contains)
+        .await?;
     let rooms: Vec<_> = list
         .rooms
         .iter()
@@ -92,6 +116,8 @@ async fn api_list(
                 "slug": listing.room.slug,
                 "name": listing.room.name,
                 "kind": listing.room.kind.as_str(),
+                "member": listing.role.is_some(),
+                "role": listing.role.map(Role::as_str),
                 "online": listing.online,
                 "last_message_at": listing.last_message_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
             })
@@ -107,6 +133,8 @@ async fn api_list(
 #[derive(Deserialize)]
 struct CreateRoom {
     name: String,
+    #[serde(default)]
+    private: bool,
 }
 
 async fn api_create(
@@ -114,14 +142,43 @@ async fn api_create(
     session: Result<ApiSession, ApiError>,
     ApiJson(body): ApiJson<CreateRoom>,
 ) -> Result<Response, ApiError> {
-    session?;
-    let (room, created) = state.chat.rooms().create(&body.name).await?;
+    let ApiSession(session) = session?;
+    let kind = kind_of(body.private);
+    let made = state
+        .chat
+        .rooms()
+        .create(&session.user, &body.name, kind)
+        .await?;
+    Ok(room_made(made))
+}
+
+#[derive(Deserialize)]
+struct OpenDm {
+    username: String,
+}
+
+async fn api_open_dm(
+    State(state): State<AppState>,
+    session: Result<ApiSession, ApiError>,
+    ApiJson(body): ApiJson<OpenDm>,
+) -> Result<Response, ApiError> {
+    let ApiSession(session) = session?;
+    let opened = state
+        .chat
+        .rooms()
+        .open_dm(&session.user, &body.username)
+        .await?;
+    Ok(room_made(opened))
+}
+
+/// `201` with a room just made, `200` with one that was there.
+fn room_made((room, created): (Room, bool)) -> Response {
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(json!({"room": room_json(&room)}))).into_response())
+    (status, Json(json!({"room": room_json(&room)}))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -140,7 +197,7 @@ async fn api_messages(
     let ApiQuery(query) = query?;
     let request = HistoryRequest::latest_or_before(query.before, query.limit)
         .map_err(|e| Refusal::bad_request(e.to_string(), Wants::Json))?;
-    let room = state.chat.rooms().find(&slug).await?;
+    let room = state.chat.rooms().visible(&session.user, &slug).await?.room;
     let (messages, truncated) = state
         .chat
         .messages()

@@ -46,6 +46,15 @@ impl Rule {
         window: Duration::from_secs(60),
     };
 
+    /// CONTRACT §9: `ROOM_CREATE_LIMIT` (default 10) new rooms per user in any trailing
+    /// hour; no gap between them.
+    pub const ROOM_CREATES: Rule = Rule {
+        name: "room_create",
+        min_gap: Duration::from_millis(1),
+        per_window: 10,
+        window: Duration::from_secs(3600),
+    };
+
     pub fn min_gap_ms(&self) -> i64 {
         (self.min_gap.as_millis() as i64).max(1)
     }

@@ -64,9 +64,17 @@ async fn a_long_room_list_says_truncated_and_q_finds_the_quiet_rooms() {
     let quiet = alice.create_room("Quiet École corner").await;
     // 500 newer rooms (through the store: the API would take minutes).
     let store = app.backend.store().await;
+    let owner = natter::domain::UserId(alice.id);
     for n in 0..500 {
         let name = natter::domain::RoomName::parse(&format!("spam {n}")).unwrap();
-        store.create_room(&name.slug(), &name).await.unwrap();
+        let slug = name.slug();
+        let room = natter::ports::NewRoom {
+            slug: &slug,
+            name: &name,
+            kind: natter::domain::RoomKind::Public,
+            owner,
+        };
+        store.create_room(room).await.unwrap();
     }
 
     let list = alice.get_json("/api/rooms").await;

@@ -39,6 +39,7 @@ mod accounts;
 mod cache;
 mod edge;
 mod integrity;
+mod members;
 mod operations;
 mod pages;
 mod pair;

@@ -82,6 +82,7 @@ impl Natter {
             .env("SECRET_KEY", "test-secret-key-with-enough-length")
             // Every test user registers from 127.0.0.1.
             .env("REGISTRATIONS_PER_ADDRESS_PER_HOUR", "1000000")
+            .env("ROOM_CREATE_LIMIT", "10000")
             .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

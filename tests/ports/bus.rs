@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::future::maybe_done;
 use natter::adapters::memory::MemoryBus;
 use natter::adapters::redis::RedisBus;
-use natter::domain::{RoomId, Seq};
+use natter::domain::{RoomId, Seq, UserId};
 use natter::ports::{Bus, BusEvent, BusListener};
 use tokio::sync::Notify;
 
@@ -34,6 +34,7 @@ port_suite! {
         a_frame_without_seq_keeps_no_seq,
         a_resync_reaches_a_subscriber,
         a_session_end_reaches_every_instance,
+        a_removal_reaches_every_instance_whatever_it_subscribes,
     }
 }
 
@@ -47,6 +48,7 @@ enum Heard {
     },
     Resync(RoomId),
     SessionEnded(Bytes),
+    MemberRemoved(RoomId, UserId),
     LinkRestored,
 }
 
@@ -94,6 +96,7 @@ impl BusListener for Recorder {
             BusEvent::Room { room, seq, frame } => Heard::Room { room, seq, frame },
             BusEvent::Resync { room } => Heard::Resync(room),
             BusEvent::SessionEnded { token_hash } => Heard::SessionEnded(token_hash),
+            BusEvent::MemberRemoved { room, user } => Heard::MemberRemoved(room, user),
         });
     }
 
@@ -256,6 +259,18 @@ async fn a_resync_reaches_a_subscriber(pair: Pair) {
 async fn a_session_end_reaches_every_instance(pair: Pair) {
     let (event, heard) = session_end(&[7; 32]);
     pair.sender.publish(event).await.unwrap();
+    pair.heard.wait_for(&heard).await;
+    pair.sender_heard.wait_for(&heard).await;
+}
+
+/// A process with no socket in the room yet may be letting one in: it must hear too.
+async fn a_removal_reaches_every_instance_whatever_it_subscribes(pair: Pair) {
+    let (room, user) = (RoomId(i64::MAX), UserId(-1));
+    pair.sender
+        .publish(BusEvent::MemberRemoved { room, user })
+        .await
+        .unwrap();
+    let heard = Heard::MemberRemoved(room, user);
     pair.heard.wait_for(&heard).await;
     pair.sender_heard.wait_for(&heard).await;
 }

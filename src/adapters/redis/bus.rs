@@ -6,8 +6,9 @@
 //! - **One subscriber connection per [`RedisBus`]** (so per process), owned by one
 //!   background task started in [`Bus::start`]. It is named
 //!   `CLIENT SETNAME natter-bus-<random>` ([`RedisBus::subscriber_name`]). It always
-//!   listens on `{prefix}bus:sessions`, plus `{prefix}bus:room:{id}` for every room this
-//!   process wants. It speaks RESP3 (Redis ≥ 6), so subscribing, pinging and receiving share
+//!   listens on `{prefix}bus:sessions` and `{prefix}bus:members` (removals from rooms:
+//!   every process hears them, since a socket may be joining a room this process does
+//!   not subscribe yet), plus `{prefix}bus:room:{id}` for every room this process wants. It speaks RESP3 (Redis ≥ 6), so subscribing, pinging and receiving share
 //!   the one connection.
 //! - **Last call wins.** `subscribe`/`unsubscribe` record the wish synchronously under a
 //!   mutex; the task reconciles what is subscribed with what is wanted and confirms. Each
@@ -15,7 +16,7 @@
 //!   3 s; the wish stays recorded, so the next connection covers it).
 //! - **Reconnect, resubscribe, `link_restored`.** When the connection drops (or a ping gets
 //!   no answer) the task reconnects with backoff (100 ms doubling to 2 s), subscribes the
-//!   sessions channel and every wanted room, and only then calls
+//!   sessions and members channels and every wanted room, and only then calls
 //!   [`BusListener::link_restored`] once: publications made in between are lost, and the
 //!   hub tells sockets to `resync`.
 //! - **Publishing never leaves a silent hole.** Publishes share one connection
@@ -50,7 +51,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 
 use super::connection::{unavailable, IO_TIMEOUT};
-use crate::domain::{RoomId, Seq};
+use crate::domain::{RoomId, Seq, UserId};
 use crate::ports::{BoxError, Bus, BusEvent, BusListener, Unavailable};
 
 /// A publish (both of its tries) answers within this, even while Redis is down.
@@ -126,6 +127,7 @@ struct Wanted {
 struct Channels {
     room_prefix: String,
     sessions: String,
+    members: String,
 }
 
 impl RedisBus {
@@ -158,6 +160,7 @@ impl RedisBus {
             channels: Channels {
                 room_prefix: format!("{key_prefix}bus:room:"),
                 sessions: format!("{key_prefix}bus:sessions"),
+                members: format!("{key_prefix}bus:members"),
             },
             name,
             shared: Arc::new(Shared {
@@ -439,7 +442,10 @@ impl Subscriber {
             wanted.changed.clear();
             (wanted.rooms.clone(), wanted.version)
         };
-        let mut channels = vec![self.channels.sessions.clone()];
+        let mut channels = vec![
+            self.channels.sessions.clone(),
+            self.channels.members.clone(),
+        ];
         channels.extend(rooms.iter().map(|room| self.channels.room(*room)));
         conn.subscribe(&channels).await?;
         self.shared.applied.send_replace(version);
@@ -538,6 +544,11 @@ impl Channels {
             }
             BusEvent::Resync { room } => (self.room(*room), encode_room(RESYNC, Seq::ZERO, b"")),
             BusEvent::SessionEnded { token_hash } => (self.sessions.clone(), token_hash.to_vec()),
+            BusEvent::MemberRemoved { room, user } => {
+                let mut payload = room.0.to_be_bytes().to_vec();
+                payload.extend_from_slice(&user.0.to_be_bytes());
+                (self.members.clone(), payload)
+            }
         }
     }
 
@@ -546,6 +557,17 @@ impl Channels {
             return Ok(BusEvent::SessionEnded {
                 token_hash: payload,
             });
+        }
+        if channel == self.members.as_bytes() {
+            let (room, user) = payload.split_at_checked(8).ok_or("short removal")?;
+            let id = |bytes: &[u8]| bytes.try_into().map(i64::from_be_bytes);
+            return match (id(room), id(user)) {
+                (Ok(room), Ok(user)) => Ok(BusEvent::MemberRemoved {
+                    room: RoomId(room),
+                    user: UserId(user),
+                }),
+                _ => Err("a removal is two 8-byte ids"),
+            };
         }
         let room = channel
             .strip_prefix(self.room_prefix.as_bytes())
@@ -589,6 +611,7 @@ mod tests {
         Channels {
             room_prefix: "p:bus:room:".into(),
             sessions: "p:bus:sessions".into(),
+            members: "p:bus:members".into(),
         }
     }
 
@@ -649,5 +672,26 @@ mod tests {
         assert!(c
             .decode(b"p:bus:sessions", Bytes::from_static(b"hash"))
             .is_ok());
+        assert!(c
+            .decode(b"p:bus:members", Bytes::from_static(b"short"))
+            .is_err());
+        assert!(c
+            .decode(b"p:bus:members", Bytes::from(vec![0; 17]))
+            .is_err());
+    }
+
+    #[test]
+    fn a_removal_round_trips() {
+        let event = round_trip(&BusEvent::MemberRemoved {
+            room: RoomId(7),
+            user: UserId(-3),
+        });
+        assert!(matches!(
+            event,
+            BusEvent::MemberRemoved {
+                room: RoomId(7),
+                user: UserId(-3)
+            }
+        ));
     }
 }

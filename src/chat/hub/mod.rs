@@ -26,6 +26,7 @@ use presence::send_held_presence;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
@@ -55,7 +56,13 @@ pub enum Delivery {
 pub enum CloseReason {
     /// The session ended (logout or expiry): close code 1008.
     SessionEnded,
+    /// The user left the room or was removed or banned from it: close code 4403.
+    Removed,
 }
+
+/// How long a removal is remembered for sockets still joining: far longer than a join
+/// takes between its access check and [`Hub::attach`].
+const REMOVAL_MEMORY: Duration = Duration::from_secs(60);
 
 /// What a room needs while it has local members.
 pub(crate) struct RoomChannel {
@@ -85,6 +92,11 @@ struct HubState {
     rooms: HashMap<RoomId, RoomEntry>,
     /// Open sockets by session token hash, so a logout closes them.
     sessions: HashMap<Bytes, HashMap<u64, watch::Sender<Option<CloseReason>>>>,
+    /// Open sockets by room and user, so a removal closes them.
+    members: HashMap<(RoomId, UserId), HashMap<u64, watch::Sender<Option<CloseReason>>>>,
+    /// When each recent removal arrived here: a socket whose access was checked before
+    /// then may have been let in by a check that missed it.
+    removals: HashMap<(RoomId, UserId), Instant>,
     next_connection: u64,
 }
 
@@ -128,11 +140,29 @@ impl Hub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn attach(&self, room: &Room, user: UserId, session: &Bytes) -> Attachment {
+    /// `checked_at`: when the user's access to the room was checked; if a removal arrived
+    /// since, the socket is closed at once.
+    pub fn attach(
+        &self,
+        room: &Room,
+        user: UserId,
+        session: &Bytes,
+        checked_at: Instant,
+    ) -> Attachment {
         let mut state = self.state();
         let connection = state.next_connection;
         state.next_connection += 1;
-        let (close_tx, closed) = watch::channel(None);
+        let removed_since_check = state
+            .removals
+            .get(&(room.id, user))
+            .is_some_and(|&removed_at| removed_at >= checked_at);
+        let (close_tx, closed) =
+            watch::channel(removed_since_check.then_some(CloseReason::Removed));
+        state
+            .members
+            .entry((room.id, user))
+            .or_default()
+            .insert(connection, close_tx.clone());
         state
             .sessions
             .entry(session.clone())
@@ -175,6 +205,12 @@ impl Hub {
                 state.sessions.remove(session);
             }
         }
+        if let Some(connections) = state.members.get_mut(&(room, user)) {
+            connections.remove(&connection);
+            if connections.is_empty() {
+                state.members.remove(&(room, user));
+            }
+        }
         let Some(entry) = state.rooms.get_mut(&room) else {
             return Detached {
                 last_for_user: true,
@@ -203,6 +239,21 @@ impl Hub {
     /// Whether this process still has a connection in the room.
     pub fn has_local_members(&self, room: RoomId) -> bool {
         self.state().rooms.contains_key(&room)
+    }
+
+    /// Closes the user's sockets to the room, and remembers the removal for a while.
+    fn remove_member(&self, room: RoomId, user: UserId) {
+        let mut state = self.state();
+        let now = Instant::now();
+        state
+            .removals
+            .retain(|_, &mut removed_at| now.duration_since(removed_at) < REMOVAL_MEMORY);
+        state.removals.insert((room, user), now);
+        if let Some(connections) = state.members.get(&(room, user)) {
+            for close in connections.values() {
+                let _ = close.send(Some(CloseReason::Removed));
+            }
+        }
     }
 
     fn end_session(&self, token_hash: &Bytes) {
@@ -234,6 +285,7 @@ impl BusListener for Hub {
                 }
             }
             BusEvent::SessionEnded { token_hash } => self.end_session(&token_hash),
+            BusEvent::MemberRemoved { room, user } => self.remove_member(room, user),
         }
     }
 
@@ -306,7 +358,12 @@ mod tests {
     #[tokio::test]
     async fn a_socket_that_falls_behind_loses_its_place_not_memory() {
         let (hub, room) = hub_with_room();
-        let mut slow = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
+        let mut slow = hub.attach(
+            &room,
+            UserId(1),
+            &Bytes::from_static(b"session"),
+            Instant::now(),
+        );
         hub.start_ordering(room.id, Seq::ZERO);
         let overflow = 10;
         for n in 1..=ROOM_RING + overflow {
@@ -329,7 +386,12 @@ mod tests {
     async fn presence_bursts_travel_together_and_never_behind_a_later_message() {
         let (hub, room) = hub_with_room();
         tokio::time::pause();
-        let mut socket = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
+        let mut socket = hub.attach(
+            &room,
+            UserId(1),
+            &Bytes::from_static(b"session"),
+            Instant::now(),
+        );
         hub.start_ordering(room.id, Seq::ZERO);
 
         // The first goes at once; the rest of the burst waits for the window.
@@ -362,7 +424,12 @@ mod tests {
         let store = MemoryStore::new();
         store.stall_history_reads();
         let hub = Hub::new(Arc::new(store), Metrics::new());
-        let mut socket = hub.attach(&room, UserId(1), &Bytes::from_static(b"session"));
+        let mut socket = hub.attach(
+            &room,
+            UserId(1),
+            &Bytes::from_static(b"session"),
+            Instant::now(),
+        );
         hub.start_ordering(room.id, Seq::ZERO);
         hub.deliver(event(&room, Some(seq(1)), "{}"));
         hub.deliver(event(&room, Some(seq(3)), "{}"));
@@ -372,5 +439,44 @@ mod tests {
         assert_eq!(received(&mut socket.receiver), Vec::<String>::new());
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(received(&mut socket.receiver), ["3"]);
+    }
+
+    #[tokio::test]
+    async fn a_removal_closes_the_users_sockets_to_that_room_and_no_others() {
+        let (hub, room) = hub_with_room();
+        let other_room = Room {
+            id: RoomId(room.id.0 + 1),
+            slug: "elsewhere".into(),
+            ..room.clone()
+        };
+        let session = Bytes::from_static(b"session");
+        let checked_at = Instant::now();
+        let removed = hub.attach(&room, UserId(1), &session, checked_at);
+        let elsewhere = hub.attach(&other_room, UserId(1), &session, checked_at);
+        let someone_else = hub.attach(&room, UserId(2), &session, checked_at);
+        hub.deliver(BusEvent::MemberRemoved {
+            room: room.id,
+            user: UserId(1),
+        });
+        assert_eq!(*removed.closed.borrow(), Some(CloseReason::Removed));
+        assert_eq!(*elsewhere.closed.borrow(), None);
+        assert_eq!(*someone_else.closed.borrow(), None);
+    }
+
+    #[tokio::test]
+    async fn a_socket_let_in_by_a_check_before_a_removal_is_closed_as_it_attaches() {
+        let (hub, room) = hub_with_room();
+        let session = Bytes::from_static(b"session");
+        let checked_before = Instant::now();
+        hub.deliver(BusEvent::MemberRemoved {
+            room: room.id,
+            user: UserId(1),
+        });
+        let late = hub.attach(&room, UserId(1), &session, checked_before);
+        assert_eq!(*late.closed.borrow(), Some(CloseReason::Removed));
+        // A check made after the removal arrived saw it: a user added back stays.
+        let checked_after = Instant::now();
+        let back = hub.attach(&room, UserId(1), &session, checked_after);
+        assert_eq!(*back.closed.borrow(), None);
     }
 }

@@ -1,6 +1,6 @@
-//! `GET /ws/rooms/{slug}`: checks session (`401`), Origin (`403`), room (`404`) and the
-//! user's socket quota (`429`, [`quota`]) before upgrading ([`handshake`]), then hands the
-//! socket to [`connection`].
+//! `GET /ws/rooms/{slug}`: checks session (`401`), Origin (`403`), room (`404`; `403` when
+//! banned, CONTRACT §9) and the user's socket quota (`429`, [`quota`]) before upgrading
+//! ([`handshake`]), then hands the socket to [`connection`].
 
 mod connection;
 mod frames;
@@ -81,10 +81,14 @@ async fn upgrade(
     if !state.origins.allows(&headers) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let room = match state.chat.rooms().find(&slug).await {
-        Ok(room) => room,
+    // Opening a public room's socket makes the user a member (CONTRACT §9).
+    let access = match state.chat.rooms().enter(&session.user, &slug).await {
+        Ok(access) => access,
         Err(ChatError::RoomNotFound) => {
             return (StatusCode::NOT_FOUND, "no such room").into_response()
+        }
+        Err(ChatError::Banned) => {
+            return (StatusCode::FORBIDDEN, "you are banned from this room").into_response()
         }
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response(),
     };
@@ -131,7 +135,7 @@ async fn upgrade(
     let sockets = state.sockets.clone();
     handshake.accept(config, move |socket| {
         sockets.track_future(async move {
-            connection::run(socket, state, session, room, since).await;
+            connection::run(socket, state, session, access, since).await;
             drop(place);
         })
     })

@@ -190,6 +190,8 @@ impl TestApp {
                 "REGISTRATIONS_PER_ADDRESS_PER_HOUR".into(),
                 "1000000".into(),
             ),
+            // Tests make rooms freely; the tests of CONTRACT §9's limit set it.
+            ("ROOM_CREATE_LIMIT".into(), "10000".into()),
         ]);
         map.extend(backend.vars());
         for (k, v) in vars {

@@ -97,13 +97,25 @@ impl TestUser {
     /// `POST path` with a JSON body as this user: the status and the JSON answer (`null`
     /// when there is none).
     pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .json(body)
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// `method path` as this user, with a JSON body when one is given: the status and the
+    /// JSON answer (`null` when there is none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method.clone(), self.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
             .send()
             .await
-            .expect("POST answered");
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = response.status().as_u16();
         let text = response.text().await.expect("a body");
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))

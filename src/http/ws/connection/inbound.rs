@@ -10,7 +10,7 @@ use super::super::frames::{self, Keep};
 use super::super::MAX_FRAME_BYTES;
 use super::outbound::{error_frame, rate_limited};
 use super::{End, Socket, CLOSE_TOO_BIG};
-use crate::chat::{ChatError, Membership};
+use crate::chat::{ChatError, Visit};
 use crate::domain::{HistoryRange, HistoryRequest};
 use crate::http::strict_json;
 use crate::http::AppState;
@@ -20,13 +20,11 @@ impl Socket {
     pub(super) async fn receive(
         &mut self,
         state: &AppState,
-        membership: &Membership,
+        visit: &Visit,
         incoming: Option<Result<Message, WsError>>,
     ) -> Result<(), End> {
         match incoming {
-            Some(Ok(Message::Text(text))) => {
-                self.handle_text(state, membership, text.as_bytes()).await
-            }
+            Some(Ok(Message::Text(text))) => self.handle_text(state, visit, text.as_bytes()).await,
             Some(Ok(Message::Binary(_))) => {
                 let refusal = ChatError::InvalidFrame("frames are JSON text".into());
                 self.refuse(&refusal, None).await
@@ -55,7 +53,7 @@ impl Socket {
     pub(super) async fn handle_text(
         &mut self,
         state: &AppState,
-        membership: &Membership,
+        visit: &Visit,
         raw: &[u8],
     ) -> Result<(), End> {
         let value = strict_json::parse_object(raw);
@@ -73,17 +71,14 @@ impl Socket {
             });
         match frame {
             Ok(ClientFrame::Send { body, client_id }) => {
-                self.on_send(state, membership, &body, client_id).await
+                self.on_send(state, visit, &body, client_id).await
             }
             Ok(ClientFrame::Ping) => self.on_ping().await,
             Ok(ClientFrame::History {
                 before,
                 after,
                 limit,
-            }) => {
-                self.on_history(state, membership, before, after, limit)
-                    .await
-            }
+            }) => self.on_history(state, visit, before, after, limit).await,
             Err(e) => self.refuse(&e, client_id).await,
         }
     }
@@ -92,19 +87,14 @@ impl Socket {
     async fn on_send(
         &mut self,
         state: &AppState,
-        membership: &Membership,
+        visit: &Visit,
         body: &str,
         client_id: Option<String>,
     ) -> Result<(), End> {
         let sent = state
             .chat
             .messages()
-            .send(
-                &membership.user,
-                &membership.room,
-                body,
-                client_id.as_deref(),
-            )
+            .send(&visit.user, &visit.room, body, client_id.as_deref())
             .await;
         match sent {
             Ok(ack) => {
@@ -133,7 +123,7 @@ impl Socket {
     async fn on_history(
         &mut self,
         state: &AppState,
-        membership: &Membership,
+        visit: &Visit,
         before: Option<i64>,
         after: Option<i64>,
         limit: Option<u32>,
@@ -145,7 +135,7 @@ impl Socket {
             Ok((request, keep)) => state
                 .chat
                 .messages()
-                .history(&membership.room, request)
+                .history(&visit.room, request)
                 .await
                 .map(|(messages, truncated)| {
                     frames::history(&messages, truncated, keep, self.max_history_bytes)

@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::frames::{self, Keep};
 use super::handshake::Socket as WebSocket;
-use crate::chat::{AuthSession, CloseReason, Delivery, Membership};
-use crate::domain::{Room, Seq};
+use crate::chat::{AuthSession, CloseReason, Delivery, RoomAccess, Visit};
+use crate::domain::Seq;
 use crate::http::AppState;
 use crate::protocol::{RoomView, ServerFrame, UserView};
 
@@ -48,16 +48,18 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_INTERNAL: u16 = 1011;
+/// CONTRACT §9: the user left, or was removed or banned from the room.
+const CLOSE_REMOVED: u16 = 4403;
 
 pub async fn run(
     mut ws: WebSocket,
     state: AppState,
     session: AuthSession,
-    room: Room,
+    access: RoomAccess,
     since: Option<Seq>,
 ) {
-    let membership = match state.chat.memberships().join(&session, room, since).await {
-        Ok(membership) => membership,
+    let visit = match state.chat.visits().join(&session, access, since).await {
+        Ok(visit) => visit,
         Err(e) => {
             let mut farewell = frames::text(error_frame(&e, None).to_json().as_bytes()).to_vec();
             farewell.extend_from_slice(&frames::close(CLOSE_INTERNAL, "could not join the room"));
@@ -68,11 +70,11 @@ pub async fn run(
     };
     let mut socket = Socket {
         ws,
-        last_seq: membership.since.unwrap_or(Seq::ZERO),
+        last_seq: visit.since.unwrap_or(Seq::ZERO),
         budget: FrameBudget::new(state.ws.frames_per_second),
         own_arrival: Bytes::from(
             ServerFrame::MemberJoined {
-                user: membership.user.username.clone(),
+                user: visit.user.username.clone(),
             }
             .to_json(),
         ),
@@ -83,13 +85,13 @@ pub async fn run(
         max_history_bytes: state.ws.max_history_bytes,
         write_timeout: state.ws.write_timeout,
         shutdown: state.shutdown.clone(),
-        closed: membership.closed.clone(),
+        closed: visit.closed.clone(),
         session_ends: Box::pin(tokio::time::sleep(time_until(session.expires_at))),
     };
-    let membership = socket.serve(&state, membership).await;
+    let visit = socket.serve(&state, visit).await;
     // The connection goes first, so a client is not kept waiting on the store.
     drop(socket);
-    state.chat.memberships().leave(membership).await;
+    state.chat.visits().leave(visit).await;
 }
 
 /// Why a socket stops.
@@ -104,7 +106,8 @@ enum End {
 #[derive(Clone, Copy)]
 enum Signal {
     Shutdown,
-    SessionEnded,
+    /// The chat service closed the socket (logout, removal from the room).
+    Closed(CloseReason),
     SessionExpired,
 }
 
@@ -112,10 +115,23 @@ impl Signal {
     fn end(self) -> End {
         match self {
             Signal::Shutdown => End::Close(CLOSE_GOING_AWAY, "server is restarting"),
-            Signal::SessionEnded => End::Close(CLOSE_POLICY, "session ended"),
+            Signal::Closed(CloseReason::SessionEnded) => End::Close(CLOSE_POLICY, "session ended"),
+            Signal::Closed(CloseReason::Removed) => {
+                End::Close(CLOSE_REMOVED, "you are no longer a member of this room")
+            }
             Signal::SessionExpired => End::Close(CLOSE_POLICY, "session expired"),
         }
     }
+}
+
+/// Waits until the chat service closes the socket, and says why.
+async fn closed_by_server(closed: &mut watch::Receiver<Option<CloseReason>>) -> Signal {
+    let reason = match closed.wait_for(Option::is_some).await {
+        Ok(reason) => *reason,
+        // The hub let go of the socket: nothing can reach it any more.
+        Err(_) => None,
+    };
+    Signal::Closed(reason.unwrap_or(CloseReason::SessionEnded))
 }
 
 /// What woke the socket up.
@@ -142,16 +158,16 @@ struct Socket {
     max_history_bytes: usize,
     write_timeout: Duration,
     shutdown: CancellationToken,
-    /// Becomes `Some` (or its sender goes) when the session ends.
+    /// Becomes `Some` (or its sender goes) when the session ends or the user is removed.
     closed: watch::Receiver<Option<CloseReason>>,
     session_ends: Pin<Box<Sleep>>,
 }
 
 impl Socket {
-    async fn serve(&mut self, state: &AppState, mut membership: Membership) -> Membership {
-        if let Err(end) = self.greet(&mut membership).await {
+    async fn serve(&mut self, state: &AppState, mut visit: Visit) -> Visit {
+        if let Err(end) = self.greet(&mut visit).await {
             self.end(end).await;
-            return membership;
+            return visit;
         }
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.reset();
@@ -161,18 +177,18 @@ impl Socket {
             let event = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => Event::Signal(Signal::Shutdown),
-                _ = self.closed.wait_for(Option::is_some) => Event::Signal(Signal::SessionEnded),
+                signal = closed_by_server(&mut self.closed) => Event::Signal(signal),
                 _ = self.session_ends.as_mut() => Event::Signal(Signal::SessionExpired),
-                delivery = membership.deliveries.recv() => Event::Delivery(delivery),
+                delivery = visit.deliveries.recv() => Event::Delivery(delivery),
                 incoming = self.ws.next() => Event::Incoming(incoming),
                 _ = ping.tick() => Event::PingTime,
             };
             let outcome = match event {
                 Event::Signal(signal) => Err(signal.end()),
-                Event::Delivery(delivery) => self.forward(delivery, &mut membership).await,
+                Event::Delivery(delivery) => self.forward(delivery, &mut visit).await,
                 Event::Incoming(incoming) => {
                     last_heard = Instant::now();
-                    self.receive(state, &membership, incoming).await
+                    self.receive(state, &visit, incoming).await
                 }
                 Event::PingTime if last_heard.elapsed() > IDLE_LIMIT => {
                     Err(End::Close(CLOSE_GOING_AWAY, "idle"))
@@ -184,7 +200,7 @@ impl Socket {
                 break;
             }
         }
-        membership
+        visit
     }
 
     async fn end(&mut self, end: End) {
@@ -200,22 +216,22 @@ impl Socket {
         }
     }
 
-    async fn greet(&mut self, membership: &mut Membership) -> Result<(), End> {
+    async fn greet(&mut self, visit: &mut Visit) -> Result<(), End> {
         let joined = ServerFrame::Joined {
-            room: RoomView::from(&membership.room),
+            room: RoomView::from(&visit.room),
             user: UserView {
-                id: membership.user.id.0,
-                username: membership.user.username.clone(),
+                id: visit.user.id.0,
+                username: visit.user.username.clone(),
             },
-            members: std::mem::take(&mut membership.members),
+            members: std::mem::take(&mut visit.members),
         };
-        let keep = match membership.since {
+        let keep = match visit.since {
             Some(_) => Keep::Oldest,
             None => Keep::Newest,
         };
         let history = frames::history(
-            &std::mem::take(&mut membership.history),
-            membership.truncated,
+            &std::mem::take(&mut visit.history),
+            visit.truncated,
             keep,
             self.max_history_bytes,
         );
@@ -232,7 +248,7 @@ impl Socket {
     async fn forward(
         &mut self,
         first: Result<Delivery, RecvError>,
-        membership: &mut Membership,
+        visit: &mut Visit,
     ) -> Result<(), End> {
         let mut next = first;
         for _ in 0..WRITE_BATCH {
@@ -241,7 +257,7 @@ impl Socket {
                 Err(RecvError::Lagged(_)) => self.queue_resync().await?,
                 Err(RecvError::Closed) => return Err(End::Drop),
             }
-            next = match membership.deliveries.try_recv() {
+            next = match visit.deliveries.try_recv() {
                 Ok(delivery) => Ok(delivery),
                 Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
                 Err(TryRecvError::Empty) => break,

@@ -94,7 +94,7 @@ impl Socket {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => Err(Signal::Shutdown),
-                _ = self.closed.wait_for(Option::is_some) => Err(Signal::SessionEnded),
+                signal = super::closed_by_server(&mut self.closed) => Err(signal),
                 _ = self.session_ends.as_mut() => Err(Signal::SessionExpired),
                 written = tokio::time::timeout(self.write_timeout, write) => Ok(written),
             }

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::hub::{Hub, RoomChannel};
 use super::messages::RESUME_MAX;
-use super::{store_call, AuthSession, ChatError, CloseReason, Delivery};
+use super::{store_call, AuthSession, ChatError, CloseReason, Delivery, RoomAccess};
 use crate::domain::{HistoryRange, Message, Room, RoomId, Seq, User};
 use crate::ports::{Bus, BusEvent, Departure, MessageCache, Presence, Store};
 use crate::protocol::ServerFrame;
@@ -22,7 +22,7 @@ use crate::telemetry::Metrics;
 
 /// Who is in which room: joining and leaving, presence and its announcements, and the
 /// history a joiner gets.
-pub struct Memberships {
+pub struct Visits {
     store: Arc<dyn Store>,
     cache: Arc<dyn MessageCache>,
     presence: Arc<dyn Presence>,
@@ -35,8 +35,8 @@ pub struct Memberships {
     cache_messages: usize,
 }
 
-/// A socket's membership of a room, from [`Memberships::join`] until [`Memberships::leave`].
-pub struct Membership {
+/// A socket's visit of a room, from [`Visits::join`] until [`Visits::leave`].
+pub struct Visit {
     pub room: Room,
     pub user: User,
     /// Usernames online in the room, the joiner included, sorted.
@@ -56,14 +56,14 @@ pub struct Membership {
     channel: Arc<RoomChannel>,
 }
 
-impl Memberships {
+impl Visits {
     pub(super) fn new(
         ports: &super::Ports,
         hub: Arc<Hub>,
         settings: &super::ChatSettings,
         metrics: Metrics,
-    ) -> Memberships {
-        Memberships {
+    ) -> Visits {
+        Visits {
             store: ports.store.clone(),
             // The one room-state adapter under each of its two roles.
             cache: ports.room_state.clone(),
@@ -76,15 +76,20 @@ impl Memberships {
         }
     }
 
+    /// Joins the room `access` (from [`Rooms::enter`](super::Rooms::enter)) lets the
+    /// session's user into.
     pub async fn join(
         &self,
         session: &AuthSession,
-        room: Room,
+        access: RoomAccess,
         since: Option<Seq>,
-    ) -> Result<Membership, ChatError> {
+    ) -> Result<Visit, ChatError> {
         let user = session.user.clone();
-        let attachment = self.hub.attach(&room, user.id, &session.token_hash);
-        let mut membership = Membership {
+        let room = access.room;
+        let attachment = self
+            .hub
+            .attach(&room, user.id, &session.token_hash, access.checked_at);
+        let mut visit = Visit {
             room,
             user,
             members: Vec::new(),
@@ -99,12 +104,12 @@ impl Memberships {
         };
         self.metrics.ws_connections.inc();
         match self
-            .enter(&mut membership, attachment.first_for_user, since)
+            .enter(&mut visit, attachment.first_for_user, since)
             .await
         {
-            Ok(()) => Ok(membership),
+            Ok(()) => Ok(visit),
             Err(e) => {
-                self.leave(membership).await;
+                self.leave(visit).await;
                 Err(e)
             }
         }
@@ -112,12 +117,12 @@ impl Memberships {
 
     async fn enter(
         &self,
-        membership: &mut Membership,
+        visit: &mut Visit,
         first_for_user: bool,
         since: Option<Seq>,
     ) -> Result<(), ChatError> {
-        let room = membership.room.clone();
-        membership
+        let room = visit.room.clone();
+        visit
             .channel
             .ready
             .get_or_try_init(|| async {
@@ -128,13 +133,13 @@ impl Memberships {
             })
             .await?;
 
-        membership.members = if first_for_user {
-            let joined = self.presence.join(room.id, &membership.user).await?;
+        visit.members = if first_for_user {
+            let joined = self.presence.join(room.id, &visit.user).await?;
             if joined.first {
                 self.announce(
                     room.id,
                     ServerFrame::MemberJoined {
-                        user: membership.user.username.clone(),
+                        user: visit.user.username.clone(),
                     },
                 )
                 .await;
@@ -150,25 +155,25 @@ impl Memberships {
                 // than the clamp, so it is in the history or arrives live, never skipped.
                 let last = store_call(self.store.last_seq(room.id)).await?;
                 let since = since.min(last);
-                membership.since = Some(since);
+                visit.since = Some(since);
                 self.history_since(&room, since).await?
             }
-            None => (self.history_on_join(membership).await?, false),
+            None => (self.history_on_join(visit).await?, false),
         };
-        membership.history = history;
-        membership.truncated = truncated;
+        visit.history = history;
+        visit.truncated = truncated;
         Ok(())
     }
 
-    async fn history_on_join(&self, membership: &Membership) -> Result<Vec<Message>, ChatError> {
-        let room = &membership.room;
+    async fn history_on_join(&self, visit: &Visit) -> Result<Vec<Message>, ChatError> {
+        let room = &visit.room;
         let wanted = self.history_on_join;
         if let Some(cached) = self.cache.latest(room.id, wanted).await? {
             self.count_history_load("cache");
             return Ok(cached);
         }
         // Cold cache: one joiner per process reads the store and fills; the rest wait and read the cache.
-        let _fill = membership.channel.fill.lock().await;
+        let _fill = visit.channel.fill.lock().await;
         if let Some(cached) = self.cache.latest(room.id, wanted).await? {
             self.count_history_load("cache");
             return Ok(cached);
@@ -210,24 +215,21 @@ impl Memberships {
             .inc();
     }
 
-    /// Ends a membership: the user's last connection here leaves presence; the room's last
+    /// Ends a visit: the user's last connection here leaves presence; the room's last
     /// local connection unsubscribes this process from it.
-    pub async fn leave(&self, membership: Membership) {
-        let room = membership.room;
+    pub async fn leave(&self, visit: Visit) {
+        let room = visit.room;
         self.metrics.ws_connections.dec();
-        let detached = self.hub.detach(
-            room.id,
-            membership.user.id,
-            &membership.session,
-            membership.connection,
-        );
+        let detached = self
+            .hub
+            .detach(room.id, visit.user.id, &visit.session, visit.connection);
         if detached.last_for_user {
-            match self.presence.leave(room.id, &membership.user).await {
+            match self.presence.leave(room.id, &visit.user).await {
                 Ok(true) => {
                     self.announce(
                         room.id,
                         ServerFrame::MemberLeft {
-                            user: membership.user.username.clone(),
+                            user: visit.user.username.clone(),
                         },
                     )
                     .await

@@ -1,0 +1,88 @@
+//! The rate limiter as the rules use it: the shared one (Redis, when configured), and the
+//! process-local one that stands in while the shared one is unreachable, for every rule
+//! (sends, room creation).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ChatError;
+use crate::domain::UserId;
+use crate::ports::{Admission, RateLimiter, Rule, SendSlot};
+
+/// A refusal that asks to wait no longer than this is waited out (see [`Limiter::acquire`]).
+const SLOT_WAIT: Duration = Duration::from_millis(2);
+
+#[derive(Clone)]
+pub(super) struct Limiter {
+    shared: Arc<dyn RateLimiter>,
+    /// [`Ports::fallback_limiter`](super::Ports): `None` when `shared` is process-local.
+    fallback: Option<Arc<dyn RateLimiter>>,
+}
+
+/// An accepted request's place in its rule's window, held by the limiter that granted it.
+pub(super) struct Granted {
+    limiter: Arc<dyn RateLimiter>,
+    rule: Rule,
+    user: UserId,
+    slot: SendSlot,
+}
+
+impl Limiter {
+    pub fn new(ports: &super::Ports) -> Limiter {
+        Limiter {
+            shared: ports.limiter.clone(),
+            fallback: ports.fallback_limiter.clone(),
+        }
+    }
+
+    /// A place in `rule`'s window for `user`, or `RateLimited` with the wait.
+    pub async fn acquire(&self, rule: &Rule, user: UserId) -> Result<Granted, ChatError> {
+        let mut attempts = 0;
+        loop {
+            match self.try_acquire(rule, user).await {
+                // Accepted requests of a key need distinct milliseconds (they are its
+                // slots), so a rule without a gap of its own (room creation) would refuse
+                // a second request in the same millisecond: that wait is taken here.
+                Err(ChatError::RateLimited { retry_after })
+                    if retry_after <= SLOT_WAIT && attempts < 3 =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(retry_after).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn try_acquire(&self, rule: &Rule, user: UserId) -> Result<Granted, ChatError> {
+        let mut limiter = &self.shared;
+        let admission = match (limiter.acquire(rule, user).await, &self.fallback) {
+            (Ok(admission), _) => admission,
+            (Err(e), Some(fallback)) => {
+                tracing::warn!(error = %e, rule = rule.name, "shared rate limiter unreachable; limiting per process");
+                limiter = fallback;
+                limiter.acquire(rule, user).await?
+            }
+            (Err(e), None) => return Err(e.into()),
+        };
+        match admission {
+            Admission::Granted(slot) => Ok(Granted {
+                limiter: limiter.clone(),
+                rule: *rule,
+                user,
+                slot,
+            }),
+            Admission::Refused { retry_after } => Err(ChatError::RateLimited { retry_after }),
+        }
+    }
+}
+
+impl Granted {
+    /// Gives the place back: the request did not happen (the store refused it, or it was
+    /// a resend or a join after all), so it must not count.
+    pub async fn release(self) {
+        if let Err(e) = self.limiter.release(&self.rule, self.user, self.slot).await {
+            tracing::warn!(error = %e, rule = self.rule.name, "could not give back a rate-limit slot");
+        }
+    }
+}
