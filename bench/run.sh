@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs natter-bench's scenarios against natter and the baseline, and tabulates them.
 #
-#   bench/run.sh [--smoke] [--configs "sqlite pg pg2 baseline"] [--scenarios "fanout join-storm send-storm idle"]
+#   bench/run.sh [--smoke] [--configs "sqlite pg pg2 baseline"] [--scenarios "fanout join-storm send-storm idle room-list"]
 #                [--results FILE]
 #
 # Configurations (each on fresh servers, on free loopback ports):
@@ -17,6 +17,7 @@
 #   IDLE_SOCKETS=1000 IDLE_USERS=100 IDLE_HOLD=3 IDLE_HISTORY=0 (messages seeded per room first;
 #     needs IDLE_USERS ≥ 10 rooms × ⌈IDLE_HISTORY / 10⌉)
 #   JOIN_JOINERS=200 JOIN_HISTORY=100 JOIN_SEED_PER_USER=10
+#   LIST_ROOMS=5000 LIST_MEMBER_OF=200 LIST_REQUESTS=500 (room-list makes LIST_ROOMS rooms first)
 #   SEND_ROOMS=10 SEND_SENDERS=200 SEND_DURATION=10 SEND_INTERVAL_MS=1050 (per sender; the
 #     limiter is exact, so a server whose latency jitters refuses sends paced at 1.05 s:
 #     leave margin for big runs)
@@ -40,7 +41,7 @@ SECRET="natter-bench-secret-key-32-chars"   # 32 characters
 
 SMOKE=0
 CONFIGS="sqlite pg pg2 baseline"
-SCENARIOS="fanout join-storm send-storm idle"
+SCENARIOS="fanout join-storm send-storm idle room-list"
 RESULTS=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -60,12 +61,14 @@ if [ "$SMOKE" = 1 ]; then
   : "${IDLE_SOCKETS:=50}" "${IDLE_USERS:=10}" "${IDLE_HOLD:=1}" "${IDLE_HISTORY:=2}"
   : "${JOIN_JOINERS:=20}" "${JOIN_HISTORY:=20}" "${JOIN_SEED_PER_USER:=2}"
   : "${SEND_ROOMS:=2}" "${SEND_SENDERS:=10}" "${SEND_DURATION:=3}"
+  : "${LIST_ROOMS:=100}" "${LIST_MEMBER_OF:=20}" "${LIST_REQUESTS:=20}"
   : "${BENCH_TIMEOUT:=60}"
 fi
 : "${FANOUT_ROOMS:=1}" "${FANOUT_MEMBERS:=200}" "${FANOUT_DURATION:=10}" "${FANOUT_WARMUP:=2}"
 : "${IDLE_SOCKETS:=1000}" "${IDLE_USERS:=100}" "${IDLE_HOLD:=3}" "${IDLE_HISTORY:=0}"
 : "${JOIN_JOINERS:=200}" "${JOIN_HISTORY:=100}" "${JOIN_SEED_PER_USER:=10}"
 : "${SEND_ROOMS:=10}" "${SEND_SENDERS:=200}" "${SEND_DURATION:=10}" "${SEND_INTERVAL_MS:=1050}"
+: "${LIST_ROOMS:=5000}" "${LIST_MEMBER_OF:=200}" "${LIST_REQUESTS:=500}"
 : "${BENCH_TIMEOUT:=180}"
 
 RUN_ID="$(date +%Y%m%d-%H%M%S)-$$"
@@ -227,6 +230,7 @@ run_scenario() { # config scenario
       args=(--sockets "$IDLE_SOCKETS" --users "$IDLE_USERS" --hold "$IDLE_HOLD" --history "$IDLE_HISTORY")
       local pid; for pid in "${SERVER_PIDS[@]}"; do args+=(--server-pid "$pid"); done ;;
     join-storm) args=(--joiners "$JOIN_JOINERS" --history "$JOIN_HISTORY" --seed-per-user "$JOIN_SEED_PER_USER") ;;
+    room-list) args=(--rooms "$LIST_ROOMS" --member-of "$LIST_MEMBER_OF" --requests "$LIST_REQUESTS") ;;
     send-storm) args=(--rooms "$SEND_ROOMS" --senders "$SEND_SENDERS" --duration "$SEND_DURATION" --send-interval-ms "$SEND_INTERVAL_MS") ;;
     *) echo "run.sh: unknown scenario $2" >&2; FAILED+=("$label/$2"); return ;;
   esac

@@ -12,6 +12,7 @@ mod fanout;
 mod idle;
 mod join_storm;
 mod report;
+mod room_list;
 mod seed;
 mod send_storm;
 mod setup;
@@ -27,7 +28,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "natter-bench",
-    about = "Load generator for natter (and the baseline): fan-out, idle sockets, join storm, send storm",
+    about = "Load generator for natter (and the baseline): fan-out, idle sockets, join storm, send storm, room list",
     after_help = "Every scenario prints a table on stderr and one JSON line on stdout, and exits \
                   with 3 when a check that must hold failed (1 on errors, 2 on bad usage). Targets must be \
                   loopback addresses (127.0.0.0/8 or [::1])."
@@ -62,6 +63,14 @@ enum Scenario {
         common: Common,
         #[command(flatten)]
         args: join_storm::JoinStormArgs,
+    },
+    /// One user in M of R rooms asks for the room list, their rooms, the browse page and a
+    /// room page, over and over; measures each one's latency.
+    RoomList {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: room_list::RoomListArgs,
     },
     /// S senders over R rooms send as fast as the rate limits allow; measures acks/s and
     /// ack latency, then checks every acked message is in the store.
@@ -153,6 +162,10 @@ fn run(cli: Cli) -> Result<bool> {
             Scenario::JoinStorm { common, args } => {
                 let ctx = Arc::new(setup::Ctx::new(&common, nofile)?);
                 join_storm::run(ctx, args).await
+            }
+            Scenario::RoomList { common, args } => {
+                let ctx = Arc::new(setup::Ctx::new(&common, nofile)?);
+                room_list::run(ctx, args).await
             }
             Scenario::SendStorm { common, args } => {
                 let ctx = Arc::new(setup::Ctx::new(&common, nofile)?);

@@ -104,6 +104,63 @@ const METRICS: &[(&str, &str, &str, f64, usize)] = &[
     ),
     ("send-storm", "error frames", "/errors", 1.0, 0),
     ("send-storm", "missing from store", "/missing", 1.0, 0),
+    (
+        "room-list",
+        "GET /api/rooms p50 (ms)",
+        "/api_rooms_us/p50",
+        0.001,
+        2,
+    ),
+    (
+        "room-list",
+        "GET /api/rooms p99 (ms)",
+        "/api_rooms_us/p99",
+        0.001,
+        2,
+    ),
+    (
+        "room-list",
+        "GET /api/rooms?member=true p50 (ms)",
+        "/api_rooms_member_us/p50",
+        0.001,
+        2,
+    ),
+    (
+        "room-list",
+        "GET /api/rooms?member=true p99 (ms)",
+        "/api_rooms_member_us/p99",
+        0.001,
+        2,
+    ),
+    (
+        "room-list",
+        "GET / (page) p50 (ms)",
+        "/browse_page_us/p50",
+        0.001,
+        2,
+    ),
+    (
+        "room-list",
+        "GET / (page) p99 (ms)",
+        "/browse_page_us/p99",
+        0.001,
+        2,
+    ),
+    (
+        "room-list",
+        "GET /rooms/{slug} (page) p50 (ms)",
+        "/room_page_us/p50",
+        0.001,
+        2,
+    ),
+    (
+        "room-list",
+        "GET /rooms/{slug} (page) p99 (ms)",
+        "/room_page_us/p99",
+        0.001,
+        2,
+    ),
+    ("room-list", "failed requests", "/failed_requests", 1.0, 0),
 ];
 
 /// The sizes shown in each scenario's heading.
@@ -112,6 +169,7 @@ const SIZES: &[(&str, &[&str])] = &[
     ("idle", &["sockets", "users", "rooms", "history"]),
     ("join-storm", &["joiners", "seeded"]),
     ("send-storm", &["rooms", "senders", "duration_s"]),
+    ("room-list", &["rooms", "member_of", "requests_each"]),
 ];
 
 pub fn run(a: SummaryArgs) -> Result<()> {
