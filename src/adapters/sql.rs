@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use crate::domain::{RoomKind, Seq};
+use crate::domain::{Role, RoomKind, Seq};
 use crate::ports::StoreError;
 
 // `SQLITE_MIGRATIONS` and `POSTGRES_MIGRATIONS`: every file of `migrations/<store>/`, in
@@ -70,31 +70,50 @@ where
     }
 }
 
-/// A room's `kind` is a TEXT column holding [`RoomKind::as_str`] (a CHECK keeps it to
-/// those words); any other word is a corrupt row, an error.
-impl<DB: sqlx::Database> sqlx::Type<DB> for RoomKind
-where
-    String: sqlx::Type<DB>,
-{
-    fn type_info() -> DB::TypeInfo {
-        <String as sqlx::Type<DB>>::type_info()
-    }
+/// A TEXT column holding one of an enum's `as_str` words (a CHECK keeps it to those
+/// words): a room's `kind`, a member's `role`. Any other word is a corrupt row, an error.
+macro_rules! text_column {
+    ($value:ty, $what:literal) => {
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $value
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
 
-    fn compatible(ty: &DB::TypeInfo) -> bool {
-        <String as sqlx::Type<DB>>::compatible(ty)
-    }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $value
+        where
+            String: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: DB::ValueRef<'r>) -> Result<$value, sqlx::error::BoxDynError> {
+                let word = <String as sqlx::Decode<'r, DB>>::decode(value)?;
+                <$value>::parse(&word)
+                    .ok_or_else(|| format!("an unknown {} {word:?} in the store", $what).into())
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $value
+        where
+            String: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut DB::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.as_str().to_owned(), buf)
+            }
+        }
+    };
 }
 
-impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for RoomKind
-where
-    String: sqlx::Decode<'r, DB>,
-{
-    fn decode(value: DB::ValueRef<'r>) -> Result<RoomKind, sqlx::error::BoxDynError> {
-        let word = <String as sqlx::Decode<'r, DB>>::decode(value)?;
-        RoomKind::parse(&word)
-            .ok_or_else(|| format!("an unknown room kind {word:?} in the store").into())
-    }
-}
+text_column!(RoomKind, "room kind");
+text_column!(Role, "role");
 
 /// The room columns every room read selects, in [`Room`](crate::domain::Room)'s order.
 pub(super) const ROOM_COLUMNS: &str = "id, slug, name, kind";
