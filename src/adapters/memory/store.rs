@@ -3,6 +3,7 @@
 //! run on it (no file, no server). Nothing survives the process, so `natter serve` never
 //! uses it.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -11,10 +12,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Room, RoomId, RoomKind, RoomName, RoomSummary, Seq, Slug,
-    User, UserId, Username,
+    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomSummary, Seq, Slug, User,
+    UserId, Username,
 };
-use crate::ports::{Appended, SessionRecord, Store, StoreError};
+use crate::ports::{
+    Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
+    StoreError,
+};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -33,6 +37,9 @@ struct State {
     messages: Vec<Message>,
     /// `(user, client_id)` → position in `messages`: a client_id is one message per user.
     by_client_id: HashMap<(UserId, String), usize>,
+    memberships: HashMap<(RoomId, UserId), Role>,
+    /// `(room, banned user)` → who banned them, and when.
+    bans: HashMap<(RoomId, UserId), (UserId, DateTime<Utc>)>,
 }
 
 struct Account {
@@ -43,6 +50,8 @@ struct Account {
 
 struct RoomRow {
     room: Room,
+    /// A DM's [`DmPair::key`].
+    dm_key: Option<String>,
     created_at: DateTime<Utc>,
     last_message_at: Option<DateTime<Utc>>,
     /// Positions in `State::messages`, in `seq` order (`seq` = position here + 1).
@@ -75,6 +84,41 @@ impl State {
         usize::try_from(id.0 - 1)
             .ok()
             .and_then(|i| self.rooms.get(i))
+    }
+
+    fn user(&self, id: UserId) -> Option<&User> {
+        usize::try_from(id.0 - 1)
+            .ok()
+            .and_then(|i| self.users.get(i))
+            .map(|account| &account.user)
+    }
+
+    fn find_room(&self, slug: &str) -> Option<&RoomRow> {
+        self.rooms.iter().find(|row| row.room.slug == slug)
+    }
+
+    /// A new room, with no members yet.
+    fn insert_room(
+        &mut self,
+        slug: &str,
+        name: &str,
+        kind: RoomKind,
+        dm_key: Option<String>,
+    ) -> Room {
+        let room = Room {
+            id: RoomId(self.rooms.len() as i64 + 1),
+            slug: slug.to_owned(),
+            name: name.to_owned(),
+            kind,
+        };
+        self.rooms.push(RoomRow {
+            room: room.clone(),
+            dm_key,
+            created_at: now(),
+            last_message_at: None,
+            messages: Vec::new(),
+        });
+        room
     }
 }
 
@@ -158,46 +202,85 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn create_room(&self, slug: &Slug, name: &RoomName) -> Result<(Room, bool), StoreError> {
-        let mut state = self.state();
-        if let Some(row) = state
-            .rooms
+    async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError> {
+        let key = username.key();
+        Ok(self
+            .state()
+            .users
             .iter()
-            .find(|row| row.room.slug == slug.as_str())
-        {
+            .find(|account| account.key == key)
+            .map(|account| account.user.clone()))
+    }
+
+    async fn create_room(&self, new: NewRoom<'_>) -> Result<(Room, bool), StoreError> {
+        let mut state = self.state();
+        if let Some(row) = state.find_room(new.slug.as_str()) {
             return Ok((row.room.clone(), false));
         }
-        let room = Room {
-            id: RoomId(state.rooms.len() as i64 + 1),
-            slug: slug.as_str().to_owned(),
-            name: name.as_str().to_owned(),
-            kind: RoomKind::Public,
-        };
-        state.rooms.push(RoomRow {
-            room: room.clone(),
-            created_at: now(),
-            last_message_at: None,
-            messages: Vec::new(),
-        });
+        let room = state.insert_room(new.slug.as_str(), new.name.as_str(), new.kind, None);
+        state.memberships.insert((room.id, new.owner), Role::Owner);
         Ok((room, true))
     }
 
     async fn find_room(&self, slug: &Slug) -> Result<Option<Room>, StoreError> {
         Ok(self
             .state()
+            .find_room(slug.as_str())
+            .map(|row| row.room.clone()))
+    }
+
+    async fn open_dm(
+        &self,
+        pair: DmPair,
+        slug: &Slug,
+        name: &str,
+    ) -> Result<(Room, bool), StoreError> {
+        let mut state = self.state();
+        let key = pair.key();
+        if let Some(row) = state
             .rooms
             .iter()
-            .find(|row| row.room.slug == slug.as_str())
+            .find(|row| row.dm_key.as_ref() == Some(&key))
+        {
+            return Ok((row.room.clone(), false));
+        }
+        // The SQL stores' unique slug.
+        if state.find_room(slug.as_str()).is_some() {
+            return Err(StoreError::Duplicate);
+        }
+        let room = state.insert_room(slug.as_str(), name, RoomKind::Dm, Some(key));
+        for user in [pair.0, pair.1] {
+            state.memberships.insert((room.id, user), Role::Member);
+        }
+        Ok((room, true))
+    }
+
+    async fn find_dm(&self, pair: DmPair) -> Result<Option<Room>, StoreError> {
+        let key = pair.key();
+        Ok(self
+            .state()
+            .rooms
+            .iter()
+            .find(|row| row.dm_key.as_ref() == Some(&key))
             .map(|row| row.room.clone()))
     }
 
     async fn list_rooms(
         &self,
+        viewer: UserId,
+        members_only: bool,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError> {
         let state = self.state();
-        let mut rooms: Vec<&RoomRow> = state.rooms.iter().collect();
+        let role = |row: &RoomRow| state.memberships.get(&(row.room.id, viewer)).copied();
+        let mut rooms: Vec<&RoomRow> = state
+            .rooms
+            .iter()
+            .filter(|row| {
+                role(row).is_some() || (!members_only && row.room.kind == RoomKind::Public)
+            })
+            .collect();
         // The rule of `sql::ROOM_LIST_ORDER`, in Rust.
         rooms.sort_by(|a, b| {
             let active = |row: &RoomRow| row.last_message_at.unwrap_or(row.created_at);
@@ -210,6 +293,93 @@ impl Store for MemoryStore {
             .map(|row| RoomSummary {
                 room: row.room.clone(),
                 last_message_at: row.last_message_at,
+                role: role(row),
+            })
+            .collect())
+    }
+
+    async fn standing(&self, room: RoomId, user: UserId) -> Result<Standing, StoreError> {
+        let state = self.state();
+        Ok(Standing {
+            role: state.memberships.get(&(room, user)).copied(),
+            banned: state.bans.contains_key(&(room, user)),
+        })
+    }
+
+    async fn add_member(
+        &self,
+        room: RoomId,
+        user: UserId,
+        role: Role,
+    ) -> Result<Added, StoreError> {
+        let mut state = self.state();
+        if state.bans.contains_key(&(room, user)) {
+            return Ok(Added::Banned);
+        }
+        Ok(match state.memberships.entry((room, user)) {
+            Entry::Occupied(_) => Added::AlreadyMember,
+            Entry::Vacant(entry) => {
+                entry.insert(role);
+                Added::Added
+            }
+        })
+    }
+
+    async fn set_role(&self, room: RoomId, user: UserId, role: Role) -> Result<bool, StoreError> {
+        Ok(match self.state().memberships.get_mut(&(room, user)) {
+            Some(stored) => {
+                *stored = role;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.state().memberships.remove(&(room, user)).is_some())
+    }
+
+    async fn members(&self, room: RoomId) -> Result<Vec<MemberRecord>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .memberships
+            .iter()
+            .filter(|((of, _), _)| *of == room)
+            .filter_map(|(&(_, user), &role)| {
+                Some(MemberRecord {
+                    user: state.user(user)?.clone(),
+                    role,
+                })
+            })
+            .collect())
+    }
+
+    async fn ban(&self, room: RoomId, user: UserId, by: UserId) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.memberships.remove(&(room, user));
+        state
+            .bans
+            .entry((room, user))
+            .or_insert_with(|| (by, now()));
+        Ok(())
+    }
+
+    async fn unban(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        Ok(self.state().bans.remove(&(room, user)).is_some())
+    }
+
+    async fn bans(&self, room: RoomId) -> Result<Vec<BanRecord>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .bans
+            .iter()
+            .filter(|((of, _), _)| *of == room)
+            .filter_map(|(&(_, user), &(by, at))| {
+                Some(BanRecord {
+                    user: state.user(user)?.clone(),
+                    by: state.user(by)?.clone(),
+                    at,
+                })
             })
             .collect())
     }
