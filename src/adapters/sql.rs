@@ -116,6 +116,8 @@ text_column!(RoomKind, "room kind");
 text_column!(Role, "role");
 
 /// The room columns every room read selects, in [`Room`](crate::domain::Room)'s order.
+/// Unqualified, as is [`ROOM_LIST_ORDER`]: no other table the room list joins has a column
+/// of these names.
 pub(super) const ROOM_COLUMNS: &str = "id, slug, name, kind";
 
 /// The room list's order (the store port's `list_rooms`), as both schemas name the
@@ -123,6 +125,30 @@ pub(super) const ROOM_COLUMNS: &str = "id, slug, name, kind";
 /// its creation; the newer room first on a tie, so pages never overlap. The in-process
 /// store keeps the same rule, and the store suite holds all three to it.
 pub(super) const ROOM_LIST_ORDER: &str = "COALESCE(last_message_at, created_at) DESC, id DESC";
+
+/// The store port's `list_rooms` in both stores' SQL, given their placeholders for the
+/// viewer, the limit and the offset; it selects [`ROOM_COLUMNS`], `last_message_at` and
+/// the viewer's `role`. Joined on the room and the viewer, the viewer's membership of a
+/// room is found by index, never by reading the room's memberships; with `members_only`
+/// the viewer's rooms come from `memberships_user` instead of every room.
+pub(super) fn room_list_sql(members_only: bool, [viewer, limit, offset]: [&str; 3]) -> String {
+    let (join, visible) = if members_only {
+        ("JOIN", String::new())
+    } else {
+        (
+            "LEFT JOIN",
+            format!(
+                "WHERE kind = '{}' OR m.user_id IS NOT NULL",
+                RoomKind::Public.as_str()
+            ),
+        )
+    };
+    format!(
+        "SELECT {ROOM_COLUMNS}, last_message_at, m.role FROM rooms \
+         {join} memberships m ON m.room_id = rooms.id AND m.user_id = {viewer} {visible} \
+         ORDER BY {ROOM_LIST_ORDER} LIMIT {limit} OFFSET {offset}"
+    )
+}
 
 /// A message's columns as both schemas name them, for `SELECT {MESSAGE_COLUMNS} WHERE …`.
 pub(super) const MESSAGE_COLUMNS: &str =
@@ -140,6 +166,59 @@ pub(super) fn from_sqlx(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
         _ => unavailable(e),
     }
+}
+
+/// What both stores' upgrade tests check of a database made before CONTRACT §9, which
+/// each fills in its own SQL, at migration 0001: user `alice`, room `general` ("General")
+/// and its one message (seq 1, body "hello", client_id "c1").
+#[cfg(test)]
+pub(super) async fn assert_old_room_upgraded(store: &dyn crate::ports::Store) {
+    use crate::domain::{HistoryRange, Slug, Username};
+
+    let general = store
+        .find_room(&Slug::parse("general").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(general.kind, RoomKind::Public);
+    assert_eq!(general.name, "General");
+    let messages = store
+        .messages(&general, HistoryRange::Latest, 10)
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        (
+            messages[0].seq,
+            messages[0].body.as_str(),
+            messages[0].client_id.as_deref()
+        ),
+        (Seq::new(1).unwrap(), "hello", Some("c1"))
+    );
+    assert_eq!(
+        store.last_seq(general.id).await.unwrap(),
+        Seq::new(1).unwrap()
+    );
+
+    // No owner and no members, not even the author of its messages.
+    let alice = store
+        .find_user(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.members(general.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.standing(general.id, alice.id).await.unwrap(),
+        crate::ports::Standing::default()
+    );
+    let listed = store.list_rooms(alice.id, false, 0, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((&listed[0].room, listed[0].role), (&general, None));
+    assert!(store
+        .list_rooms(alice.id, true, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[cfg(test)]

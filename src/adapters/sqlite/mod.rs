@@ -3,6 +3,12 @@
 //! WAL mode with `synchronous=FULL` (an ack is a promise, so a commit must survive power
 //! loss). Messages are appended by one writer task that commits whole batches in one
 //! transaction ([`writer`]); everything else goes through a small pool.
+//!
+//! A transaction through the pool starts with a write, so SQLite takes its one write lock
+//! at once (waiting up to `busy_timeout` for another connection's, the writer's included)
+//! rather than failing to upgrade a read snapshot that went stale. Holding that lock, it
+//! sees no other writer's work in progress: a room and its first members appear together,
+//! and an added member and a ban of them cannot both commit.
 
 mod writer;
 
@@ -13,19 +19,22 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
-use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS, ROOM_COLUMNS, ROOM_LIST_ORDER};
+use super::sql::{from_sqlx, room_list_sql, unavailable, MESSAGE_COLUMNS, ROOM_COLUMNS};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Room, RoomId, RoomName, RoomSummary, Seq, Slug, User,
+    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomSummary, Seq, Slug, User,
     UserId, Username,
 };
-use crate::ports::{Appended, SessionRecord, Store, StoreError};
+use crate::ports::{
+    Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
+    StoreError,
+};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -103,6 +112,31 @@ fn room_from_row(row: &SqliteRow) -> Result<Room, sqlx::Error> {
         name: row.try_get("name")?,
         kind: row.try_get("kind")?,
     })
+}
+
+/// The user whose id and username are columns `at` and `at + 1`.
+fn user_from_row(row: &SqliteRow, at: usize) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: UserId(row.try_get(at)?),
+        username: row.try_get(at + 1)?,
+    })
+}
+
+/// Adds a member of a room the transaction on `connection` has just created.
+async fn insert_membership(
+    connection: &mut SqliteConnection,
+    room: RoomId,
+    user: UserId,
+    role: Role,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO memberships (room_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)")
+        .bind(room.0)
+        .bind(user.0)
+        .bind(role)
+        .bind(now_ms())
+        .execute(connection)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -228,23 +262,43 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_room(&self, slug: &Slug, name: &RoomName) -> Result<(Room, bool), StoreError> {
+    async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT id, username FROM users WHERE username_key = ?")
+            .bind(username.key())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        row.map(|row| user_from_row(&row, 0))
+            .transpose()
+            .map_err(from_sqlx)
+    }
+
+    async fn create_room(&self, new: NewRoom<'_>) -> Result<(Room, bool), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
         let inserted = sqlx::query(
-            &format!("INSERT INTO rooms (slug, name, created_at) VALUES (?, ?, ?) ON CONFLICT (slug) DO NOTHING RETURNING {ROOM_COLUMNS}"),
+            &format!("INSERT INTO rooms (slug, name, kind, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (slug) DO NOTHING RETURNING {ROOM_COLUMNS}"),
         )
-        .bind(slug.as_str())
-        .bind(name.as_str())
+        .bind(new.slug.as_str())
+        .bind(new.name.as_str())
+        .bind(new.kind)
         .bind(now_ms())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(from_sqlx)?;
-        if let Some(row) = inserted {
-            return Ok((room_from_row(&row).map_err(from_sqlx)?, true));
-        }
-        let existing = self.find_room(slug).await?;
-        existing
-            .map(|room| (room, false))
-            .ok_or_else(|| unavailable(sqlx::Error::RowNotFound))
+        let Some(row) = inserted else {
+            // Nothing was written: end the transaction, and its write lock, before reading.
+            drop(tx);
+            let existing = self.find_room(new.slug).await?;
+            return existing
+                .map(|room| (room, false))
+                .ok_or_else(|| unavailable(sqlx::Error::RowNotFound));
+        };
+        let room = room_from_row(&row).map_err(from_sqlx)?;
+        insert_membership(&mut tx, room.id, new.owner, Role::Owner)
+            .await
+            .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok((room, true))
     }
 
     async fn find_room(&self, slug: &Slug) -> Result<Option<Room>, StoreError> {
@@ -258,19 +312,69 @@ impl Store for SqliteStore {
             .map_err(from_sqlx)
     }
 
+    async fn open_dm(
+        &self,
+        pair: DmPair,
+        slug: &Slug,
+        name: &str,
+    ) -> Result<(Room, bool), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        let inserted = sqlx::query(
+            &format!("INSERT INTO rooms (slug, name, kind, dm_key, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING {ROOM_COLUMNS}"),
+        )
+        .bind(slug.as_str())
+        .bind(name)
+        .bind(RoomKind::Dm)
+        .bind(pair.key())
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        let Some(row) = inserted else {
+            drop(tx);
+            // Nothing inserted and no DM: the slug is another room's.
+            let existing = self.find_dm(pair).await?;
+            return existing
+                .map(|room| (room, false))
+                .ok_or(StoreError::Duplicate);
+        };
+        let room = room_from_row(&row).map_err(from_sqlx)?;
+        for user in [pair.0, pair.1] {
+            insert_membership(&mut tx, room.id, user, Role::Member)
+                .await
+                .map_err(from_sqlx)?;
+        }
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok((room, true))
+    }
+
+    async fn find_dm(&self, pair: DmPair) -> Result<Option<Room>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms WHERE dm_key = ?"
+        ))
+        .bind(pair.key())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        row.map(|r| room_from_row(&r))
+            .transpose()
+            .map_err(from_sqlx)
+    }
+
     async fn list_rooms(
         &self,
+        viewer: UserId,
+        members_only: bool,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError> {
-        let rows = sqlx::query(
-            &format!("SELECT {ROOM_COLUMNS}, last_message_at FROM rooms ORDER BY {ROOM_LIST_ORDER} LIMIT ? OFFSET ?"),
-        )
-        .bind(limit as i64)
-        .bind(offset as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
+        let rows = sqlx::query(&room_list_sql(members_only, ["?1", "?2", "?3"]))
+            .bind(viewer.0)
+            .bind(limit as i64)
+            .bind(offset as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
         rows.iter()
             .map(|row| {
                 Ok(RoomSummary {
@@ -278,6 +382,162 @@ impl Store for SqliteStore {
                     last_message_at: row
                         .try_get::<Option<i64>, _>("last_message_at")?
                         .map(time_from_ms),
+                    role: row.try_get("role")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(from_sqlx)
+    }
+
+    async fn standing(&self, room: RoomId, user: UserId) -> Result<Standing, StoreError> {
+        let (role, banned) = sqlx::query_as(
+            "SELECT (SELECT role FROM memberships WHERE room_id = ?1 AND user_id = ?2), \
+             EXISTS (SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2)",
+        )
+        .bind(room.0)
+        .bind(user.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(Standing { role, banned })
+    }
+
+    /// One statement checks the bans and inserts, under the write lock that keeps any ban
+    /// out until it commits; the bans are read again only to say why nothing was added.
+    async fn add_member(
+        &self,
+        room: RoomId,
+        user: UserId,
+        role: Role,
+    ) -> Result<Added, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        let added = sqlx::query(
+            "INSERT INTO memberships (room_id, user_id, role, joined_at) \
+             SELECT ?1, ?2, ?3, ?4 \
+             WHERE NOT EXISTS (SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2) \
+             ON CONFLICT (room_id, user_id) DO NOTHING",
+        )
+        .bind(room.0)
+        .bind(user.0)
+        .bind(role)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?
+        .rows_affected()
+            == 1;
+        let outcome = if added {
+            Added::Added
+        } else {
+            let banned: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM bans WHERE room_id = ? AND user_id = ?)",
+            )
+            .bind(room.0)
+            .bind(user.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+            if banned {
+                Added::Banned
+            } else {
+                Added::AlreadyMember
+            }
+        };
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(outcome)
+    }
+
+    async fn set_role(&self, room: RoomId, user: UserId, role: Role) -> Result<bool, StoreError> {
+        let updated =
+            sqlx::query("UPDATE memberships SET role = ? WHERE room_id = ? AND user_id = ?")
+                .bind(role)
+                .bind(room.0)
+                .bind(user.0)
+                .execute(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let removed = sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
+            .bind(room.0)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(removed.rows_affected() == 1)
+    }
+
+    async fn members(&self, room: RoomId) -> Result<Vec<MemberRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.username, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.room_id = ?",
+        )
+        .bind(room.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                Ok(MemberRecord {
+                    user: user_from_row(row, 0)?,
+                    role: row.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(from_sqlx)
+    }
+
+    async fn ban(&self, room: RoomId, user: UserId, by: UserId) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        sqlx::query("DELETE FROM memberships WHERE room_id = ? AND user_id = ?")
+            .bind(room.0)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        // A second ban keeps the first one's author and time.
+        sqlx::query(
+            "INSERT INTO bans (room_id, user_id, banned_by, banned_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (room_id, user_id) DO NOTHING",
+        )
+        .bind(room.0)
+        .bind(user.0)
+        .bind(by.0)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)
+    }
+
+    async fn unban(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let removed = sqlx::query("DELETE FROM bans WHERE room_id = ? AND user_id = ?")
+            .bind(room.0)
+            .bind(user.0)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(removed.rows_affected() == 1)
+    }
+
+    async fn bans(&self, room: RoomId) -> Result<Vec<BanRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.username, by_user.id, by_user.username, b.banned_at FROM bans b \
+             JOIN users u ON u.id = b.user_id JOIN users by_user ON by_user.id = b.banned_by \
+             WHERE b.room_id = ?",
+        )
+        .bind(room.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                Ok(BanRecord {
+                    user: user_from_row(row, 0)?,
+                    by: user_from_row(row, 2)?,
+                    at: time_from_ms(row.try_get(4)?),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -366,10 +626,9 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::RoomKind;
 
-    /// A database made before CONTRACT §9 keeps its rooms, as public rooms, and its
-    /// messages as they were.
+    /// A database made before CONTRACT §9 keeps its rooms, as public rooms without members,
+    /// and its messages as they were.
     #[tokio::test]
     async fn rooms_made_before_kinds_become_public_and_keep_their_messages() {
         let dir = tempfile::tempdir().unwrap();
@@ -392,30 +651,42 @@ mod tests {
         pool.close().await;
 
         let store = SqliteStore::connect(&url).await.unwrap();
-        let general = store
-            .find_room(&Slug::parse("general").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(general.kind, RoomKind::Public);
-        assert_eq!(general.name, "General");
-        let messages = store
-            .messages(&general, HistoryRange::Latest, 10)
-            .await
-            .unwrap();
-        assert_eq!(messages.len(), 1);
-        assert_eq!(
-            (
-                messages[0].seq,
-                messages[0].body.as_str(),
-                messages[0].client_id.as_deref()
-            ),
-            (Seq::new(1).unwrap(), "hello", Some("c1"))
-        );
-        assert_eq!(
-            store.last_seq(general.id).await.unwrap(),
-            Seq::new(1).unwrap()
-        );
+        super::super::sql::assert_old_room_upgraded(&store).await;
+        store.close().await;
+    }
+
+    /// The room list looks the viewer's membership of each room up by index: one room
+    /// never costs a scan of every membership. (PostgreSQL's plan depends on its
+    /// statistics; it hashes the viewer's memberships, read by `memberships_user`, once.)
+    #[tokio::test]
+    async fn the_room_list_never_scans_memberships() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plan.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        for members_only in [false, true] {
+            let sql = super::super::sql::room_list_sql(members_only, ["?1", "?2", "?3"]);
+            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .bind(1_i64)
+                .bind(10_i64)
+                .bind(0_i64)
+                .fetch_all(&store.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|step| step.get("detail"))
+                .collect();
+            assert!(
+                plan.iter().any(|step| step.starts_with("SEARCH m USING"))
+                    && !plan.iter().any(|step| step.starts_with("SCAN m")),
+                "members_only: {members_only}: {plan:?}"
+            );
+            if members_only {
+                assert!(
+                    plan[0].starts_with("SEARCH m USING INDEX memberships_user"),
+                    "the viewer's rooms, not every room: {plan:?}"
+                );
+            }
+        }
         store.close().await;
     }
 }
