@@ -20,6 +20,10 @@
 //!   replaces its dead connections by itself.
 //! - **Times read back exactly as written**: they are stored truncated to the millisecond,
 //!   as the SQLite store's are.
+//! - **A pair has one DM**, however many processes open it at once: the unique `dm_key`
+//!   makes every insert but the first wait for it and do nothing.
+//! - **A banned user is never a member**: adding a member and banning take the room's
+//!   advisory lock first, so they run one after the other.
 
 mod group_commit;
 
@@ -31,14 +35,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
-use super::sql::{from_sqlx, unavailable, MESSAGE_COLUMNS, ROOM_COLUMNS, ROOM_LIST_ORDER};
-use sqlx::postgres::{PgConnectOptions, PgExecutor, PgPool, PgPoolOptions};
+use super::sql::{from_sqlx, room_list_sql, unavailable, MESSAGE_COLUMNS, ROOM_COLUMNS};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Room, RoomId, RoomKind, RoomName, RoomSummary, Seq, Slug,
-    User, UserId, Username,
+    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomSummary, Seq, Slug, User,
+    UserId, Username,
 };
-use crate::ports::{Appended, SessionRecord, Store, StoreError};
+use crate::ports::{
+    Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
+    StoreError,
+};
 
 const MAX_CONNECTIONS: u32 = 32;
 /// Longest wait for a pooled connection, including opening a new one.
@@ -157,6 +164,49 @@ fn room_from_row((id, slug, name, kind): RoomRow) -> Room {
         name,
         kind,
     }
+}
+
+fn user_from_row((id, username): (i64, String)) -> User {
+    User {
+        id: UserId(id),
+        username,
+    }
+}
+
+async fn insert_membership(
+    connection: &mut PgConnection,
+    room: RoomId,
+    user: UserId,
+    role: Role,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO memberships (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(room.0)
+    .bind(user.0)
+    .bind(role)
+    .bind(to_ms(Utc::now()))
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Serialises [`Store::add_member`] and [`Store::ban`] of one room until the transaction
+/// ends. Under READ COMMITTED, without it, an add's "not banned" check and a ban's
+/// "delete the membership" could each miss the other's uncommitted row, and both commit: a
+/// banned member. A row lock on the room would do too, but would also queue these behind
+/// the room's message appends, which lock that row to bump `last_seq`. The key is the
+/// room's id; the only other advisory lock taken here, sqlx's while migrating, is keyed by
+/// a hash of the database's name, and meeting it would only mean waiting.
+async fn lock_room_membership(
+    connection: &mut PgConnection,
+    room: RoomId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(room.0)
+        .execute(connection)
+        .await?;
+    Ok(())
 }
 
 #[async_trait]
@@ -281,22 +331,42 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn create_room(&self, slug: &Slug, name: &RoomName) -> Result<(Room, bool), StoreError> {
-        // A concurrent creator's insert makes this one wait for its commit, then do nothing.
-        let inserted = bounded(
-            sqlx::query_as(
-                &format!("INSERT INTO rooms (slug, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING RETURNING {ROOM_COLUMNS}"),
-            )
-            .bind(slug.as_str())
-            .bind(name.as_str())
-            .bind(to_ms(Utc::now()))
-            .fetch_optional(&self.pool),
+    async fn find_user(&self, username: &Username) -> Result<Option<User>, StoreError> {
+        let row = bounded(
+            sqlx::query_as("SELECT id, username FROM users WHERE username_key = $1")
+                .bind(username.key())
+                .fetch_optional(&self.pool),
         )
         .await?;
-        if let Some(row) = inserted {
-            return Ok((room_from_row(row), true));
+        Ok(row.map(user_from_row))
+    }
+
+    async fn create_room(&self, new: NewRoom<'_>) -> Result<(Room, bool), StoreError> {
+        let created = bounded(async {
+            let mut tx = self.pool.begin().await?;
+            // A concurrent creator's insert makes this one wait for its commit, then do nothing.
+            let inserted: Option<RoomRow> = sqlx::query_as(
+                &format!("INSERT INTO rooms (slug, name, kind, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (slug) DO NOTHING RETURNING {ROOM_COLUMNS}"),
+            )
+            .bind(new.slug.as_str())
+            .bind(new.name.as_str())
+            .bind(new.kind)
+            .bind(to_ms(Utc::now()))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = inserted else {
+                return Ok(None);
+            };
+            let room = room_from_row(row);
+            insert_membership(&mut tx, room.id, new.owner, Role::Owner).await?;
+            tx.commit().await?;
+            Ok(Some(room))
+        })
+        .await?;
+        if let Some(room) = created {
+            return Ok((room, true));
         }
-        let existing = self.find_room(slug).await?;
+        let existing = self.find_room(new.slug).await?;
         existing
             .map(|room| (room, false))
             .ok_or_else(|| unavailable(sqlx::Error::RowNotFound))
@@ -312,25 +382,243 @@ impl Store for PgStore {
         Ok(row.map(room_from_row))
     }
 
+    async fn open_dm(
+        &self,
+        pair: DmPair,
+        slug: &Slug,
+        name: &str,
+    ) -> Result<(Room, bool), StoreError> {
+        let created = bounded(async {
+            let mut tx = self.pool.begin().await?;
+            // Another process opening the pair's DM makes this insert wait for its commit,
+            // then do nothing. Any conflict, not only the pair's: callers racing with the
+            // same slug must not fail on the slug's index while they wait on the pair's.
+            let inserted: Option<RoomRow> = sqlx::query_as(
+                &format!("INSERT INTO rooms (slug, name, kind, dm_key, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING {ROOM_COLUMNS}"),
+            )
+            .bind(slug.as_str())
+            .bind(name)
+            .bind(RoomKind::Dm)
+            .bind(pair.key())
+            .bind(to_ms(Utc::now()))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = inserted else {
+                return Ok(None);
+            };
+            let room = room_from_row(row);
+            for user in [pair.0, pair.1] {
+                insert_membership(&mut tx, room.id, user, Role::Member).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(room))
+        })
+        .await?;
+        if let Some(room) = created {
+            return Ok((room, true));
+        }
+        // Nothing inserted and no DM: the slug is another room's.
+        let existing = self.find_dm(pair).await?;
+        existing
+            .map(|room| (room, false))
+            .ok_or(StoreError::Duplicate)
+    }
+
+    async fn find_dm(&self, pair: DmPair) -> Result<Option<Room>, StoreError> {
+        let row = bounded(
+            sqlx::query_as(&format!(
+                "SELECT {ROOM_COLUMNS} FROM rooms WHERE dm_key = $1"
+            ))
+            .bind(pair.key())
+            .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(room_from_row))
+    }
+
     async fn list_rooms(
         &self,
+        viewer: UserId,
+        members_only: bool,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError> {
-        let rows: Vec<(i64, String, String, RoomKind, Option<DateTime<Utc>>)> = bounded(
-            sqlx::query_as(
-                &format!("SELECT {ROOM_COLUMNS}, last_message_at FROM rooms ORDER BY {ROOM_LIST_ORDER} LIMIT $1 OFFSET $2"),
+        type Listed = (
+            i64,
+            String,
+            String,
+            RoomKind,
+            Option<DateTime<Utc>>,
+            Option<Role>,
+        );
+        let rows: Vec<Listed> = bounded(
+            sqlx::query_as(&room_list_sql(members_only, ["$1", "$2", "$3"]))
+                .bind(viewer.0)
+                .bind(limit as i64)
+                .bind(offset as i64)
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, slug, name, kind, last_message_at, role)| RoomSummary {
+                    room: room_from_row((id, slug, name, kind)),
+                    last_message_at,
+                    role,
+                },
             )
-            .bind(limit as i64)
-            .bind(offset as i64)
+            .collect())
+    }
+
+    async fn standing(&self, room: RoomId, user: UserId) -> Result<Standing, StoreError> {
+        let (role, banned) = bounded(
+            sqlx::query_as(
+                "SELECT (SELECT role FROM memberships WHERE room_id = $1 AND user_id = $2), \
+                 EXISTS (SELECT 1 FROM bans WHERE room_id = $1 AND user_id = $2)",
+            )
+            .bind(room.0)
+            .bind(user.0)
+            .fetch_one(&self.pool),
+        )
+        .await?;
+        Ok(Standing { role, banned })
+    }
+
+    async fn add_member(
+        &self,
+        room: RoomId,
+        user: UserId,
+        role: Role,
+    ) -> Result<Added, StoreError> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            lock_room_membership(&mut tx, room).await?;
+            let banned: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM bans WHERE room_id = $1 AND user_id = $2)",
+            )
+            .bind(room.0)
+            .bind(user.0)
+            .fetch_one(&mut *tx)
+            .await?;
+            if banned {
+                return Ok(Added::Banned);
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO memberships (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (room_id, user_id) DO NOTHING",
+            )
+            .bind(room.0)
+            .bind(user.0)
+            .bind(role)
+            .bind(to_ms(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(if inserted.rows_affected() == 1 {
+                Added::Added
+            } else {
+                Added::AlreadyMember
+            })
+        })
+        .await
+    }
+
+    async fn set_role(&self, room: RoomId, user: UserId, role: Role) -> Result<bool, StoreError> {
+        let updated = bounded(
+            sqlx::query("UPDATE memberships SET role = $1 WHERE room_id = $2 AND user_id = $3")
+                .bind(role)
+                .bind(room.0)
+                .bind(user.0)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let removed = bounded(
+            sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
+                .bind(room.0)
+                .bind(user.0)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(removed.rows_affected() == 1)
+    }
+
+    async fn members(&self, room: RoomId) -> Result<Vec<MemberRecord>, StoreError> {
+        let rows: Vec<(i64, String, Role)> = bounded(
+            sqlx::query_as(
+                "SELECT u.id, u.username, m.role FROM memberships m JOIN users u ON u.id = m.user_id \
+                 WHERE m.room_id = $1",
+            )
+            .bind(room.0)
             .fetch_all(&self.pool),
         )
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, slug, name, kind, last_message_at)| RoomSummary {
-                room: room_from_row((id, slug, name, kind)),
-                last_message_at,
+            .map(|(id, username, role)| MemberRecord {
+                user: user_from_row((id, username)),
+                role,
+            })
+            .collect())
+    }
+
+    async fn ban(&self, room: RoomId, user: UserId, by: UserId) -> Result<(), StoreError> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            lock_room_membership(&mut tx, room).await?;
+            sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
+                .bind(room.0)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?;
+            // A second ban keeps the first one's author and time.
+            sqlx::query(
+                "INSERT INTO bans (room_id, user_id, banned_by, banned_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (room_id, user_id) DO NOTHING",
+            )
+            .bind(room.0)
+            .bind(user.0)
+            .bind(by.0)
+            .bind(to_ms(Utc::now()))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn unban(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
+        let removed = bounded(
+            sqlx::query("DELETE FROM bans WHERE room_id = $1 AND user_id = $2")
+                .bind(room.0)
+                .bind(user.0)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(removed.rows_affected() == 1)
+    }
+
+    async fn bans(&self, room: RoomId) -> Result<Vec<BanRecord>, StoreError> {
+        let rows: Vec<(i64, String, i64, String, DateTime<Utc>)> = bounded(
+            sqlx::query_as(
+                "SELECT u.id, u.username, by_user.id, by_user.username, b.banned_at FROM bans b \
+                 JOIN users u ON u.id = b.user_id JOIN users by_user ON by_user.id = b.banned_by \
+                 WHERE b.room_id = $1",
+            )
+            .bind(room.0)
+            .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, username, by_id, by_username, at)| BanRecord {
+                user: user_from_row((id, username)),
+                by: user_from_row((by_id, by_username)),
+                at,
             })
             .collect())
     }
@@ -396,5 +684,41 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use natter_test_support::{missing_service, TestDatabase};
+
+    use super::*;
+
+    /// A database made before CONTRACT §9 keeps its rooms, as public rooms without members,
+    /// and its messages as they were: the SQLite store's test of the same name, here.
+    #[tokio::test]
+    #[ignore = "needs TEST_DATABASE_URL"]
+    async fn rooms_made_before_kinds_become_public_and_keep_their_messages() {
+        let admin_url = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| missing_service("TEST_DATABASE_URL"));
+        let database = TestDatabase::create(&admin_url).await;
+        let pool = open(&database.url, 1).await.unwrap();
+        super::super::sql::migrator(&super::super::sql::POSTGRES_MIGRATIONS[..1])
+            .run(&pool)
+            .await
+            .unwrap();
+        for statement in [
+            "INSERT INTO users (username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'x', '2024-01-01T00:00:00Z')",
+            "INSERT INTO rooms (slug, name, last_seq, last_message_at, created_at) VALUES ('general', 'General', 1, '2024-01-01T00:00:02Z', '2024-01-01T00:00:01Z')",
+            "INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) VALUES (1, 1, 1, 'hello', 'c1', '2024-01-01T00:00:02Z')",
+        ] {
+            sqlx::query(statement).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+
+        let store = PgStore::connect(&database.url).await.unwrap();
+        super::super::sql::assert_old_room_upgraded(&store).await;
+        store.close().await;
     }
 }
