@@ -1,11 +1,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use natter::domain::{
-    ClientId, HistoryRange, MessageBody, NewMessage, Room, RoomKind, RoomName, Seq, User, Username,
+    ClientId, HistoryRange, MessageBody, NewMessage, Role, Room, RoomKind, RoomName, RoomSummary,
+    Seq, Slug, User, Username,
 };
-use natter::ports::{Store, StoreError};
+use natter::ports::{Added, DmPair, NewRoom, Standing, Store, StoreError};
 
 use crate::fixtures::{MemoryStoreFixture, PortFixture, SqliteStoreFixture};
 use crate::postgres_fixture::PgStoreFixture;
@@ -29,6 +30,18 @@ port_suite! {
         the_room_list_knows_the_last_message_time,
         the_room_list_is_most_recently_active_first_in_pages,
         times_read_back_as_written_to_the_millisecond,
+        users_are_found_by_name_case_insensitively,
+        the_creator_of_a_room_is_its_owner,
+        creating_an_existing_slug_changes_no_membership,
+        a_dm_is_one_room_per_pair_whichever_opens_it,
+        concurrent_opens_of_a_dm_make_one_room,
+        private_rooms_and_dms_are_listed_only_to_their_members,
+        a_viewers_rooms_are_listed_with_their_roles,
+        the_room_list_pages_only_what_the_viewer_sees,
+        adding_a_member_says_what_it_did,
+        roles_are_set_and_members_removed_only_for_members,
+        a_ban_removes_the_member_and_keeps_them_out_until_unbanned,
+        racing_adds_and_bans_never_leave_a_banned_member,
     }
 }
 
@@ -39,9 +52,66 @@ async fn user(store: &dyn Store, name: &str) -> User {
         .unwrap()
 }
 
-async fn room(store: &dyn Store, name: &str) -> Room {
+async fn room(store: &dyn Store, owner: &User, name: &str) -> Room {
+    create(store, owner, name, RoomKind::Public).await.0
+}
+
+async fn private_room(store: &dyn Store, owner: &User, name: &str) -> Room {
+    create(store, owner, name, RoomKind::Private).await.0
+}
+
+async fn create(store: &dyn Store, owner: &User, name: &str, kind: RoomKind) -> (Room, bool) {
     let name = RoomName::parse(name).unwrap();
-    store.create_room(&name.slug(), &name).await.unwrap().0
+    store
+        .create_room(NewRoom {
+            slug: &name.slug(),
+            name: &name,
+            kind,
+            owner: owner.id,
+        })
+        .await
+        .unwrap()
+}
+
+async fn open_dm(store: &dyn Store, pair: DmPair, slug: &str) -> (Room, bool) {
+    store
+        .open_dm(pair, &Slug::parse(slug).unwrap(), "a DM")
+        .await
+        .unwrap()
+}
+
+/// Every member's name and role, by name.
+async fn members(store: &dyn Store, room: &Room) -> Vec<(String, Role)> {
+    let mut members: Vec<_> = store
+        .members(room.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|member| (member.user.username, member.role))
+        .collect();
+    members.sort();
+    members
+}
+
+async fn standing(store: &dyn Store, room: &Room, user: &User) -> Standing {
+    store.standing(room.id, user.id).await.unwrap()
+}
+
+/// The names and the viewer's roles of a page of `viewer`'s room list.
+async fn listed(
+    store: &dyn Store,
+    viewer: &User,
+    members_only: bool,
+    offset: usize,
+    limit: usize,
+) -> Vec<(String, Option<Role>)> {
+    store
+        .list_rooms(viewer.id, members_only, offset, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|summary| (summary.room.name, summary.role))
+        .collect()
 }
 
 fn message(room: &Room, user: &User, body: &str, client_id: Option<&str>) -> NewMessage {
@@ -113,21 +183,18 @@ async fn sessions_are_found_by_hash_until_they_expire_or_are_deleted(store: Arc<
 }
 
 async fn creating_a_room_twice_returns_the_first(store: Arc<dyn Store>) {
-    let name = RoomName::parse("General").unwrap();
-    let (first, created) = store.create_room(&name.slug(), &name).await.unwrap();
+    let alice = user(&*store, "alice").await;
+    let (first, created) = create(&*store, &alice, "General", RoomKind::Public).await;
     assert!(created);
-    let other_name = RoomName::parse("general!").unwrap();
-    let (second, created) = store
-        .create_room(&other_name.slug(), &other_name)
-        .await
-        .unwrap();
+    let (second, created) = create(&*store, &alice, "general!", RoomKind::Public).await;
     assert!(!created);
     assert_eq!(second, first);
     assert_eq!(second.name, "General");
-    // Every room of CONTRACT §3 is public, read back as such from every path.
+    // A public room is read back as such from every path.
     assert_eq!(first.kind, RoomKind::Public);
-    assert_eq!(store.find_room(&name.slug()).await.unwrap(), Some(first));
-    let listed = store.list_rooms(0, 10).await.unwrap();
+    let slug = Slug::parse("general").unwrap();
+    assert_eq!(store.find_room(&slug).await.unwrap(), Some(first));
+    let listed = store.list_rooms(alice.id, false, 0, 10).await.unwrap();
     assert!(listed
         .iter()
         .all(|summary| summary.room.kind == RoomKind::Public));
@@ -135,7 +202,10 @@ async fn creating_a_room_twice_returns_the_first(store: Arc<dyn Store>) {
 
 async fn seq_has_no_gaps_under_concurrent_appends(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
-    let rooms = [room(&*store, "one").await, room(&*store, "two").await];
+    let rooms = [
+        room(&*store, &alice, "one").await,
+        room(&*store, &alice, "two").await,
+    ];
     let appends = (0..60).map(|i| {
         let store = store.clone();
         let new = message(&rooms[i % 2], &alice, &format!("m{i}"), None);
@@ -204,7 +274,7 @@ async fn two_stores_share_rooms_without_gaps(stores: [Arc<dyn Store>; 2]) {
     let alice = user(&*stores[0], "alice").await;
     let mut rooms = Vec::new();
     for name in ["one", "two", "three", "four"] {
-        rooms.push(room(&*stores[0], name).await);
+        rooms.push(room(&*stores[0], &alice, name).await);
     }
     let appends = (0..200).map(|i| {
         let store = stores[i % 2].clone();
@@ -231,7 +301,7 @@ async fn two_stores_share_rooms_without_gaps(stores: [Arc<dyn Store>; 2]) {
 async fn a_client_id_is_stored_once(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
     let bob = user(&*store, "bob").await;
-    let general = room(&*store, "general").await;
+    let general = room(&*store, &alice, "general").await;
     let first = store
         .append_message(message(&general, &alice, "hi", Some("c1")))
         .await
@@ -272,7 +342,10 @@ async fn a_client_id_is_stored_once(store: Arc<dyn Store>) {
 /// losers are answered with the winner's message rather than an error.
 async fn concurrent_sends_of_one_client_id_store_one_message(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
-    let rooms = [room(&*store, "one").await, room(&*store, "two").await];
+    let rooms = [
+        room(&*store, &alice, "one").await,
+        room(&*store, &alice, "two").await,
+    ];
     let sends = (0..20).map(|i| {
         let store = store.clone();
         // The same client_id even from another room: it names the user's send.
@@ -296,7 +369,7 @@ async fn concurrent_sends_of_one_client_id_store_one_message(store: Arc<dyn Stor
 
 async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
-    let general = room(&*store, "general").await;
+    let general = room(&*store, &alice, "general").await;
     for i in 1..=7 {
         store
             .append_message(message(&general, &alice, &format!("m{i}"), None))
@@ -362,7 +435,7 @@ async fn history_ranges_are_oldest_first(store: Arc<dyn Store>) {
 
 async fn bodies_come_back_exactly_as_stored(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
-    let general = room(&*store, "general").await;
+    let general = room(&*store, &alice, "general").await;
     let bodies = [
         "plain",
         "émoji 🎉 and 日本語",
@@ -386,14 +459,14 @@ async fn bodies_come_back_exactly_as_stored(store: Arc<dyn Store>) {
 
 async fn the_room_list_knows_the_last_message_time(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
-    let quiet = room(&*store, "quiet").await;
-    let busy = room(&*store, "busy").await;
+    let quiet = room(&*store, &alice, "quiet").await;
+    let busy = room(&*store, &alice, "busy").await;
     let before = Utc::now() - Duration::seconds(1);
     store
         .append_message(message(&busy, &alice, "hi", None))
         .await
         .unwrap();
-    let rooms = store.list_rooms(0, 500).await.unwrap();
+    let rooms = store.list_rooms(alice.id, false, 0, 500).await.unwrap();
     let find = |r: &Room| rooms.iter().find(|s| s.room == *r).unwrap().clone();
     assert!(find(&quiet).last_message_at.is_none());
     assert!(find(&busy).last_message_at.unwrap() > before);
@@ -403,30 +476,31 @@ async fn the_room_list_knows_the_last_message_time(store: Arc<dyn Store>) {
 /// overlap.
 async fn the_room_list_is_most_recently_active_first_in_pages(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
-    let old = room(&*store, "old but talked in").await;
-    let _middle = room(&*store, "created second").await;
+    let old = room(&*store, &alice, "old but talked in").await;
+    let _middle = room(&*store, &alice, "created second").await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    let _newest = room(&*store, "created last").await;
+    let _newest = room(&*store, &alice, "created last").await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     store
         .append_message(message(&old, &alice, "hi", None))
         .await
         .unwrap();
-    let names = |rooms: Vec<natter::domain::RoomSummary>| -> Vec<String> {
+    let names = |rooms: Vec<RoomSummary>| -> Vec<String> {
         rooms.into_iter().map(|r| r.room.name).collect()
     };
-    let all = names(store.list_rooms(0, 10).await.unwrap());
+    let page = |offset, limit| store.list_rooms(alice.id, false, offset, limit);
+    let all = names(page(0, 10).await.unwrap());
     assert_eq!(all, ["old but talked in", "created last", "created second"]);
-    assert_eq!(names(store.list_rooms(0, 2).await.unwrap()), all[..2]);
-    assert_eq!(names(store.list_rooms(2, 2).await.unwrap()), all[2..]);
-    assert!(store.list_rooms(3, 2).await.unwrap().is_empty());
+    assert_eq!(names(page(0, 2).await.unwrap()), all[..2]);
+    assert_eq!(names(page(2, 2).await.unwrap()), all[2..]);
+    assert!(page(3, 2).await.unwrap().is_empty());
 }
 
 /// The time an ack carries is the time history, the room list and sessions read back: a
 /// client compares them.
 async fn times_read_back_as_written_to_the_millisecond(store: Arc<dyn Store>) {
     let alice = user(&*store, "alice").await;
-    let general = room(&*store, "general").await;
+    let general = room(&*store, &alice, "general").await;
     let expires = Utc::now() + Duration::hours(1);
     store
         .create_session(b"hash", alice.id, expires)
@@ -451,9 +525,544 @@ async fn times_read_back_as_written_to_the_millisecond(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(stored, vec![acked.clone()]);
-    let rooms = store.list_rooms(0, 500).await.unwrap();
+    let rooms = store.list_rooms(alice.id, false, 0, 500).await.unwrap();
     let listed = rooms.iter().find(|r| r.room == general).unwrap();
     assert_eq!(listed.last_message_at, Some(acked.sent_at));
+}
+
+async fn users_are_found_by_name_case_insensitively(store: Arc<dyn Store>) {
+    let alice = user(&*store, "Alice").await;
+    let found = store
+        .find_user(&Username::parse("aLICE").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found, Some(alice));
+    assert!(store
+        .find_user(&Username::parse("bob").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn the_creator_of_a_room_is_its_owner(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let (public, _) = create(&*store, &alice, "General", RoomKind::Public).await;
+    let (private, created) = create(&*store, &bob, "Plans", RoomKind::Private).await;
+    assert!(created);
+    assert_eq!(private.kind, RoomKind::Private);
+    assert_eq!(
+        store
+            .find_room(&Slug::parse("plans").unwrap())
+            .await
+            .unwrap(),
+        Some(private.clone())
+    );
+    assert_eq!(
+        members(&*store, &public).await,
+        [("alice".to_owned(), Role::Owner)]
+    );
+    assert_eq!(
+        members(&*store, &private).await,
+        [("bob".to_owned(), Role::Owner)]
+    );
+    assert_eq!(
+        standing(&*store, &private, &bob).await,
+        Standing {
+            role: Some(Role::Owner),
+            banned: false
+        }
+    );
+    assert_eq!(
+        standing(&*store, &private, &alice).await,
+        Standing::default()
+    );
+}
+
+/// Creating a room whose slug exists is joining it at most, which is the chat service's
+/// to do: the store hands the room back and touches no membership.
+async fn creating_an_existing_slug_changes_no_membership(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let (general, _) = create(&*store, &alice, "General", RoomKind::Public).await;
+    assert!(store
+        .set_role(general.id, alice.id, Role::Moderator)
+        .await
+        .unwrap());
+    let (again, created) = create(&*store, &bob, "general", RoomKind::Private).await;
+    assert!(!created);
+    assert_eq!(again, general, "still the public room it was");
+    let (again, created) = create(&*store, &alice, "GENERAL", RoomKind::Public).await;
+    assert!(!created);
+    assert_eq!(again, general);
+    assert_eq!(
+        members(&*store, &general).await,
+        [("alice".to_owned(), Role::Moderator)],
+        "bob did not join, alice's role was kept"
+    );
+}
+
+async fn a_dm_is_one_room_per_pair_whichever_opens_it(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let carol = user(&*store, "carol").await;
+    let (dm, created) = store
+        .open_dm(
+            DmPair(alice.id, bob.id),
+            &Slug::parse("dm-ab").unwrap(),
+            "alice, bob",
+        )
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(
+        (dm.slug.as_str(), dm.name.as_str(), dm.kind),
+        ("dm-ab", "alice, bob", RoomKind::Dm)
+    );
+    let (again, created) = open_dm(&*store, DmPair(bob.id, alice.id), "dm-ba").await;
+    assert!(!created);
+    assert_eq!(again, dm, "the pair's room, under its first slug");
+    for pair in [DmPair(alice.id, bob.id), DmPair(bob.id, alice.id)] {
+        assert_eq!(store.find_dm(pair).await.unwrap(), Some(dm.clone()));
+    }
+    assert_eq!(
+        store
+            .find_room(&Slug::parse("dm-ab").unwrap())
+            .await
+            .unwrap(),
+        Some(dm.clone())
+    );
+    assert!(store
+        .find_room(&Slug::parse("dm-ba").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        members(&*store, &dm).await,
+        [
+            ("alice".to_owned(), Role::Member),
+            ("bob".to_owned(), Role::Member)
+        ]
+    );
+
+    assert!(store
+        .find_dm(DmPair(alice.id, carol.id))
+        .await
+        .unwrap()
+        .is_none());
+    let (other, created) = open_dm(&*store, DmPair(carol.id, alice.id), "dm-ac").await;
+    assert!(created);
+    assert_ne!(other.id, dm.id);
+    // A slug another room has is refused, and the pair still has no room.
+    room(&*store, &carol, "taken").await;
+    let refused = store
+        .open_dm(
+            DmPair(bob.id, carol.id),
+            &Slug::parse("taken").unwrap(),
+            "bob, carol",
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+    assert!(store
+        .find_dm(DmPair(bob.id, carol.id))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn concurrent_opens_of_a_dm_make_one_room(store: Arc<dyn Store>) {
+    concurrent_opens_make_one_dm([store.clone(), store]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
+async fn postgres_two_stores_open_one_dm() {
+    crate::postgres_fixture::with_two_postgres_stores(concurrent_opens_make_one_dm).await;
+}
+
+/// Both users open their DM at once, several times over, on `stores` in turn: one room,
+/// with exactly the two of them as members, and every caller gets it. Some callers share a
+/// slug and some do not: one room either way.
+async fn concurrent_opens_make_one_dm(stores: [Arc<dyn Store>; 2]) {
+    let alice = user(&*stores[0], "alice").await;
+    let bob = user(&*stores[0], "bob").await;
+    let opens = (0..8).map(|i| {
+        let store = stores[i % 2].clone();
+        let pair = if i % 2 == 0 {
+            DmPair(alice.id, bob.id)
+        } else {
+            DmPair(bob.id, alice.id)
+        };
+        let slug = Slug::parse(&format!("dm-{}", i % 3)).unwrap();
+        tokio::spawn(async move { store.open_dm(pair, &slug, "alice, bob").await.unwrap() })
+    });
+    let opened: Vec<(Room, bool)> = futures_util::future::join_all(opens)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(opened.iter().filter(|(_, created)| *created).count(), 1);
+    let dm = &opened[0].0;
+    assert!(opened.iter().all(|(room, _)| room == dm));
+    for store in &stores {
+        assert_eq!(
+            members(&**store, dm).await,
+            [
+                ("alice".to_owned(), Role::Member),
+                ("bob".to_owned(), Role::Member)
+            ]
+        );
+        let alices = store.list_rooms(alice.id, true, 0, 10).await.unwrap();
+        assert_eq!(alices.len(), 1, "one room: {alices:?}");
+    }
+}
+
+/// CONTRACT §9: a private room or DM does not exist for whoever is not in it.
+async fn private_rooms_and_dms_are_listed_only_to_their_members(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let carol = user(&*store, "carol").await;
+    let dave = user(&*store, "dave").await;
+    room(&*store, &alice, "lobby").await;
+    let secret = private_room(&*store, &alice, "secret").await;
+    store
+        .open_dm(
+            DmPair(bob.id, carol.id),
+            &Slug::parse("dm-bc").unwrap(),
+            "bob, carol",
+        )
+        .await
+        .unwrap();
+    let sorted = |mut rooms: Vec<(String, Option<Role>)>| {
+        rooms.sort();
+        rooms
+    };
+    let entry = |name: &str, role: Option<Role>| (name.to_owned(), role);
+    assert_eq!(
+        sorted(listed(&*store, &dave, false, 0, 10).await),
+        [entry("lobby", None)]
+    );
+    assert_eq!(
+        sorted(listed(&*store, &alice, false, 0, 10).await),
+        [
+            entry("lobby", Some(Role::Owner)),
+            entry("secret", Some(Role::Owner))
+        ]
+    );
+    assert_eq!(
+        sorted(listed(&*store, &bob, false, 0, 10).await),
+        [
+            entry("bob, carol", Some(Role::Member)),
+            entry("lobby", None)
+        ]
+    );
+
+    // Added, bob sees the private room; removed, no longer.
+    store
+        .add_member(secret.id, bob.id, Role::Member)
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(listed(&*store, &bob, false, 0, 10).await),
+        [
+            entry("bob, carol", Some(Role::Member)),
+            entry("lobby", None),
+            entry("secret", Some(Role::Member))
+        ]
+    );
+    store.ban(secret.id, bob.id, alice.id).await.unwrap();
+    assert_eq!(
+        sorted(listed(&*store, &bob, false, 0, 10).await),
+        [
+            entry("bob, carol", Some(Role::Member)),
+            entry("lobby", None)
+        ]
+    );
+}
+
+async fn a_viewers_rooms_are_listed_with_their_roles(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let lobby = room(&*store, &alice, "lobby").await;
+    room(&*store, &alice, "elsewhere").await;
+    let secret = private_room(&*store, &alice, "secret").await;
+    private_room(&*store, &alice, "hidden").await;
+    open_dm(&*store, DmPair(alice.id, bob.id), "dm-ab").await;
+    store
+        .add_member(lobby.id, bob.id, Role::Member)
+        .await
+        .unwrap();
+    store
+        .add_member(secret.id, bob.id, Role::Moderator)
+        .await
+        .unwrap();
+    let mut mine = listed(&*store, &bob, true, 0, 10).await;
+    mine.sort();
+    assert_eq!(
+        mine,
+        [
+            ("a DM".to_owned(), Some(Role::Member)),
+            ("lobby".to_owned(), Some(Role::Member)),
+            ("secret".to_owned(), Some(Role::Moderator)),
+        ],
+        "neither a public room bob is not in nor a private one"
+    );
+    let nobody = user(&*store, "nobody").await;
+    assert!(listed(&*store, &nobody, true, 0, 10).await.is_empty());
+}
+
+/// Rooms the viewer cannot see take no place in the order or in a page, in either list.
+async fn the_room_list_pages_only_what_the_viewer_sees(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let mut made = Vec::new();
+    for (owner, name, kind) in [
+        (&alice, "public one", RoomKind::Public),
+        (&bob, "bob's one", RoomKind::Private),
+        (&alice, "public two", RoomKind::Public),
+        (&bob, "bob's two", RoomKind::Private),
+        (&alice, "public three", RoomKind::Public),
+    ] {
+        made.push(create(&*store, owner, name, kind).await.0);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The oldest room of each kind becomes the most recently active.
+    for room in [&made[0], &made[1]] {
+        store
+            .append_message(message(room, &bob, "hi", None))
+            .await
+            .unwrap();
+    }
+    let names = |page: Vec<(String, Option<Role>)>| -> Vec<String> {
+        page.into_iter().map(|(name, _)| name).collect()
+    };
+    let alices = names(listed(&*store, &alice, false, 0, 10).await);
+    assert_eq!(alices, ["public one", "public three", "public two"]);
+    assert_eq!(
+        names(listed(&*store, &alice, false, 0, 2).await),
+        alices[..2]
+    );
+    assert_eq!(
+        names(listed(&*store, &alice, false, 2, 2).await),
+        alices[2..]
+    );
+
+    let bobs = names(listed(&*store, &bob, true, 0, 10).await);
+    assert_eq!(bobs, ["bob's one", "bob's two"]);
+    assert_eq!(names(listed(&*store, &bob, true, 1, 1).await), bobs[1..]);
+    assert!(listed(&*store, &bob, true, 2, 1).await.is_empty());
+}
+
+async fn adding_a_member_says_what_it_did(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let carol = user(&*store, "carol").await;
+    let secret = private_room(&*store, &alice, "secret").await;
+    let add = |user: &User, role| store.add_member(secret.id, user.id, role);
+    assert_eq!(add(&bob, Role::Moderator).await.unwrap(), Added::Added);
+    assert_eq!(add(&bob, Role::Member).await.unwrap(), Added::AlreadyMember);
+    assert_eq!(
+        standing(&*store, &secret, &bob).await.role,
+        Some(Role::Moderator),
+        "the role is kept"
+    );
+    assert_eq!(
+        add(&alice, Role::Member).await.unwrap(),
+        Added::AlreadyMember
+    );
+    assert_eq!(
+        standing(&*store, &secret, &alice).await.role,
+        Some(Role::Owner)
+    );
+
+    store.ban(secret.id, carol.id, alice.id).await.unwrap();
+    assert_eq!(add(&carol, Role::Member).await.unwrap(), Added::Banned);
+    assert_eq!(
+        standing(&*store, &secret, &carol).await,
+        Standing {
+            role: None,
+            banned: true
+        }
+    );
+    assert_eq!(
+        members(&*store, &secret).await,
+        [
+            ("alice".to_owned(), Role::Owner),
+            ("bob".to_owned(), Role::Moderator)
+        ]
+    );
+}
+
+async fn roles_are_set_and_members_removed_only_for_members(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let general = room(&*store, &alice, "general").await;
+    assert!(!store
+        .set_role(general.id, bob.id, Role::Moderator)
+        .await
+        .unwrap());
+    assert!(!store.remove_member(general.id, bob.id).await.unwrap());
+    assert_eq!(
+        standing(&*store, &general, &bob).await,
+        Standing::default(),
+        "setting a role made no member"
+    );
+
+    store
+        .add_member(general.id, bob.id, Role::Member)
+        .await
+        .unwrap();
+    assert!(store
+        .set_role(general.id, bob.id, Role::Moderator)
+        .await
+        .unwrap());
+    assert_eq!(
+        standing(&*store, &general, &bob).await.role,
+        Some(Role::Moderator)
+    );
+    assert!(store.remove_member(general.id, bob.id).await.unwrap());
+    assert_eq!(
+        standing(&*store, &general, &bob).await,
+        Standing::default(),
+        "removed, not banned"
+    );
+    assert!(!store.remove_member(general.id, bob.id).await.unwrap());
+    assert_eq!(
+        members(&*store, &general).await,
+        [("alice".to_owned(), Role::Owner)]
+    );
+}
+
+async fn a_ban_removes_the_member_and_keeps_them_out_until_unbanned(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let carol = user(&*store, "carol").await;
+    let general = room(&*store, &alice, "general").await;
+    let elsewhere = room(&*store, &alice, "elsewhere").await;
+    for room in [&general, &elsewhere] {
+        store
+            .add_member(room.id, bob.id, Role::Moderator)
+            .await
+            .unwrap();
+    }
+    store
+        .add_member(general.id, carol.id, Role::Moderator)
+        .await
+        .unwrap();
+    let before = Utc::now() - Duration::milliseconds(1);
+    store.ban(general.id, bob.id, alice.id).await.unwrap();
+    let after = Utc::now();
+    assert_eq!(
+        standing(&*store, &general, &bob).await,
+        Standing {
+            role: None,
+            banned: true
+        }
+    );
+    assert_eq!(
+        standing(&*store, &elsewhere, &bob).await.role,
+        Some(Role::Moderator),
+        "a ban is of one room"
+    );
+    assert!(!members(&*store, &general)
+        .await
+        .iter()
+        .any(|(name, _)| name == "bob"));
+
+    // Banned again, by someone else: the first ban stands as it was.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store.ban(general.id, bob.id, carol.id).await.unwrap();
+    let bans = store.bans(general.id).await.unwrap();
+    assert_eq!(bans.len(), 1);
+    let ban = &bans[0];
+    assert_eq!((&ban.user, &ban.by), (&bob, &alice));
+    assert!(before <= ban.at && ban.at <= after, "{:?}", ban.at);
+    assert_eq!(
+        DateTime::from_timestamp_millis(ban.at.timestamp_millis()),
+        Some(ban.at),
+        "kept to the millisecond, as every time in the store"
+    );
+    assert!(store.bans(elsewhere.id).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .add_member(general.id, bob.id, Role::Member)
+            .await
+            .unwrap(),
+        Added::Banned
+    );
+
+    assert!(store.unban(general.id, bob.id).await.unwrap());
+    assert!(!store.unban(general.id, bob.id).await.unwrap());
+    assert!(store.bans(general.id).await.unwrap().is_empty());
+    assert_eq!(
+        standing(&*store, &general, &bob).await,
+        Standing::default(),
+        "unbanning is not adding back"
+    );
+    assert_eq!(
+        store
+            .add_member(general.id, bob.id, Role::Member)
+            .await
+            .unwrap(),
+        Added::Added
+    );
+}
+
+async fn racing_adds_and_bans_never_leave_a_banned_member(store: Arc<dyn Store>) {
+    adds_racing_bans_never_leave_a_banned_member([store.clone(), store]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
+async fn postgres_two_stores_never_leave_a_banned_member() {
+    crate::postgres_fixture::with_two_postgres_stores(adds_racing_bans_never_leave_a_banned_member)
+        .await;
+}
+
+/// Each user is added on one store while banned on the other, all at once: whichever
+/// comes first, every one of them ends banned and not a member.
+async fn adds_racing_bans_never_leave_a_banned_member(stores: [Arc<dyn Store>; 2]) {
+    let owner = user(&*stores[0], "owner").await;
+    let rooms = [
+        room(&*stores[0], &owner, "one").await,
+        room(&*stores[0], &owner, "two").await,
+    ];
+    let mut users = Vec::new();
+    for i in 0..40 {
+        users.push(user(&*stores[0], &format!("user{i}")).await);
+    }
+    let races = users.iter().enumerate().flat_map(|(i, user)| {
+        let room = rooms[i % 2].id;
+        let (adder, banner) = (stores[i % 2].clone(), stores[(i + 1) % 2].clone());
+        let (user, by) = (user.id, owner.id);
+        [
+            tokio::spawn(async move {
+                adder.add_member(room, user, Role::Member).await.unwrap();
+            }),
+            tokio::spawn(async move { banner.ban(room, user, by).await.unwrap() }),
+        ]
+    });
+    futures_util::future::join_all(races)
+        .await
+        .into_iter()
+        .for_each(Result::unwrap);
+    for (i, user) in users.iter().enumerate() {
+        assert_eq!(
+            standing(&*stores[1], &rooms[i % 2], user).await,
+            Standing {
+                role: None,
+                banned: true
+            },
+            "{}",
+            user.username
+        );
+    }
+    for room in &rooms {
+        assert_eq!(
+            members(&*stores[1], room).await,
+            [("owner".to_owned(), Role::Owner)]
+        );
+    }
 }
 
 /// PostgreSQL only: a server that answers reads but refuses writes (a standby after a
@@ -464,7 +1073,8 @@ async fn postgres_read_only_is_not_ready() {
     use sqlx::Connection;
     let fixture = PgStoreFixture::make().await;
     let store = fixture.store.clone();
-    let general = room(&*store, "general").await;
+    let alice = user(&*store, "alice").await;
+    let general = room(&*store, &alice, "general").await;
     store.ping().await.unwrap();
     let mut admin = sqlx::PgConnection::connect(&fixture.database.url)
         .await
@@ -548,7 +1158,7 @@ mod postgres_outage {
         let url = with_address(&fixture.database.url, &proxy.addr.to_string());
         let store = PgStore::connect(&url).await.unwrap();
         let alice = user(&store, "alice").await;
-        let general = room(&store, "general").await;
+        let general = room(&store, &alice, "general").await;
         store
             .append_message(message(&general, &alice, "before", None))
             .await
