@@ -22,8 +22,9 @@
 //!   as the SQLite store's are.
 //! - **A pair has one DM**, however many processes open it at once: the unique `dm_key`
 //!   makes every insert but the first wait for it and do nothing.
-//! - **A banned user is never a member**: adding a member and banning take the room's
-//!   advisory lock first, so they run one after the other.
+//! - **A banned user is never a member**: adding a member takes a shared lock on the
+//!   room's row, banning an exclusive one ([`RoomLock`]), so a ban and an add run one
+//!   after the other while adds run together.
 
 mod group_commit;
 
@@ -191,21 +192,31 @@ async fn insert_membership(
     Ok(())
 }
 
-/// Serialises [`Store::add_member`] and [`Store::ban`] of one room until the transaction
-/// ends. Under READ COMMITTED, without it, an add's "not banned" check and a ban's
-/// "delete the membership" could each miss the other's uncommitted row, and both commit: a
-/// banned member. A row lock on the room would do too, but would also queue these behind
-/// the room's message appends, which lock that row to bump `last_seq`. The key is the
-/// room's id; the only other advisory lock taken here, sqlx's while migrating, is keyed by
-/// a hash of the database's name, and meeting it would only mean waiting.
-async fn lock_room_membership(
+/// How a membership write locks its room's row until the transaction ends.
+#[derive(Clone, Copy)]
+enum RoomLock {
+    /// [`Store::add_member`]: `FOR KEY SHARE`, which adds share with each other (a crowd
+    /// joining a room is not queued one by one) and with the message appends that bump
+    /// the row's `last_seq` (`FOR NO KEY UPDATE`).
+    Adding,
+    /// [`Store::ban`]: `FOR UPDATE`, which waits for every add in flight and holds new
+    /// ones back until the ban commits. Without the two, under READ COMMITTED, an add's
+    /// "not banned" check and a ban's "delete the membership" could each miss the
+    /// other's uncommitted row, and both commit: a banned member. (A ban also waits for
+    /// the room's appends in flight; bans are rare.)
+    Banning,
+}
+
+async fn lock_room(
     connection: &mut PgConnection,
     room: RoomId,
+    lock: RoomLock,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(room.0)
-        .execute(connection)
-        .await?;
+    let sql = match lock {
+        RoomLock::Adding => "SELECT 1 FROM rooms WHERE id = $1 FOR KEY SHARE",
+        RoomLock::Banning => "SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE",
+    };
+    sqlx::query(sql).bind(room.0).execute(connection).await?;
     Ok(())
 }
 
@@ -493,7 +504,7 @@ impl Store for PgStore {
     ) -> Result<Added, StoreError> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            lock_room_membership(&mut tx, room).await?;
+            lock_room(&mut tx, room, RoomLock::Adding).await?;
             let banned: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM bans WHERE room_id = $1 AND user_id = $2)",
             )
@@ -569,7 +580,7 @@ impl Store for PgStore {
     async fn ban(&self, room: RoomId, user: UserId, by: UserId) -> Result<(), StoreError> {
         bounded(async {
             let mut tx = self.pool.begin().await?;
-            lock_room_membership(&mut tx, room).await?;
+            lock_room(&mut tx, room, RoomLock::Banning).await?;
             sqlx::query("DELETE FROM memberships WHERE room_id = $1 AND user_id = $2")
                 .bind(room.0)
                 .bind(user.0)
