@@ -128,7 +128,29 @@ async fn a_private_room_exists_only_for_its_members() {
     // A member sees what was said before they came.
     let history = bob.get_json(&format!("/api/rooms/{slug}/messages")).await;
     assert_eq!(history["messages"][0]["body"], "before bob was added");
+    let online = |list: Value| -> Vec<(String, bool)> {
+        list["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["username"].as_str().unwrap().to_owned(),
+                    m["online"] == true,
+                )
+            })
+            .collect()
+    };
+    let members_path = format!("/api/rooms/{slug}/members");
+    assert_eq!(
+        online(bob.get_json(&members_path).await),
+        [("alice".into(), true), ("bob".into(), false)]
+    );
     let mut bob_ws = bob.connect(&slug).await;
+    assert_eq!(
+        online(bob.get_json(&members_path).await),
+        [("alice".into(), true), ("bob".into(), true)]
+    );
     assert_eq!(
         bob_ws.history.as_ref().unwrap()["messages"][0]["body"],
         "before bob was added"
