@@ -458,14 +458,17 @@ async fn open_dm(user: &TestUser, with: &str) -> String {
     body["room"]["slug"].as_str().unwrap().to_owned()
 }
 
-/// The sidebar's links: `(slug, shown name, current)` in page order, from the
-/// `<nav aria-label="Your rooms">` of a page (rooms first, then DMs).
-fn sidebar_links(html: &str) -> (Vec<(String, String, bool)>, Vec<(String, String, bool)>) {
+/// A sidebar link: `(slug, shown name, current)`.
+type Link = (String, String, bool);
+
+/// The sidebar's links in page order, from the `<nav aria-label="Your rooms">` of a page:
+/// its rooms, then its DMs.
+fn sidebar_links(html: &str) -> (Vec<Link>, Vec<Link>) {
     let start = html
         .find("<nav class=\"side-nav\" aria-label=\"Your rooms\">")
         .expect("the page has the sidebar");
     let nav = &html[start..start + html[start..].find("</nav>").unwrap()];
-    let list = |id: &str| -> Vec<(String, String, bool)> {
+    let list = |id: &str| -> Vec<Link> {
         let from = nav.find(&format!("<ul id=\"{id}\"")).unwrap();
         let ul = &nav[from..from + nav[from..].find("</ul>").unwrap()];
         ul.split("<a href=\"/rooms/")
@@ -487,7 +490,7 @@ fn sidebar_links(html: &str) -> (Vec<(String, String, bool)>, Vec<(String, Strin
     (list("side-rooms"), list("side-dms"))
 }
 
-fn link(slug: &str, name: &str, current: bool) -> (String, String, bool) {
+fn link(slug: &str, name: &str, current: bool) -> Link {
     (slug.to_owned(), name.to_owned(), current)
 }
 
