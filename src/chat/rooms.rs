@@ -361,8 +361,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_list_is_capped_filtered_by_name_and_counts_who_is_online() {
-        let mut limits = Limits::default();
-        limits.room_list_max = 2;
+        let limits = Limits {
+            room_list_max: 2,
+            ..Limits::default()
+        };
         let Fixture {
             rooms,
             presence,

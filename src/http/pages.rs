@@ -11,9 +11,12 @@ use serde::Deserialize;
 use super::error::{PageError, Refusal, Wants};
 use super::extract::{MaybeSession, OverHttps};
 use super::security::csrf_token;
-use super::views::{asset, render, RoomPage, RoomRow, RoomsPage, ASSETS};
+use super::views::{
+    asset, dm_partner, render, RoomPage, RoomRow, RoomsPage, SideForm, Sidebar, ASSETS,
+};
 use super::AppState;
-use crate::domain::User;
+use crate::chat::ChatError;
+use crate::domain::{RoomKind, User};
 
 /// Where to send a visitor who must sign in first; `next` is the decoded path they asked for.
 pub fn login_redirect(next: &str) -> Response {
@@ -73,24 +76,60 @@ pub(super) fn router() -> Router<AppState> {
         .route("/static/{*name}", get(static_file))
 }
 
+/// What the browse page's forms show after a refusal: what was typed and why it was
+/// refused, in the form it came from.
+#[derive(Default)]
+pub struct BrowseForms {
+    /// The create-or-join form.
+    pub room_name: String,
+    pub error: Option<String>,
+    /// The sidebar's New room form.
+    pub new_room: SideForm,
+    /// The sidebar's New message form.
+    pub new_message: SideForm,
+}
+
+/// The sidebar of a signed-in page; `current`: the room the page shows.
+async fn sidebar(
+    state: &AppState,
+    user: &User,
+    current: Option<&str>,
+) -> Result<Sidebar, ChatError> {
+    let mine = state.chat.rooms().list(user, true, None).await?;
+    Ok(Sidebar::new(&user.username, mine.rooms, current))
+}
+
+/// The browse page (`/`): the public rooms with who is online, and the sidebar.
 pub async fn room_list_page(
     state: &AppState,
     headers: &HeaderMap,
     over_https: bool,
     user: User,
     status: StatusCode,
-    room_name: String,
-    error: Option<String>,
+    forms: BrowseForms,
 ) -> Result<Response, PageError> {
-    let list = state.chat.rooms().list(&user, false, None).await?;
+    let (list, sidebar) = tokio::join!(
+        state.chat.rooms().list(&user, false, None),
+        sidebar(state, &user, None)
+    );
+    let (list, mut sidebar) = (list?, sidebar?);
+    sidebar.browsing = true;
+    sidebar.new_room = forms.new_room;
+    sidebar.new_message = forms.new_message;
     let csrf = csrf_token(&state.secret_key, headers, over_https);
     let page = RoomsPage {
         signed_in_as: Some(user.username),
         csrf: csrf.token,
+        sidebar,
         truncated: list.truncated,
-        rooms: list.rooms.into_iter().map(RoomRow::from).collect(),
-        room_name,
-        error,
+        rooms: list
+            .rooms
+            .into_iter()
+            .filter(|listing| listing.room.kind == RoomKind::Public)
+            .map(RoomRow::from)
+            .collect(),
+        room_name: forms.room_name,
+        error: forms.error,
     };
     Ok(render(status, &page, csrf.set_cookie))
 }
@@ -110,8 +149,7 @@ async fn room_list(
         over_https,
         session.user,
         StatusCode::OK,
-        String::new(),
-        None,
+        BrowseForms::default(),
     )
     .await
 }
@@ -126,14 +164,27 @@ async fn room(
     let Some(session) = session else {
         return Ok(login_redirect(&format!("/rooms/{slug}")));
     };
-    let room = state.chat.rooms().visible(&session.user, &slug).await?.room;
+    let user = session.user;
+    let access = state.chat.rooms().visible(&user, &slug).await?;
+    let sidebar = sidebar(&state, &user, Some(&access.room.slug)).await?;
     let csrf = csrf_token(&state.secret_key, &headers, over_https);
+    let room = &access.room;
+    let dm = room.kind == RoomKind::Dm;
     let page = RoomPage {
-        signed_in_as: Some(session.user.username.clone()),
+        signed_in_as: Some(user.username.clone()),
         csrf: csrf.token,
-        slug: room.slug,
-        name: room.name,
-        username: session.user.username,
+        sidebar,
+        slug: room.slug.clone(),
+        name: if dm {
+            dm_partner(&user.username, &room.name)
+        } else {
+            room.name.clone()
+        },
+        kind: room.kind.as_str(),
+        // A DM has no members to manage (CONTRACT §9); the server refuses it anyway.
+        moderates: !dm && access.moderates(),
+        owns: !dm && access.owns(),
+        username: user.username,
     };
     Ok(render(StatusCode::OK, &page, csrf.set_cookie))
 }

@@ -12,8 +12,9 @@ use serde_json::json;
 
 use super::error::{status_of, ApiError, PageError, Refusal, Wants};
 use super::extract::{ApiJson, ApiQuery, ApiSession, MaybeSession, OverHttps};
-use super::pages::{login_redirect, room_list_page};
+use super::pages::{login_redirect, room_list_page, BrowseForms};
 use super::security::verify_csrf;
+use super::views::SideForm;
 use super::AppState;
 use crate::chat::ChatError;
 use crate::domain::{HistoryRequest, Role, Room, RoomKind};
@@ -22,6 +23,7 @@ use crate::protocol::{MessageView, RoomView};
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/rooms", post(create_submit))
+        .route("/dms", post(dm_submit))
         .route("/api/rooms", get(api_list).post(api_create))
         .route("/api/dms", post(api_open_dm))
         .route("/api/rooms/{slug}/messages", get(api_messages))
@@ -39,6 +41,9 @@ struct CreateForm {
     private: Option<String>,
     #[serde(default)]
     csrf: String,
+    /// Which form sent it: `new-room` (the sidebar's), or the create-or-join form.
+    #[serde(default)]
+    form: String,
 }
 
 fn kind_of(private: bool) -> RoomKind {
@@ -73,14 +78,83 @@ async fn create_submit(
         Ok((room, _)) => Ok(Redirect::to(&format!("/rooms/{}", room.slug)).into_response()),
         Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
         Err(e) => {
+            let forms = if form.form == "new-room" {
+                BrowseForms {
+                    new_room: SideForm {
+                        value: form.name,
+                        private: form.private.is_some(),
+                        error: Some(e.to_string()),
+                    },
+                    ..BrowseForms::default()
+                }
+            } else {
+                BrowseForms {
+                    room_name: form.name,
+                    error: Some(e.to_string()),
+                    ..BrowseForms::default()
+                }
+            };
             room_list_page(
                 &state,
                 &headers,
                 over_https,
                 session.user,
                 status_of(&e),
-                form.name,
-                Some(e.to_string()),
+                forms,
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct DmForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The sidebar's New message form: the DM with that person, opened (or made) →
+/// `303` to its page; a refusal shows the browse page with the error on the form.
+async fn dm_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OverHttps(over_https): OverHttps,
+    MaybeSession(session): MaybeSession,
+    form: Result<Form<DmForm>, FormRejection>,
+) -> Result<Response, PageError> {
+    let Some(session) = session else {
+        return Ok(login_redirect("/"));
+    };
+    let Form(form) = form.map_err(|e| {
+        Refusal::bad_request(format!("the form could not be read: {e}"), Wants::Html)
+    })?;
+    verify_csrf(&state.secret_key, &headers, &form.csrf)?;
+    match state
+        .chat
+        .rooms()
+        .open_dm(&session.user, &form.username)
+        .await
+    {
+        Ok((room, _)) => Ok(Redirect::to(&format!("/rooms/{}", room.slug)).into_response()),
+        Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
+        Err(e) => {
+            let forms = BrowseForms {
+                new_message: SideForm {
+                    value: form.username,
+                    private: false,
+                    error: Some(e.to_string()),
+                },
+                ..BrowseForms::default()
+            };
+            room_list_page(
+                &state,
+                &headers,
+                over_https,
+                session.user,
+                status_of(&e),
+                forms,
             )
             .await
         }

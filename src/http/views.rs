@@ -13,6 +13,7 @@ use chrono::SecondsFormat;
 use sha2::{Digest, Sha256};
 
 use crate::chat::RoomListing;
+use crate::domain::RoomKind;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -38,11 +39,84 @@ pub struct RegisterPage {
 pub struct RoomsPage {
     pub signed_in_as: Option<String>,
     pub csrf: String,
+    pub sidebar: Sidebar,
+    /// The public rooms.
     pub rooms: Vec<RoomRow>,
     /// More rooms exist than the list shows.
     pub truncated: bool,
     pub room_name: String,
     pub error: Option<String>,
+}
+
+/// The signed-in pages' sidebar: the user's rooms, then their DMs, and the forms that make
+/// new ones (with what was typed and the error, when one of them was refused).
+pub struct Sidebar {
+    /// The page is the browse page (its link is the current one).
+    pub browsing: bool,
+    pub rooms: Vec<SideLink>,
+    pub dms: Vec<SideLink>,
+    pub new_room: SideForm,
+    pub new_message: SideForm,
+}
+
+/// A sidebar form's field and error, after a refusal; empty otherwise.
+#[derive(Default)]
+pub struct SideForm {
+    pub value: String,
+    pub private: bool,
+    pub error: Option<String>,
+}
+
+/// One link in the sidebar.
+pub struct SideLink {
+    pub slug: String,
+    /// For a DM, the other person's name.
+    pub name: String,
+    pub private: bool,
+    /// The page shows this room.
+    pub current: bool,
+}
+
+impl Sidebar {
+    /// `mine`: the viewer's rooms (`Rooms::list` with `members_only`); `current`: the slug
+    /// of the room the page shows. Rooms and DMs each sorted by name, case-insensitively.
+    pub fn new(me: &str, mine: Vec<RoomListing>, current: Option<&str>) -> Sidebar {
+        let (mut rooms, mut dms) = (Vec::new(), Vec::new());
+        for listing in mine {
+            let room = listing.room;
+            let link = |name: String| SideLink {
+                current: current == Some(room.slug.as_str()),
+                private: room.kind == RoomKind::Private,
+                slug: room.slug.clone(),
+                name,
+            };
+            if room.kind == RoomKind::Dm {
+                dms.push(link(dm_partner(me, &room.name)));
+            } else {
+                rooms.push(link(room.name.clone()));
+            }
+        }
+        for list in [&mut rooms, &mut dms] {
+            list.sort_by_cached_key(|link| (link.name.to_lowercase(), link.slug.clone()));
+        }
+        Sidebar {
+            browsing: false,
+            rooms,
+            dms,
+            new_room: SideForm::default(),
+            new_message: SideForm::default(),
+        }
+    }
+}
+
+/// Who a DM is with, seen by `me`: its name is both usernames, sorted, joined by `", "`
+/// (a username never holds a comma), so it is the one that is not `me`.
+pub fn dm_partner(me: &str, dm_name: &str) -> String {
+    dm_name
+        .split(", ")
+        .find(|name| !name.eq_ignore_ascii_case(me))
+        .unwrap_or(dm_name)
+        .to_owned()
 }
 
 pub struct RoomRow {
@@ -77,9 +151,17 @@ impl From<RoomListing> for RoomRow {
 pub struct RoomPage {
     pub signed_in_as: Option<String>,
     pub csrf: String,
+    pub sidebar: Sidebar,
     pub slug: String,
+    /// The room's name; for a DM, the other person's.
     pub name: String,
+    /// `public`, `private` or `dm`.
+    pub kind: &'static str,
     pub username: String,
+    /// Owner or moderator: add, remove and ban members.
+    pub moderates: bool,
+    /// Owner: change roles too.
+    pub owns: bool,
 }
 
 #[derive(Template)]
@@ -295,6 +377,13 @@ mod tests {
     fn linked<'a>(modules: &'a [Asset], name: &str) -> &'a Asset {
         let path = format!("js/{name}");
         modules.iter().find(|m| m.name == path).unwrap()
+    }
+
+    #[test]
+    fn a_dm_is_shown_by_the_other_persons_name() {
+        assert_eq!(dm_partner("alice", "alice, bob"), "bob");
+        assert_eq!(dm_partner("bob", "alice, bob"), "alice");
+        assert_eq!(dm_partner("Bob", "alice, bob"), "alice");
     }
 
     #[test]

@@ -1,16 +1,18 @@
 // A room's WebSocket: one connection at a time, opened again after a drop with backoff
 // and resumed from the last message the page has (?since=), closed when the page is left
 // so the others see us go. Of the protocol it knows only `joined` (the connection is up)
-// and `ping`; every frame goes on to `onFrame`.
+// and `ping`; every frame goes on to `onFrame`. Closed with 4403 (the user left, or was
+// removed or banned: CONTRACT §9), it stops for good and calls `onRemoved`.
 
 const PING_MS = 25000; // so that proxies see traffic
 
 // `since()`: the seq to resume after (0: none yet). `show(kind, text)`: the connection's
 // state for the reader. `onClose()`: the socket closed, and what was asked on it will not
 // be answered. `onLeave()`: the page was left (it may come back from the back/forward
-// cache).
-export function openRoomSocket({ slug, since, show, onFrame, onClose, onLeave }) {
+// cache). `onRemoved()`: the user is no longer a member; nothing reconnects.
+export function openRoomSocket({ slug, since, show, onFrame, onClose, onLeave, onRemoved }) {
   let socket = null;
+  let removed = false; // closed with 4403: never again
   let joined = false; // the current socket has received `joined`
   let failures = 0; // connections in a row that ended or failed, for the backoff
   let reconnectTimer = 0;
@@ -26,7 +28,7 @@ export function openRoomSocket({ slug, since, show, onFrame, onClose, onLeave })
   function connect() {
     clearTimeout(reconnectTimer);
     clearInterval(reconnectTicker);
-    if (socket) return;
+    if (socket || removed) return;
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     let url = scheme + location.host + "/ws/rooms/" + encodeURIComponent(slug);
     const after = since();
@@ -61,6 +63,15 @@ export function openRoomSocket({ slug, since, show, onFrame, onClose, onLeave })
     location.href = "/login?next=" + encodeURIComponent(location.pathname);
   }
 
+  function gone() {
+    if (removed) return;
+    removed = true;
+    clearTimeout(reconnectTimer);
+    clearInterval(reconnectTicker);
+    show("bad", "Not a member");
+    onRemoved();
+  }
+
   function closed(event) {
     const wasJoined = joined;
     socket = null;
@@ -72,12 +83,22 @@ export function openRoomSocket({ slug, since, show, onFrame, onClose, onLeave })
       signIn();
       return;
     }
+    if (event.code === 4403) {
+      gone();
+      return;
+    }
     failures++;
     // A refused upgrade looks like a network error; a session that ended is a 401.
     if (!wasJoined && failures >= 2) {
       fetch("/api/me", { cache: "no-store" })
         .then((r) => {
           if (r.status === 401) signIn();
+        })
+        .catch(() => {});
+      // A member removed while offline never saw the 4403: the room now refuses them.
+      fetch("/api/rooms/" + encodeURIComponent(slug) + "/members", { cache: "no-store" })
+        .then((r) => {
+          if (r.status === 403 || r.status === 404) gone();
         })
         .catch(() => {});
     }

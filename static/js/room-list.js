@@ -1,5 +1,6 @@
-// The room list: online counts and last activity, polled from /api/rooms while the tab is
-// in view.
+// The browse page's table of public rooms: online counts and last activity, polled from
+// /api/rooms while the tab is in view (the user's private rooms and DMs are in the
+// sidebar, not here).
 
 import { el } from "./dom.js";
 import { setTime } from "./time.js";
@@ -68,7 +69,7 @@ export function startRoomList({ table, empty, truncated }) {
       }
       if (response.ok) {
         const list = await response.json();
-        render(list.rooms || []);
+        render((list.rooms || []).filter((room) => (room.kind || "public") === "public"));
         truncated.hidden = !list.truncated;
       }
     } catch (_) {

@@ -1,12 +1,15 @@
-// A room's page entry (templates/room.html): one WebSocket per open room, its frames
-// routed to the part of the page each is for: the conversation, who is online, the
-// messages being sent.
+// A room's page entry (templates/room.html): the sidebar, and one WebSocket per open
+// room, its frames routed to the part of the page each is for: the conversation, the
+// members panel, the messages being sent. Removed from the room (close code 4403), the
+// page says so and goes back to the browse page.
 
 import { $ } from "./dom.js";
 import { openRoomSocket } from "./connection.js";
 import { readingPlace } from "./scroll.js";
 import { startConversation } from "./conversation.js";
-import { memberList } from "./members.js";
+import { memberPanel } from "./members.js";
+import { makeConfirm } from "./confirm.js";
+import { startSidebar } from "./sidebar.js";
 import { createOutbox } from "./outbox.js";
 import { startComposer } from "./composer.js";
 
@@ -15,10 +18,16 @@ const me = root.dataset.user;
 const connState = $("conn-state");
 const connText = $("conn-text");
 const input = $("body");
+const slug = root.dataset.slug;
+// How long the removal notice shows before the page goes back to the browse page.
+const REMOVED_MS = 4000;
+let leaving = false; // the user is leaving by their own choice
+
+startSidebar({ current: slug });
 
 // The socket is made first and connected last: the parts it feeds are made in between.
 const socket = openRoomSocket({
-  slug: root.dataset.slug,
+  slug,
   since: () => conversation.lastSeq(),
   show(kind, text) {
     connState.className = "conn-state " + kind;
@@ -28,8 +37,10 @@ const socket = openRoomSocket({
   onClose() {
     outbox.lost();
     conversation.forgetAsks();
+    members.offline();
   },
   onLeave: () => outbox.lost(),
+  onRemoved: removed,
 });
 const place = readingPlace({ scroller: $("scroller"), list: $("messages"), jump: $("jump") });
 const outbox = createOutbox({
@@ -46,7 +57,27 @@ const conversation = startConversation({
   isJoined: socket.isJoined,
   onShown: outbox.settle,
 });
-const members = memberList({ list: $("members"), count: $("member-count"), me });
+const ask = makeConfirm({
+  dialog: $("confirm"), title: $("confirm-title"), text: $("confirm-text"), ok: $("confirm-ok"),
+  fallback: $("members-title"),
+});
+const members = memberPanel({
+  slug,
+  me,
+  kind: root.dataset.kind,
+  moderates: root.dataset.moderates === "true",
+  owns: root.dataset.owns === "true",
+  list: $("members"),
+  count: $("member-count"),
+  status: $("members-status"),
+  error: $("members-error"),
+  heading: $("members-title"),
+  addForm: $("add-member"),
+  addInput: $("add-member-name"),
+  leaveButton: $("leave-room"),
+  ask,
+  onLeft: (yes) => { leaving = yes; },
+});
 const composer = startComposer({
   form: $("send-form"), input, button: $("send"), status: $("send-status"), outbox,
   toBottom: place.toBottom,
@@ -56,6 +87,25 @@ $("jump").addEventListener("click", () => {
   place.toBottom();
   input.focus();
 });
+
+// The phone layout's Members button shows and hides the members panel.
+const membersButton = $("members-button");
+membersButton.addEventListener("click", () => {
+  const open = membersButton.getAttribute("aria-expanded") !== "true";
+  membersButton.setAttribute("aria-expanded", String(open));
+  $("members-pane").classList.toggle("open", open);
+});
+
+// No longer a member (left elsewhere, removed or banned): nothing more can be sent here;
+// the notice (an alert) says so, and after a moment the page goes to the browse page.
+function removed() {
+  if (leaving) return;
+  input.disabled = true;
+  $("send").disabled = true;
+  for (const control of $("members-pane").querySelectorAll("button, input")) control.disabled = true;
+  $("removed").hidden = false;
+  setTimeout(() => { location.href = "/"; }, REMOVED_MS);
+}
 
 function handle(frame) {
   switch (frame.type) {

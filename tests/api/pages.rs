@@ -1,4 +1,5 @@
-use natter_test_support::{csrf_of, TestApp, PASSWORD};
+use natter_test_support::{csrf_of, TestApp, TestUser, PASSWORD};
+use serde_json::json;
 
 fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
@@ -397,13 +398,18 @@ async fn static_files_have_content_versioned_urls_and_cache_headers() {
 async fn every_page_carries_the_policy_and_has_no_inline_script_or_style() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
+    app.user("bob").await;
     let slug = alice.create_room("General").await;
+    let private = create_private(&alice, "Secret").await;
+    let dm = open_dm(&alice, "bob").await;
     let signed_out = app.browser();
     let pages = [
         (&signed_out, "/login".to_owned()),
         (&signed_out, "/register".to_owned()),
         (&alice.client, "/".to_owned()),
         (&alice.client, format!("/rooms/{slug}")),
+        (&alice.client, format!("/rooms/{private}")),
+        (&alice.client, format!("/rooms/{dm}")),
         (&alice.client, "/rooms/nowhere".to_owned()),
     ];
     for (client, path) in pages {
@@ -436,6 +442,369 @@ async fn every_page_carries_the_policy_and_has_no_inline_script_or_style() {
     }
 }
 
+async fn create_private(user: &TestUser, name: &str) -> String {
+    let (status, body) = user
+        .post_json("/api/rooms", &json!({"name": name, "private": true}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["room"]["slug"].as_str().unwrap().to_owned()
+}
+
+async fn open_dm(user: &TestUser, with: &str) -> String {
+    let (status, body) = user
+        .post_json("/api/dms", &json!({ "username": with }))
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    body["room"]["slug"].as_str().unwrap().to_owned()
+}
+
+/// A sidebar link: `(slug, shown name, current)`.
+type Link = (String, String, bool);
+
+/// The sidebar's links in page order, from the `<nav aria-label="Your rooms">` of a page:
+/// its rooms, then its DMs.
+fn sidebar_links(html: &str) -> (Vec<Link>, Vec<Link>) {
+    let start = html
+        .find("<nav class=\"side-nav\" aria-label=\"Your rooms\">")
+        .expect("the page has the sidebar");
+    let nav = &html[start..start + html[start..].find("</nav>").unwrap()];
+    let list = |id: &str| -> Vec<Link> {
+        let from = nav.find(&format!("<ul id=\"{id}\"")).unwrap();
+        let ul = &nav[from..from + nav[from..].find("</ul>").unwrap()];
+        ul.split("<a href=\"/rooms/")
+            .skip(1)
+            .map(|a| {
+                let slug = a.split('"').next().unwrap().to_owned();
+                let tag = a.split('>').next().unwrap();
+                let name = a
+                    .split("<bdi>")
+                    .nth(1)
+                    .unwrap()
+                    .split("</bdi>")
+                    .next()
+                    .unwrap();
+                (slug, name.to_owned(), tag.contains("aria-current=\"page\""))
+            })
+            .collect()
+    };
+    (list("side-rooms"), list("side-dms"))
+}
+
+fn link(slug: &str, name: &str, current: bool) -> Link {
+    (slug.to_owned(), name.to_owned(), current)
+}
+
+async fn the_sidebar_lists_the_users_rooms_then_dms_and_marks_the_current_one() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let general = alice.create_room("General").await;
+    let secret = create_private(&alice, "Secret Plans").await;
+    let dm = open_dm(&alice, "bob").await;
+    // Carol's room, which Alice has not joined, is on the browse list, not in her sidebar.
+    let elsewhere = carol.create_room("Elsewhere").await;
+
+    let page = alice.get_page(&format!("/rooms/{secret}")).await;
+    let (rooms, dms) = sidebar_links(&page);
+    assert_eq!(
+        rooms,
+        [
+            link(&general, "General", false),
+            link(&secret, "Secret Plans", true)
+        ]
+    );
+    assert_eq!(
+        dms,
+        [link(&dm, "bob", false)],
+        "a DM shows the other person"
+    );
+    assert!(
+        page.contains("Secret Plans <span class=\"tag\">private</span></a>")
+            || page.contains("<bdi>Secret Plans</bdi> <span class=\"tag\">private</span>")
+    );
+
+    let page = alice.get_page(&format!("/rooms/{dm}")).await;
+    let (rooms, dms) = sidebar_links(&page);
+    assert!(rooms.iter().all(|(_, _, current)| !current));
+    assert_eq!(dms, [link(&dm, "bob", true)]);
+
+    // The browse page: its own link is the current one; the table shows public rooms only.
+    let page = alice.get_page("/").await;
+    assert!(
+        page.contains("<a id=\"browse-link\" href=\"/\" aria-current=\"page\">Browse rooms</a>")
+    );
+    let (rooms, dms) = sidebar_links(&page);
+    assert_eq!(rooms.len(), 2);
+    assert_eq!(dms.len(), 1);
+    assert!(rooms.iter().chain(&dms).all(|(_, _, current)| !current));
+    assert!(page.contains(&format!("<tr data-slug=\"{general}\">")));
+    assert!(page.contains(&format!("<tr data-slug=\"{elsewhere}\">")));
+    assert!(!page.contains(&format!("<tr data-slug=\"{secret}\">")));
+    assert!(!page.contains(&format!("<tr data-slug=\"{dm}\">")));
+    assert!(!sidebar_links(&page)
+        .0
+        .iter()
+        .any(|(slug, _, _)| *slug == elsewhere));
+
+    // Bob sees the same DM under Alice's name.
+    let (_, dms) = sidebar_links(&bob.get_page("/").await);
+    assert_eq!(dms, [link(&dm, "alice", false)]);
+}
+
+async fn a_private_room_is_in_no_page_of_someone_not_in_it() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let general = alice.create_room("General").await;
+    let secret = create_private(&alice, "Hush Hush").await;
+    let dm = open_dm(&alice, "bob").await;
+    carol.connect(&general).await;
+
+    for path in ["/".to_owned(), format!("/rooms/{general}")] {
+        let page = carol.get_page(&path).await;
+        for hidden in [secret.as_str(), "Hush Hush", dm.as_str(), "alice, bob"] {
+            assert!(!page.contains(hidden), "{path} shows {hidden}");
+        }
+    }
+    for path in [format!("/rooms/{secret}"), format!("/rooms/{dm}")] {
+        let response = carol.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let page = response.text().await.unwrap();
+        assert!(!page.contains("Hush Hush") && !page.contains("alice, bob"));
+    }
+
+    // Once added, Bob has it in his sidebar.
+    let (status, _) = alice
+        .post_json(
+            &format!("/api/rooms/{secret}/members"),
+            &json!({"username": "bob"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (rooms, _) = sidebar_links(&bob.get_page("/").await);
+    assert!(
+        rooms.contains(&link(&secret, "Hush Hush", false)),
+        "{rooms:?}"
+    );
+}
+
+/// The members panel's attributes and controls on a room page.
+struct Controls {
+    moderates: bool,
+    owns: bool,
+    add: bool,
+    leave: bool,
+}
+
+async fn controls(user: &TestUser, slug: &str) -> Controls {
+    let page = user.get_page(&format!("/rooms/{slug}")).await;
+    let main = page
+        .split("<main ")
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .next()
+        .unwrap();
+    Controls {
+        moderates: main.contains("data-moderates=\"true\""),
+        owns: main.contains("data-owns=\"true\""),
+        add: page.contains("id=\"add-member\""),
+        leave: page.contains("id=\"leave-room\""),
+    }
+}
+
+async fn moderation_controls_are_rendered_for_owners_and_moderators_only() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let carol = app.user("carol").await;
+    let secret = create_private(&alice, "Staff").await;
+    for name in ["bob", "carol"] {
+        let (status, _) = alice
+            .post_json(
+                &format!("/api/rooms/{secret}/members"),
+                &json!({ "username": name }),
+            )
+            .await;
+        assert_eq!(status, 204);
+    }
+    let (status, _) = alice
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/rooms/{secret}/members/bob"),
+            Some(&json!({"role": "moderator"})),
+        )
+        .await;
+    assert_eq!(status, 204);
+
+    let owner = controls(&alice, &secret).await;
+    assert!(owner.moderates && owner.owns && owner.add && owner.leave);
+    let moderator = controls(&bob, &secret).await;
+    assert!(moderator.moderates && !moderator.owns && moderator.add);
+    let member = controls(&carol, &secret).await;
+    assert!(!member.moderates && !member.owns && !member.add && member.leave);
+
+    // A public room: its creator moderates; a visitor gets nothing.
+    let general = alice.create_room("General").await;
+    assert!(controls(&alice, &general).await.owns);
+    let visitor = controls(&carol, &general).await;
+    assert!(!visitor.moderates && !visitor.owns && !visitor.add);
+
+    // A DM has no member management at all, and cannot be left.
+    let dm = open_dm(&alice, "carol").await;
+    let in_dm = controls(&alice, &dm).await;
+    assert!(!in_dm.moderates && !in_dm.owns && !in_dm.add && !in_dm.leave);
+}
+
+async fn the_new_message_form_opens_one_dm_from_either_side() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+
+    let response = alice.post_form("/dms", &[("username", "bob")]).await;
+    assert_eq!(response.status(), 303);
+    let target = location(&response);
+    assert!(target.starts_with("/rooms/dm--"), "{target}");
+    let response = bob.post_form("/dms", &[("username", " alice ")]).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), target, "the same room from both sides");
+    let page = bob.get_page(&target).await;
+    assert!(page.contains("<span class=\"visually-hidden\">Direct messages with </span>alice</h1>"));
+
+    // Refusals come back on the form, with what was typed, and the right status.
+    for (username, status) in [("nobody", 404), ("alice", 400)] {
+        let response = alice.post_form("/dms", &[("username", username)]).await;
+        assert_eq!(response.status(), status, "{username}");
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains("<details id=\"new-message\" class=\"side-form\" open>"),
+            "{username}"
+        );
+        assert!(page.contains(&format!(
+            "id=\"new-message-name\" name=\"username\" value=\"{username}\""
+        )));
+        let error = page.split("id=\"new-message-error\"").nth(1).unwrap();
+        assert!(
+            error.starts_with(" class=\"error field-error\" role=\"alert\">"),
+            "{error}"
+        );
+    }
+
+    // A form without the page's token is refused.
+    let response = alice
+        .client
+        .post(app.url("/dms"))
+        .form(&[("username", "bob"), ("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = alice
+        .client
+        .post(app.url("/dms"))
+        .form(&[("username", "bob")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // Signed out: to the login page.
+    let response = app
+        .browser()
+        .post(app.url("/dms"))
+        .form(&[("username", "bob"), ("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&response), "/login?next=/");
+}
+
+async fn the_new_message_form_says_when_too_many_rooms_were_made() {
+    let app = TestApp::spawn_with(&[("ROOM_CREATE_LIMIT", "1")]).await;
+    let alice = app.user("alice").await;
+    app.user("bob").await;
+    app.user("carol").await;
+    assert_eq!(
+        alice
+            .post_form("/dms", &[("username", "bob")])
+            .await
+            .status(),
+        303
+    );
+    let response = alice.post_form("/dms", &[("username", "carol")]).await;
+    assert_eq!(response.status(), 429);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("id=\"new-message-error\" class=\"error field-error\" role=\"alert\">"));
+    // Reopening a DM is never limited.
+    assert_eq!(
+        alice
+            .post_form("/dms", &[("username", "bob")])
+            .await
+            .status(),
+        303
+    );
+}
+
+async fn the_new_room_form_makes_a_private_room_and_shows_its_errors_on_itself() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let carol = app.user("carol").await;
+    let response = alice
+        .post_form(
+            "/rooms",
+            &[
+                ("name", "Book Club"),
+                ("private", "on"),
+                ("form", "new-room"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 303);
+    let target = location(&response);
+    assert!(target.starts_with("/rooms/p--"), "{target}");
+    let page = alice.get_page(&target).await;
+    assert!(page.contains("Book Club <span class=\"tag\">private</span></h1>"));
+    let slug = target.strip_prefix("/rooms/").unwrap();
+    let (rooms, _) = sidebar_links(&page);
+    assert_eq!(rooms, [link(slug, "Book Club", true)]);
+    assert!(!carol.get_page("/").await.contains(slug));
+
+    // Refused: the sidebar's form is open again, with the name, the box and the error.
+    let response = alice
+        .post_form(
+            "/rooms",
+            &[("name", "   "), ("private", "on"), ("form", "new-room")],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<details id=\"new-room\" class=\"side-form\" open>"));
+    assert!(page.contains("name=\"private\" value=\"on\" checked>"));
+    let error = page.split("id=\"new-room-error\"").nth(1).unwrap();
+    assert!(
+        error.starts_with(" class=\"error field-error\" role=\"alert\">"),
+        "{error}"
+    );
+    // The create-or-join form's own errors stay on it.
+    let response = alice.post_form("/rooms", &[("name", "   ")]).await;
+    let page = response.text().await.unwrap();
+    assert!(page.contains("<details id=\"new-room\" class=\"side-form\">"));
+    let error = page.split("id=\"room-name-error\"").nth(1).unwrap();
+    assert!(
+        error.starts_with(" class=\"error field-error\" role=\"alert\">"),
+        "{error}"
+    );
+}
+
 api_tests!(
     signed_out_visitors_are_sent_to_login_with_next,
     registering_through_the_form_signs_in_and_shows_the_room_list,
@@ -449,4 +818,10 @@ api_tests!(
     the_pages_load_every_client_module_and_every_import_is_served,
     static_files_have_content_versioned_urls_and_cache_headers,
     every_page_carries_the_policy_and_has_no_inline_script_or_style,
+    the_sidebar_lists_the_users_rooms_then_dms_and_marks_the_current_one,
+    a_private_room_is_in_no_page_of_someone_not_in_it,
+    moderation_controls_are_rendered_for_owners_and_moderators_only,
+    the_new_message_form_opens_one_dm_from_either_side,
+    the_new_message_form_says_when_too_many_rooms_were_made,
+    the_new_room_form_makes_a_private_room_and_shows_its_errors_on_itself,
 );

@@ -4,6 +4,7 @@
 //! with `--include-ignored` and `CHROME` set.
 
 mod driver;
+mod members;
 mod pages;
 mod reconnect;
 mod room;

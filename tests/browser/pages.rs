@@ -91,9 +91,10 @@ async fn the_keyboard_alone_is_enough() {
 
 #[tokio::test]
 #[ignore = "needs CHROME"]
-async fn the_pages_fit_a_phone_screen() {
+async fn the_pages_fit_a_phone_screen_and_the_sidebar_folds_into_a_menu() {
     let driver = Driver::start().await;
     let app = TestApp::spawn().await;
+    let carol = app.user("carol").await;
     let alice = driver.browser().await;
     alice
         .client
@@ -107,20 +108,101 @@ async fn the_pages_fit_a_phone_screen() {
     alice
         .enter_room("A room with a rather long name, on a phone")
         .await;
+    let (status, _) = carol
+        .post_json("/api/dms", &json!({ "username": "alice" }))
+        .await;
+    assert_eq!(status, 201);
     alice
         .say("hello from a small screen, with a long word: supercalifragilisticexpialidocious-and-then-some-more-of-it")
         .await;
     assert_eq!(alice.js(fits, vec![]).await, json!(true), "the room");
-    // The message box and its button are on screen; who is here sits above the messages.
+    // The message box and its button are on screen.
     let layout = alice
         .js(
             "const r = id => document.getElementById(id).getBoundingClientRect(); \
              return r('send').right <= innerWidth && r('send').bottom <= innerHeight \
-                 && r('body').bottom <= innerHeight \
-                 && r('members').bottom <= r('scroller').top",
+                 && r('body').bottom <= innerHeight",
             vec![],
         )
         .await;
     assert_eq!(layout, json!(true));
+
+    // The sidebar is folded away behind the Rooms button...
+    let sidebar_state = "const s = document.getElementById('sidebar'); \
+         const b = document.getElementById('menu-button'); \
+         return [getComputedStyle(s).display !== 'none', b.getAttribute('aria-expanded'), \
+                 b.getAttribute('aria-controls'), b.getBoundingClientRect().width > 0]";
+    assert_eq!(
+        alice.js(sidebar_state, vec![]).await,
+        json!([false, "false", "sidebar", true])
+    );
+    // ... which opens it from the keyboard: the focus goes to its first link, and each of
+    // its links is on screen and reachable.
+    tab_to(&alice, "menu-button").await;
+    alice.press(&[char::from(Key::Enter)]).await;
+    alice
+        .wait_for(
+            "the open sidebar, focused",
+            "return document.getElementById('sidebar').contains(document.activeElement) \
+                 && document.activeElement.id === 'browse-link'",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        alice.js(sidebar_state, vec![]).await,
+        json!([true, "true", "sidebar", true])
+    );
+    alice
+        .wait_for(
+            "Carol's DM in the sidebar",
+            "return document.querySelector('#side-dms a') !== null",
+            vec![],
+        )
+        .await;
+    let reachable = alice
+        .js(
+            "return [...document.querySelectorAll('#sidebar a')].map(a => { \
+               const r = a.getBoundingClientRect(); \
+               const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2); \
+               return [a.textContent, r.width > 0 && r.right <= innerWidth && r.bottom <= innerHeight \
+                                      && a.contains(hit)]; })",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        reachable,
+        json!([
+            ["Browse rooms", true],
+            ["A room with a rather long name, on a phone", true],
+            ["carol", true]
+        ])
+    );
+    alice.screenshot("phone.png").await;
+    // Escape folds it again, and the focus goes back to the button.
+    alice.press(&[char::from(Key::Escape)]).await;
+    assert_eq!(
+        alice.js(sidebar_state, vec![]).await,
+        json!([false, "false", "sidebar", true])
+    );
+    assert_eq!(focused_id(&alice).await, "menu-button");
+
+    // The members panel opens above the conversation with its own button.
+    alice.click("#members-button").await;
+    let members = alice
+        .js(
+            "const r = id => document.getElementById(id).getBoundingClientRect(); \
+             return document.getElementById('members-button').getAttribute('aria-expanded') === 'true' \
+                 && r('members').height > 0 && r('members').bottom <= r('scroller').top",
+            vec![],
+        )
+        .await;
+    assert_eq!(members, json!(true));
+
+    // A link in the sidebar works: to Carol's DM.
+    alice.click("#menu-button").await;
+    alice.click("#side-dms a").await;
+    alice.wait_connected().await;
+    assert!(alice.path().await.starts_with("/rooms/dm--"));
+    assert_eq!(alice.js(fits, vec![]).await, json!(true), "the DM");
     alice.close().await;
 }

@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 use crate::driver::{Browser, Driver};
 use natter_test_support::TestApp;
 
-/// The member list of a page, as shown.
+/// Who the members panel of a page shows online.
 async fn members(browser: &Browser) -> Vec<String> {
     let value = browser
         .js(
-            "return [...document.querySelectorAll('#members li')].map(li => li.dataset.user)",
+            "return [...document.querySelectorAll('#members li.online')].map(li => li.dataset.user)",
             vec![],
         )
         .await;
@@ -24,7 +24,7 @@ async fn wait_members(browser: &Browser, expected: &[&str]) {
     browser
         .wait_for(
             &format!("the members {expected:?}"),
-            "return JSON.stringify([...document.querySelectorAll('#members li')] \
+            "return JSON.stringify([...document.querySelectorAll('#members li.online')] \
                  .map(li => li.dataset.user)) === arguments[0]",
             vec![json!(serde_json::to_string(expected).unwrap())],
         )
@@ -65,6 +65,27 @@ async fn two_people_meet_in_a_room_and_talk_both_ways() {
     let bob = driver.browser().await;
     alice.register(&app, "alice").await;
     bob.register(&app, "bob").await;
+    // Carol writes to each of them, and has Alice in a private room: their sidebars show
+    // it (the screenshots too).
+    for (who, name) in [("alice", "Planning"), ("bob", "")] {
+        let (status, _) = carol
+            .post_json("/api/dms", &json!({ "username": who }))
+            .await;
+        assert_eq!(status, 201);
+        if !name.is_empty() {
+            let (_, room) = carol
+                .post_json("/api/rooms", &json!({ "name": name, "private": true }))
+                .await;
+            let slug = room["room"]["slug"].as_str().unwrap().to_owned();
+            let (status, _) = carol
+                .post_json(
+                    &format!("/api/rooms/{slug}/members"),
+                    &json!({ "username": who }),
+                )
+                .await;
+            assert_eq!(status, 204);
+        }
+    }
 
     // Alice creates the room through the form. Bob's room list, loaded before, shows it
     // by itself, with Alice online.
@@ -164,6 +185,14 @@ async fn two_people_meet_in_a_room_and_talk_both_ways() {
     // Bob leaves: Alice sees it; Bob's room list shows who is where and the last activity.
     bob.click("a.brand").await;
     wait_members(&alice, &["alice"]).await;
+    // Bob is still a member, shown offline.
+    alice
+        .wait_for(
+            "Bob offline in the members panel",
+            "return document.querySelector('#members li.offline[data-user=bob]') !== null",
+            vec![],
+        )
+        .await;
     bob.wait_for(
         "the room list with Book Club's last message",
         "const row = document.querySelector('#room-list tr[data-slug=\"book-club\"]'); \

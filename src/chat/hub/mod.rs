@@ -87,13 +87,16 @@ struct RoomEntry {
     presence_window_open: bool,
 }
 
+/// The close signals of some open sockets, by connection number.
+type Closers = HashMap<u64, watch::Sender<Option<CloseReason>>>;
+
 #[derive(Default)]
 struct HubState {
     rooms: HashMap<RoomId, RoomEntry>,
     /// Open sockets by session token hash, so a logout closes them.
-    sessions: HashMap<Bytes, HashMap<u64, watch::Sender<Option<CloseReason>>>>,
+    sessions: HashMap<Bytes, Closers>,
     /// Open sockets by room and user, so a removal closes them.
-    members: HashMap<(RoomId, UserId), HashMap<u64, watch::Sender<Option<CloseReason>>>>,
+    members: HashMap<(RoomId, UserId), Closers>,
     /// When each recent removal arrived here: a socket whose access was checked before
     /// then may have been let in by a check that missed it.
     removals: HashMap<(RoomId, UserId), Instant>,
