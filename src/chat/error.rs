@@ -39,6 +39,9 @@ pub enum ChatError {
     ClientIdReused,
     #[error("slow down: too many messages")]
     RateLimited { retry_after: Duration },
+    /// Over the room-creation limit (CONTRACT §9).
+    #[error("you have made too many rooms lately; try again later")]
+    TooManyRooms { retry_after: Duration },
     /// Over one connection's budget of frames that are not accepted sends (CONTRACT §7a).
     #[error("too many frames; slow down")]
     TooManyFrames { retry_after: Duration },
@@ -79,9 +82,9 @@ impl ChatError {
             ChatError::InvalidBody(_) | ChatError::InvalidFrame(_) => ErrorCode::InvalidFrame,
             ChatError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             ChatError::ClientIdReused => ErrorCode::ClientIdReused,
-            ChatError::RateLimited { .. } | ChatError::TooManyFrames { .. } => {
-                ErrorCode::RateLimited
-            }
+            ChatError::RateLimited { .. }
+            | ChatError::TooManyFrames { .. }
+            | ChatError::TooManyRooms { .. } => ErrorCode::RateLimited,
             ChatError::Forbidden(_) => ErrorCode::Forbidden,
             ChatError::Banned => ErrorCode::Banned,
             ChatError::InvalidTarget(_) => ErrorCode::InvalidTarget,
@@ -98,6 +101,7 @@ impl ChatError {
         match self {
             ChatError::RateLimited { retry_after }
             | ChatError::TooManyFrames { retry_after }
+            | ChatError::TooManyRooms { retry_after }
             | ChatError::TooManyAttempts { retry_after } => Some(*retry_after),
             _ => None,
         }

@@ -9,8 +9,11 @@ use super::ChatError;
 use crate::domain::UserId;
 use crate::ports::{Admission, RateLimiter, Rule, SendSlot};
 
-/// A refusal that asks to wait no longer than this is waited out (see [`Limiter::acquire`]).
+/// A refusal that asks to wait no longer than this is waited out (see [`Limiter::acquire`]),
+/// up to [`SLOT_ATTEMPTS`] times: a burst of that many requests at once still gets its
+/// places, and a request is never held for long.
 const SLOT_WAIT: Duration = Duration::from_millis(2);
+const SLOT_ATTEMPTS: usize = 32;
 
 #[derive(Clone)]
 pub(super) struct Limiter {
@@ -41,10 +44,11 @@ impl Limiter {
         loop {
             match self.try_acquire(rule, user).await {
                 // Accepted requests of a key need distinct milliseconds (they are its
-                // slots), so a rule without a gap of its own (room creation) would refuse
-                // a second request in the same millisecond: that wait is taken here.
+                // slots), so a rule without a gap of its own (room creation) refuses a
+                // request that comes in the same millisecond as another: that wait is
+                // taken here, also when several such requests queue for milliseconds.
                 Err(ChatError::RateLimited { retry_after })
-                    if retry_after <= SLOT_WAIT && attempts < 3 =>
+                    if retry_after <= SLOT_WAIT && attempts < SLOT_ATTEMPTS =>
                 {
                     attempts += 1;
                     tokio::time::sleep(retry_after).await;

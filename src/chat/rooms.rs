@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::access::{Access, RoomAccess};
-use super::limiter::Limiter;
+use super::limiter::{Granted, Limiter};
 use super::{store_call, ChatError};
 use crate::domain::{Role, Room, RoomKind, RoomName, Slug, User, Username};
 use crate::ports::{Added, DmPair, NewRoom, Presence, Rule, Store};
@@ -84,7 +84,7 @@ impl Rooms {
                 ))
             }
         };
-        let granted = self.limiter.acquire(&self.creates, user.id).await?;
+        let granted = self.admit_creation(user).await?;
         let new = NewRoom {
             slug: &slug,
             name: &name,
@@ -105,6 +105,16 @@ impl Rooms {
         }
         self.access.remember(&room);
         Ok((room, true))
+    }
+
+    /// A place under the room-creation limit.
+    async fn admit_creation(&self, user: &User) -> Result<Granted, ChatError> {
+        match self.limiter.acquire(&self.creates, user.id).await {
+            Err(ChatError::RateLimited { retry_after }) => {
+                Err(ChatError::TooManyRooms { retry_after })
+            }
+            outcome => outcome,
+        }
     }
 
     /// Makes `user` a member of the public `room` (a join); `Banned` if they are banned.
@@ -139,7 +149,7 @@ impl Rooms {
         if let Some(room) = store_call(self.store.find_dm(pair)).await? {
             return Ok((room, false));
         }
-        let granted = self.limiter.acquire(&self.creates, user.id).await?;
+        let granted = self.admit_creation(user).await?;
         let mut names = [user.username.as_str(), other.username.as_str()];
         names.sort_unstable();
         let name = names.join(", ");
@@ -346,17 +356,34 @@ mod tests {
         rooms.open_dm(&alice, "bob").await.unwrap();
         assert!(matches!(
             rooms.create(&alice, "Three", RoomKind::Private).await,
-            Err(ChatError::RateLimited { .. })
+            Err(ChatError::TooManyRooms { .. })
         ));
         assert!(matches!(
             rooms.create(&alice, "Three", RoomKind::Public).await,
-            Err(ChatError::RateLimited { .. })
+            Err(ChatError::TooManyRooms { .. })
         ));
         // Joins: an existing room, an open DM.
         let (_, created) = rooms.create(&alice, "old", RoomKind::Public).await.unwrap();
         assert!(!created);
         let (_, created) = rooms.open_dm(&alice, "BOB").await.unwrap();
         assert!(!created);
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_creations_within_the_limit_all_get_their_places() {
+        let Fixture { rooms, store, .. } = fixture(Limits::default());
+        let alice = user(&store, "alice").await;
+        let names: Vec<String> = (0..8).map(|n| format!("Burst {n}")).collect();
+        let made = futures_util::future::join_all(
+            names
+                .iter()
+                .map(|name| rooms.create(&alice, name, RoomKind::Public)),
+        )
+        .await;
+        assert!(
+            made.iter().all(|made| matches!(made, Ok((_, true)))),
+            "{made:?}"
+        );
     }
 
     #[tokio::test]
