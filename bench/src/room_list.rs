@@ -93,7 +93,8 @@ pub async fn run(ctx: Arc<Ctx>, args: RoomListArgs) -> Result<bool> {
                 async move {
                     let started = Instant::now();
                     let answer = get(ctx, viewer, path).await;
-                    (started.elapsed(), answer)
+                    let took = started.elapsed();
+                    (took, answer.map(|(status, body)| (status, parse(&body))))
                 }
             })
             .buffer_unordered(args.concurrency.max(1));
@@ -155,9 +156,8 @@ async fn make_rooms(ctx: &Ctx, users: &[User], tag: &str, n: usize) -> Result<Ve
     slugs.into_iter().collect()
 }
 
-/// `GET path` as `user`: the status and the body (JSON when it is JSON, else `null`),
-/// read to its end.
-async fn get(ctx: &Ctx, user: &User, path: &str) -> Result<(StatusCode, Value)> {
+/// `GET path` as `user`: the status and the body, read to its end.
+async fn get(ctx: &Ctx, user: &User, path: &str) -> Result<(StatusCode, Vec<u8>)> {
     let base = &ctx.targets[user.target].http;
     let response = ctx
         .http
@@ -168,7 +168,12 @@ async fn get(ctx: &Ctx, user: &User, path: &str) -> Result<(StatusCode, Value)> 
         .with_context(|| format!("GET {base}{path}"))?;
     let status = response.status();
     let body = response.bytes().await.context("reading the body")?;
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    Ok((status, body.to_vec()))
+}
+
+/// The body as JSON (`null` for a page); parsed after the request's time is taken.
+fn parse(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or(Value::Null)
 }
 
 /// How many rooms a `GET /api/rooms` answer lists.

@@ -6,6 +6,10 @@
 ALTER TABLE rooms ADD COLUMN dm_key TEXT;
 CREATE UNIQUE INDEX rooms_dm_key ON rooms (dm_key);
 
+-- The room list's order (adapters/sql.rs ROOM_LIST_ORDER, written the same): a user's list
+-- reads the newest rooms it may see and stops, instead of sorting every room per request.
+CREATE INDEX rooms_by_activity ON rooms (COALESCE(last_message_at, created_at) DESC, id DESC);
+
 -- Membership lasts until the member leaves or is removed (it is not presence): one row
 -- per user and room, written when they join, never per connection.
 CREATE TABLE memberships (

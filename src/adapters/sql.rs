@@ -127,7 +127,7 @@ pub(super) const ROOM_COLUMNS: &str = "id, slug, name, kind";
 pub(super) const ROOM_LIST_ORDER: &str = "COALESCE(last_message_at, created_at) DESC, id DESC";
 
 /// The store port's `list_rooms` in both stores' SQL, given their placeholders for the
-/// viewer, the limit and the offset; it selects [`ROOM_COLUMNS`], `last_message_at` and
+/// viewer, the limit and the offset; it selects [`ROOM_COLUMNS`], `last_message_at`, `created_at` and
 /// the viewer's `role`. Joined on the room and the viewer, the viewer's membership of a
 /// room is found by index, never by reading the room's memberships; with `members_only`
 /// the viewer's rooms come from `memberships_user` instead of every room.
@@ -144,7 +144,7 @@ pub(super) fn room_list_sql(members_only: bool, [viewer, limit, offset]: [&str; 
         )
     };
     format!(
-        "SELECT {ROOM_COLUMNS}, last_message_at, m.role FROM rooms \
+        "SELECT {ROOM_COLUMNS}, last_message_at, created_at, m.role FROM rooms \
          {join} memberships m ON m.room_id = rooms.id AND m.user_id = {viewer} {visible} \
          ORDER BY {ROOM_LIST_ORDER} LIMIT {limit} OFFSET {offset}"
     )

@@ -460,6 +460,7 @@ impl Store for PgStore {
             String,
             RoomKind,
             Option<DateTime<Utc>>,
+            DateTime<Utc>,
             Option<Role>,
         );
         let rows: Vec<Listed> = bounded(
@@ -473,7 +474,7 @@ impl Store for PgStore {
         Ok(rows
             .into_iter()
             .map(
-                |(id, slug, name, kind, last_message_at, role)| RoomSummary {
+                |(id, slug, name, kind, last_message_at, _created_at, role)| RoomSummary {
                     room: room_from_row((id, slug, name, kind)),
                     last_message_at,
                     role,
