@@ -506,18 +506,12 @@ impl Store for PgStore {
         bounded(async {
             let mut tx = self.pool.begin().await?;
             lock_room(&mut tx, room, RoomLock::Adding).await?;
-            let banned: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM bans WHERE room_id = $1 AND user_id = $2)",
-            )
-            .bind(room.0)
-            .bind(user.0)
-            .fetch_one(&mut *tx)
-            .await?;
-            if banned {
-                return Ok(Added::Banned);
-            }
+            // A statement of its own after the lock, so it sees a ban committed while the
+            // lock was awaited.
             let inserted = sqlx::query(
-                "INSERT INTO memberships (room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO memberships (room_id, user_id, role, joined_at) \
+                 SELECT $1, $2, $3, $4 \
+                 WHERE NOT EXISTS (SELECT 1 FROM bans WHERE room_id = $1 AND user_id = $2) \
                  ON CONFLICT (room_id, user_id) DO NOTHING",
             )
             .bind(room.0)
@@ -526,9 +520,20 @@ impl Store for PgStore {
             .bind(to_ms(Utc::now()))
             .execute(&mut *tx)
             .await?;
+            if inserted.rows_affected() == 1 {
+                tx.commit().await?;
+                return Ok(Added::Added);
+            }
+            let banned: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM bans WHERE room_id = $1 AND user_id = $2)",
+            )
+            .bind(room.0)
+            .bind(user.0)
+            .fetch_one(&mut *tx)
+            .await?;
             tx.commit().await?;
-            Ok(if inserted.rows_affected() == 1 {
-                Added::Added
+            Ok(if banned {
+                Added::Banned
             } else {
                 Added::AlreadyMember
             })

@@ -423,47 +423,28 @@ impl Store for SqliteStore {
 
     /// One statement checks the bans and inserts, under the write lock that keeps any ban
     /// out until it commits; the bans are read again only to say why nothing was added.
+    /// Through the writer, with the batch of whatever else is being written: a crowd
+    /// joining a public room for the first time adds its members in a few transactions
+    /// (a few fsyncs), not one each.
     async fn add_member(
         &self,
         room: RoomId,
         user: UserId,
         role: Role,
     ) -> Result<Added, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
-        let added = sqlx::query(
-            "INSERT INTO memberships (room_id, user_id, role, joined_at) \
-             SELECT ?1, ?2, ?3, ?4 \
-             WHERE NOT EXISTS (SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2) \
-             ON CONFLICT (room_id, user_id) DO NOTHING",
-        )
-        .bind(room.0)
-        .bind(user.0)
-        .bind(role)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(from_sqlx)?
-        .rows_affected()
-            == 1;
-        let outcome = if added {
-            Added::Added
-        } else {
-            let banned: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM bans WHERE room_id = ? AND user_id = ?)",
-            )
-            .bind(room.0)
-            .bind(user.0)
-            .fetch_one(&mut *tx)
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(writer::Job::AddMember {
+                room,
+                user,
+                role,
+                reply,
+            })
             .await
-            .map_err(from_sqlx)?;
-            if banned {
-                Added::Banned
-            } else {
-                Added::AlreadyMember
-            }
-        };
-        tx.commit().await.map_err(from_sqlx)?;
-        Ok(outcome)
+            .map_err(|_| unavailable(sqlx::Error::PoolClosed))?;
+        answer
+            .await
+            .map_err(|_| unavailable(sqlx::Error::PoolClosed))?
     }
 
     async fn set_role(&self, room: RoomId, user: UserId, role: Role) -> Result<bool, StoreError> {
@@ -677,6 +658,56 @@ mod tests {
     /// The room list looks the viewer's membership of each room up by index: one room
     /// never costs a scan of every membership. (PostgreSQL's plan depends on its
     /// statistics; it hashes the viewer's memberships, read by `memberships_user`, once.)
+    /// Members added on joining share the writer's batches with messages: one that the
+    /// store refuses (no such user) must fail alone.
+    #[tokio::test]
+    async fn a_refused_member_fails_alone_not_the_batch_it_shares() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("batch.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        let alice = store
+            .create_user(&Username::parse("alice").unwrap(), "x")
+            .await
+            .unwrap();
+        let name = crate::domain::RoomName::parse("General").unwrap();
+        let slug = name.slug();
+        let new = crate::ports::NewRoom {
+            slug: &slug,
+            name: &name,
+            kind: RoomKind::Public,
+            owner: alice.id,
+        };
+        let (room, _) = store.create_room(new).await.unwrap();
+        let message = |body: &str| NewMessage {
+            room: room.clone(),
+            user: alice.clone(),
+            body: crate::domain::MessageBody::parse(body).unwrap(),
+            client_id: None,
+        };
+        let (first, ghost, second) = tokio::join!(
+            store.append_message(message("one")),
+            store.add_member(room.id, UserId(999), Role::Member),
+            store.append_message(message("two")),
+        );
+        assert!(ghost.is_err());
+        assert!(first.is_ok() && second.is_ok());
+        assert_eq!(
+            store
+                .messages(&room, HistoryRange::Latest, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .add_member(room.id, alice.id, Role::Member)
+                .await
+                .unwrap(),
+            Added::AlreadyMember
+        );
+    }
+
     #[tokio::test]
     async fn the_room_list_never_scans_memberships() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
-//! Group commit: one task owns the write connection, takes every pending append, stores
-//! them in one transaction (one fsync for the batch) and then answers each sender.
+//! Group commit: one task owns the write connection, takes every pending append (and
+//! membership added on joining, CONTRACT §9), stores them in one transaction (one fsync
+//! for the batch) and then answers each sender.
 //!
 //! Per message, inside the transaction: look up `(user, client_id)` (a resend returns the
 //! stored message), else `UPDATE rooms … last_seq + 1 RETURNING` and `INSERT`. A failed
@@ -19,8 +20,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{from_sqlx, message_from_row, now_ms, time_from_ms, MESSAGE_COLUMNS};
-use crate::domain::{NewMessage, Seq};
-use crate::ports::{Appended, StoreError};
+use crate::domain::{NewMessage, Role, RoomId, Seq, UserId};
+use crate::ports::{Added, Appended, StoreError};
 
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -30,8 +31,33 @@ pub(super) enum Job {
         message: NewMessage,
         reply: oneshot::Sender<Result<Appended, StoreError>>,
     },
+    /// [`Store::add_member`](crate::ports::Store::add_member). Under a savepoint of its
+    /// own: a refused one (a user that does not exist) fails alone, not the batch.
+    AddMember {
+        room: RoomId,
+        user: UserId,
+        role: Role,
+        reply: oneshot::Sender<Result<Added, StoreError>>,
+    },
     /// Answers once a write transaction has committed (or why it could not).
     Probe(oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Job {
+    fn refuse(self, why: StoreError) {
+        match self {
+            Job::Append { reply, .. } => drop(reply.send(Err(why))),
+            Job::AddMember { reply, .. } => drop(reply.send(Err(why))),
+            Job::Probe(reply) => drop(reply.send(Err(why))),
+        }
+    }
+}
+
+/// What a job of a committed batch answers.
+enum Done {
+    Appended(Appended),
+    Added(Result<Added, sqlx::Error>),
+    Probed,
 }
 
 /// Which file the database is: a deleted or replaced file has another (or no) identity.
@@ -83,15 +109,19 @@ async fn run(
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         match commit(&mut connection, identity.as_ref(), &batch).await {
             Ok(results) => {
-                for (job, result) in batch.drain(..).zip(results) {
-                    match job {
-                        Job::Append { reply, .. } => {
-                            let _ = reply.send(result.ok_or_else(|| {
-                                StoreError::Unavailable("an append without a result".into())
-                            }));
+                for (job, done) in batch.drain(..).zip(results) {
+                    match (job, done) {
+                        (Job::Append { reply, .. }, Done::Appended(appended)) => {
+                            let _ = reply.send(Ok(appended));
                         }
-                        Job::Probe(reply) => {
+                        (Job::AddMember { reply, .. }, Done::Added(added)) => {
+                            let _ = reply.send(added.map_err(from_sqlx));
+                        }
+                        (Job::Probe(reply), Done::Probed) => {
                             let _ = reply.send(Ok(()));
+                        }
+                        (job, _) => {
+                            job.refuse(StoreError::Unavailable("a job without its result".into()))
                         }
                     }
                 }
@@ -102,14 +132,7 @@ async fn run(
                 let message = e.to_string();
                 let refusal = || StoreError::Unavailable(message.clone().into());
                 for job in batch.drain(..) {
-                    match job {
-                        Job::Append { reply, .. } => {
-                            let _ = reply.send(Err(refusal()));
-                        }
-                        Job::Probe(reply) => {
-                            let _ = reply.send(Err(refusal()));
-                        }
-                    }
+                    job.refuse(refusal());
                 }
             }
         }
@@ -117,12 +140,12 @@ async fn run(
     let _ = connection.close().await;
 }
 
-/// One result per job: the append's, or `None` for a probe.
+/// One result per job, in order.
 async fn commit(
     connection: &mut SqliteConnection,
     identity: Option<&FileIdentity>,
     batch: &[Job],
-) -> Result<Vec<Option<Appended>>, sqlx::Error> {
+) -> Result<Vec<Done>, sqlx::Error> {
     if let Some(identity) = identity {
         identity.still_there()?;
     }
@@ -133,10 +156,13 @@ async fn commit(
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         results.push(match job {
-            Job::Append { message, .. } => Some(append_one(connection, message).await?),
+            Job::Append { message, .. } => Done::Appended(append_one(connection, message).await?),
+            Job::AddMember {
+                room, user, role, ..
+            } => Done::Added(add_member(connection, *room, *user, *role).await?),
             Job::Probe(_) => {
                 probe(connection).await?;
-                None
+                Done::Probed
             }
         });
     }
@@ -155,6 +181,68 @@ async fn probe(connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         .execute(&mut *connection)
         .await?;
     Ok(())
+}
+
+/// Adds the member unless they are one or are banned: one statement, so the single
+/// writer sees no ban slip in between. The outer `Result` fails the batch (the connection
+/// could not even undo the savepoint); the inner one refuses this job alone.
+async fn add_member(
+    connection: &mut SqliteConnection,
+    room: RoomId,
+    user: UserId,
+    role: Role,
+) -> Result<Result<Added, sqlx::Error>, sqlx::Error> {
+    sqlx::query("SAVEPOINT add_member")
+        .execute(&mut *connection)
+        .await?;
+    let added = try_add_member(connection, room, user, role).await;
+    let end = if added.is_ok() {
+        "RELEASE add_member"
+    } else {
+        "ROLLBACK TO add_member"
+    };
+    sqlx::query(end).execute(&mut *connection).await?;
+    if added.is_err() {
+        sqlx::query("RELEASE add_member")
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(added)
+}
+
+async fn try_add_member(
+    connection: &mut SqliteConnection,
+    room: RoomId,
+    user: UserId,
+    role: Role,
+) -> Result<Added, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO memberships (room_id, user_id, role, joined_at) \
+         SELECT ?1, ?2, ?3, ?4 \
+         WHERE NOT EXISTS (SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2) \
+         ON CONFLICT (room_id, user_id) DO NOTHING",
+    )
+    .bind(room.0)
+    .bind(user.0)
+    .bind(role)
+    .bind(now_ms())
+    .execute(&mut *connection)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Added::Added);
+    }
+    let banned: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM bans WHERE room_id = ? AND user_id = ?)")
+            .bind(room.0)
+            .bind(user.0)
+            .fetch_one(&mut *connection)
+            .await?;
+    Ok(if banned {
+        Added::Banned
+    } else {
+        Added::AlreadyMember
+    })
 }
 
 async fn append_one(
