@@ -30,7 +30,7 @@ pub use hub::{CloseReason, Delivery, SharedFrame};
 pub use limits::Limits;
 pub use members::{BanListing, MemberListing, Members};
 pub use messages::{Ack, Messages};
-pub use rooms::{RoomList, RoomListing, Rooms};
+pub use rooms::{Entry, RoomList, RoomListing, Rooms};
 pub use visits::{Visit, Visits};
 
 use crate::ports::{Bus, RateLimiter, RoomState, Store, StoreError};

@@ -10,6 +10,8 @@ use super::access::{Access, RoomAccess};
 use super::limiter::{Granted, Limiter};
 use super::{store_call, ChatError};
 use crate::domain::{Role, Room, RoomKind, RoomName, Slug, User, Username};
+use tokio::task::JoinHandle;
+
 use crate::ports::{Added, DmPair, NewRoom, Presence, Rule, Store};
 
 /// Rooms: the store's, with presence for the list's online counts.
@@ -22,6 +24,28 @@ pub struct Rooms {
     creates: Rule,
     /// [`Limits::room_list_max`](super::Limits).
     list_max: usize,
+}
+
+/// A socket's way into a room, from [`Rooms::enter`].
+pub struct Entry {
+    pub access: RoomAccess,
+    /// The membership a first visit writes, still on its way.
+    recording: Option<JoinHandle<Result<Added, ChatError>>>,
+}
+
+impl Entry {
+    /// Waits until the membership is written: `Banned` when a ban came first.
+    pub async fn recorded(&mut self) -> Result<(), ChatError> {
+        let Some(recording) = self.recording.take() else {
+            return Ok(());
+        };
+        match recording.await {
+            Ok(Ok(Added::Added | Added::AlreadyMember)) => Ok(()),
+            Ok(Ok(Added::Banned)) => Err(ChatError::Banned),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(ChatError::Unavailable(Box::new(e))),
+        }
+    }
 }
 
 /// A room as the room list shows it.
@@ -169,16 +193,25 @@ impl Rooms {
         }
     }
 
-    /// [`Access::visible`], and opening a public room's socket makes the user a member
-    /// (written once: later connections find them one).
-    pub async fn enter(&self, user: &User, slug: &str) -> Result<RoomAccess, ChatError> {
+    /// [`Access::visible`], for a socket: opening a public room's socket makes the user a
+    /// member (written once: later connections find them one). That write starts here and
+    /// runs while the socket joins ([`Entry::recorded`]), so a crowd's first visit does
+    /// not wait for it on top of everything else.
+    pub async fn enter(&self, user: &User, slug: &str) -> Result<Entry, ChatError> {
         let mut access = self.access.visible(user, slug).await?;
+        let mut recording = None;
         if !access.is_member() {
-            self.join(user, access.room.clone()).await?;
+            if access.room.kind != RoomKind::Public {
+                return Err(ChatError::RoomNotFound);
+            }
+            let (store, room, user) = (self.store.clone(), access.room.id, user.id);
+            recording = Some(tokio::spawn(async move {
+                store_call(store.add_member(room, user, Role::Member)).await
+            }));
             access.membership = Some(Role::Member);
             access.acts_as = access.acts_as.or(Some(Role::Member));
         }
-        Ok(access)
+        Ok(Entry { access, recording })
     }
 
     /// A room by slug, for `user`: `RoomNotFound` unless it exists and they may see it

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::hub::{Hub, RoomChannel};
 use super::messages::RESUME_MAX;
-use super::{store_call, AuthSession, ChatError, CloseReason, Delivery, RoomAccess};
+use super::{store_call, AuthSession, ChatError, CloseReason, Delivery, Entry};
 use crate::domain::{HistoryRange, Message, Room, RoomId, Seq, User};
 use crate::ports::{Bus, BusEvent, Departure, MessageCache, Presence, Store};
 use crate::protocol::ServerFrame;
@@ -76,15 +76,16 @@ impl Visits {
         }
     }
 
-    /// Joins the room `access` (from [`Rooms::enter`](super::Rooms::enter)) lets the
-    /// session's user into.
+    /// Joins the room `entry` (from [`Rooms::enter`](super::Rooms::enter)) lets the
+    /// session's user into; a first visit's membership is written by then.
     pub async fn join(
         &self,
         session: &AuthSession,
-        access: RoomAccess,
+        mut entry: Entry,
         since: Option<Seq>,
     ) -> Result<Visit, ChatError> {
         let user = session.user.clone();
+        let access = entry.access.clone();
         let room = access.room;
         let attachment = self
             .hub
@@ -103,10 +104,10 @@ impl Visits {
             channel: attachment.channel,
         };
         self.metrics.ws_connections.inc();
-        match self
+        let entered = self
             .enter(&mut visit, attachment.first_for_user, since)
-            .await
-        {
+            .await;
+        match entered.and(entry.recorded().await) {
             Ok(()) => Ok(visit),
             Err(e) => {
                 self.leave(visit).await;

@@ -82,8 +82,8 @@ async fn upgrade(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     // Opening a public room's socket makes the user a member (CONTRACT §9).
-    let access = match state.chat.rooms().enter(&session.user, &slug).await {
-        Ok(access) => access,
+    let entry = match state.chat.rooms().enter(&session.user, &slug).await {
+        Ok(entry) => entry,
         Err(ChatError::RoomNotFound) => {
             return (StatusCode::NOT_FOUND, "no such room").into_response()
         }
@@ -135,7 +135,7 @@ async fn upgrade(
     let sockets = state.sockets.clone();
     handshake.accept(config, move |socket| {
         sockets.track_future(async move {
-            connection::run(socket, state, session, access, since).await;
+            connection::run(socket, state, session, entry, since).await;
             drop(place);
         })
     })

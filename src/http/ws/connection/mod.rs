@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frames::{self, Keep};
 use super::handshake::Socket as WebSocket;
-use crate::chat::{AuthSession, CloseReason, Delivery, RoomAccess, Visit};
+use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Entry, Visit};
 use crate::domain::Seq;
 use crate::http::AppState;
 use crate::protocol::{RoomView, ServerFrame, UserView};
@@ -55,14 +55,18 @@ pub async fn run(
     mut ws: WebSocket,
     state: AppState,
     session: AuthSession,
-    access: RoomAccess,
+    entry: Entry,
     since: Option<Seq>,
 ) {
-    let visit = match state.chat.visits().join(&session, access, since).await {
+    let visit = match state.chat.visits().join(&session, entry, since).await {
         Ok(visit) => visit,
         Err(e) => {
             let mut farewell = frames::text(error_frame(&e, None).to_json().as_bytes()).to_vec();
-            farewell.extend_from_slice(&frames::close(CLOSE_INTERNAL, "could not join the room"));
+            farewell.extend_from_slice(&match e {
+                // A ban that came while the socket was joining.
+                ChatError::Banned => frames::close(CLOSE_REMOVED, "you are banned from this room"),
+                _ => frames::close(CLOSE_INTERNAL, "could not join the room"),
+            });
             let _ =
                 tokio::time::timeout(CLOSE_WAIT, write_all(&mut ws, &farewell, &mut true)).await;
             return;
