@@ -10,10 +10,10 @@ use crate::domain::UserId;
 use crate::ports::{Admission, RateLimiter, Rule, SendSlot};
 
 /// A refusal that asks to wait no longer than this is waited out (see [`Limiter::acquire`]),
-/// up to [`SLOT_ATTEMPTS`] times: a burst of that many requests at once still gets its
-/// places, and a request is never held for long.
+/// for up to [`SLOT_PATIENCE`] in all: a burst of requests at once gets its places one
+/// millisecond after another, and no request is held for long.
 const SLOT_WAIT: Duration = Duration::from_millis(2);
-const SLOT_ATTEMPTS: usize = 32;
+const SLOT_PATIENCE: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub(super) struct Limiter {
@@ -40,7 +40,7 @@ impl Limiter {
 
     /// A place in `rule`'s window for `user`, or `RateLimited` with the wait.
     pub async fn acquire(&self, rule: &Rule, user: UserId) -> Result<Granted, ChatError> {
-        let mut attempts = 0;
+        let started = tokio::time::Instant::now();
         loop {
             match self.try_acquire(rule, user).await {
                 // Accepted requests of a key need distinct milliseconds (they are its
@@ -48,9 +48,8 @@ impl Limiter {
                 // request that comes in the same millisecond as another: that wait is
                 // taken here, also when several such requests queue for milliseconds.
                 Err(ChatError::RateLimited { retry_after })
-                    if retry_after <= SLOT_WAIT && attempts < SLOT_ATTEMPTS =>
+                    if retry_after <= SLOT_WAIT && started.elapsed() < SLOT_PATIENCE =>
                 {
-                    attempts += 1;
                     tokio::time::sleep(retry_after).await;
                 }
                 outcome => return outcome,
