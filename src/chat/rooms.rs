@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::access::{Access, RoomAccess};
 use super::limiter::{Granted, Limiter};
 use super::{store_call, ChatError};
-use crate::domain::{Role, Room, RoomKind, RoomName, Slug, User, Username};
+use crate::domain::{Role, Room, RoomId, RoomKind, RoomName, Slug, User, UserId, Username};
 use tokio::task::JoinHandle;
 
 use crate::ports::{Added, DmPair, NewRoom, Presence, Rule, Store};
@@ -29,14 +29,39 @@ pub struct Rooms {
 /// A socket's way into a room, from [`Rooms::enter`].
 pub struct Entry {
     pub access: RoomAccess,
-    /// The membership a first visit writes, still on its way.
-    recording: Option<JoinHandle<Result<Added, ChatError>>>,
+    /// The membership a first visit writes: started only once the socket is open, so a
+    /// refused upgrade makes no one a member.
+    recording: Recording,
+}
+
+enum Recording {
+    /// Already a member.
+    Nothing,
+    Due {
+        store: Arc<dyn Store>,
+        room: RoomId,
+        user: UserId,
+    },
+    Started(JoinHandle<Result<Added, ChatError>>),
 }
 
 impl Entry {
+    /// Starts writing the membership, to run while the socket joins.
+    pub fn start_recording(&mut self) {
+        if let Recording::Due { store, room, user } = &self.recording {
+            let (store, room, user) = (store.clone(), *room, *user);
+            self.recording = Recording::Started(tokio::spawn(async move {
+                store_call(store.add_member(room, user, Role::Member)).await
+            }));
+        }
+    }
+
     /// Waits until the membership is written: `Banned` when a ban came first.
     pub async fn recorded(&mut self) -> Result<(), ChatError> {
-        let Some(recording) = self.recording.take() else {
+        self.start_recording();
+        let Recording::Started(recording) =
+            std::mem::replace(&mut self.recording, Recording::Nothing)
+        else {
             return Ok(());
         };
         match recording.await {
@@ -194,20 +219,21 @@ impl Rooms {
     }
 
     /// [`Access::visible`], for a socket: opening a public room's socket makes the user a
-    /// member (written once: later connections find them one). That write starts here and
-    /// runs while the socket joins ([`Entry::recorded`]), so a crowd's first visit does
-    /// not wait for it on top of everything else.
+    /// member (written once: later connections find them one). That write runs while the
+    /// socket joins ([`Entry::start_recording`], [`Entry::recorded`]), so a crowd's first
+    /// visit does not wait for it on top of everything else.
     pub async fn enter(&self, user: &User, slug: &str) -> Result<Entry, ChatError> {
         let mut access = self.access.visible(user, slug).await?;
-        let mut recording = None;
+        let mut recording = Recording::Nothing;
         if !access.is_member() {
             if access.room.kind != RoomKind::Public {
                 return Err(ChatError::RoomNotFound);
             }
-            let (store, room, user) = (self.store.clone(), access.room.id, user.id);
-            recording = Some(tokio::spawn(async move {
-                store_call(store.add_member(room, user, Role::Member)).await
-            }));
+            recording = Recording::Due {
+                store: self.store.clone(),
+                room: access.room.id,
+                user: user.id,
+            };
             access.membership = Some(Role::Member);
             access.acts_as = access.acts_as.or(Some(Role::Member));
         }

@@ -84,6 +84,7 @@ impl Visits {
         mut entry: Entry,
         since: Option<Seq>,
     ) -> Result<Visit, ChatError> {
+        entry.start_recording();
         let user = session.user.clone();
         let access = entry.access.clone();
         let room = access.room;

@@ -549,6 +549,22 @@ async fn room_creation_is_limited_and_joining_is_not() {
     assert_eq!(status, 201, "the limit is per user");
 }
 
+/// Opening a public room's socket makes one a member, but only a socket that opens.
+async fn a_refused_upgrade_makes_no_one_a_member() {
+    let app = TestApp::spawn_with(&[("MAX_SOCKETS_PER_USER", "1")]).await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let first = alice.create_room("First").await;
+    let second = alice.create_room("Second").await;
+    let _open = bob.connect(&first).await;
+    assert_eq!(
+        bob.open(&format!("/ws/rooms/{second}"), None).await.err(),
+        Some(429)
+    );
+    assert!(listed(&bob, "?member=true", &first).await.is_some());
+    assert_eq!(listed(&bob, "?member=true", &second).await, None);
+}
+
 async fn bad_input_gets_the_contracts_error_and_changes_nothing() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
@@ -599,5 +615,6 @@ api_tests!(
     in_a_private_room_a_banned_user_finds_nothing,
     admins_act_as_owners_where_they_may_see,
     room_creation_is_limited_and_joining_is_not,
+    a_refused_upgrade_makes_no_one_a_member,
     bad_input_gets_the_contracts_error_and_changes_nothing,
 );
