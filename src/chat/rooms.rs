@@ -29,8 +29,8 @@ pub struct Rooms {
 /// A socket's way into a room, from [`Rooms::enter`].
 pub struct Entry {
     pub access: RoomAccess,
-    /// The membership a first visit writes: started only once the socket is open, so a
-    /// refused upgrade makes no one a member.
+    /// The membership a first visit writes: started only once the upgrade is accepted, so
+    /// a refused one makes no one a member.
     recording: Recording,
 }
 
@@ -46,7 +46,8 @@ enum Recording {
 }
 
 impl Entry {
-    /// Starts writing the membership, to run while the socket joins.
+    /// Starts writing the membership, to run while the upgrade completes and the socket
+    /// joins.
     pub fn start_recording(&mut self) {
         if let Recording::Due { store, room, user } = &self.recording {
             let (store, room, user) = (store.clone(), *room, *user);

@@ -82,7 +82,7 @@ async fn upgrade(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     // Opening a public room's socket makes the user a member (CONTRACT §9).
-    let entry = match state.chat.rooms().enter(&session.user, &slug).await {
+    let mut entry = match state.chat.rooms().enter(&session.user, &slug).await {
         Ok(entry) => entry,
         Err(ChatError::RoomNotFound) => {
             return (StatusCode::NOT_FOUND, "no such room").into_response()
@@ -123,6 +123,8 @@ async fn upgrade(
                 .into_response();
         }
     };
+    // The upgrade will happen: a first visit's membership is written meanwhile.
+    entry.start_recording();
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES))
