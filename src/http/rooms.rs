@@ -17,7 +17,7 @@ use super::security::verify_csrf;
 use super::views::SideForm;
 use super::AppState;
 use crate::chat::ChatError;
-use crate::domain::{HistoryRequest, Role, Room, RoomKind};
+use crate::domain::{HistoryRequest, Role, Room, RoomKind, User};
 use crate::protocol::{MessageView, RoomView};
 
 pub(super) fn router() -> Router<AppState> {
@@ -64,45 +64,64 @@ async fn create_submit(
     let Some(session) = session else {
         return Ok(login_redirect("/"));
     };
+    let form = checked_form(&state, &headers, form, |form: &CreateForm| &form.csrf)?;
+    let private = form.private.is_some();
+    let made = state
+        .chat
+        .rooms()
+        .create(&session.user, &form.name, kind_of(private))
+        .await;
+    let forms = |error| {
+        if form.form == "new-room" {
+            BrowseForms {
+                new_room: SideForm {
+                    value: form.name,
+                    private,
+                    error: Some(error),
+                },
+                ..BrowseForms::default()
+            }
+        } else {
+            BrowseForms {
+                room_name: form.name,
+                error: Some(error),
+                ..BrowseForms::default()
+            }
+        }
+    };
+    room_or_browse_page(&state, &headers, over_https, session.user, made, forms).await
+}
+
+/// A form of a signed-in page, read, with its CSRF token checked.
+fn checked_form<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: Result<Form<T>, FormRejection>,
+    csrf: impl Fn(&T) -> &str,
+) -> Result<T, PageError> {
     let Form(form) = form.map_err(|e| {
         Refusal::bad_request(format!("the form could not be read: {e}"), Wants::Html)
     })?;
-    verify_csrf(&state.secret_key, &headers, &form.csrf)?;
-    let kind = kind_of(form.private.is_some());
-    match state
-        .chat
-        .rooms()
-        .create(&session.user, &form.name, kind)
-        .await
-    {
+    verify_csrf(&state.secret_key, headers, csrf(&form))?;
+    Ok(form)
+}
+
+/// What a form that makes or opens a room answers: `303` to the room, or the browse page
+/// again with the refusal where `forms` puts it (an outage is an error page).
+async fn room_or_browse_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    over_https: bool,
+    user: User,
+    made: Result<(Room, bool), ChatError>,
+    forms: impl FnOnce(String) -> BrowseForms,
+) -> Result<Response, PageError> {
+    match made {
         Ok((room, _)) => Ok(Redirect::to(&format!("/rooms/{}", room.slug)).into_response()),
         Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
         Err(e) => {
-            let forms = if form.form == "new-room" {
-                BrowseForms {
-                    new_room: SideForm {
-                        value: form.name,
-                        private: form.private.is_some(),
-                        error: Some(e.to_string()),
-                    },
-                    ..BrowseForms::default()
-                }
-            } else {
-                BrowseForms {
-                    room_name: form.name,
-                    error: Some(e.to_string()),
-                    ..BrowseForms::default()
-                }
-            };
-            room_list_page(
-                &state,
-                &headers,
-                over_https,
-                session.user,
-                status_of(&e),
-                forms,
-            )
-            .await
+            let forms = forms(e.to_string());
+            room_list_page(state, headers, over_https, user, status_of(&e), forms).await
         }
     }
 }
@@ -127,38 +146,21 @@ async fn dm_submit(
     let Some(session) = session else {
         return Ok(login_redirect("/"));
     };
-    let Form(form) = form.map_err(|e| {
-        Refusal::bad_request(format!("the form could not be read: {e}"), Wants::Html)
-    })?;
-    verify_csrf(&state.secret_key, &headers, &form.csrf)?;
-    match state
+    let form = checked_form(&state, &headers, form, |form: &DmForm| &form.csrf)?;
+    let opened = state
         .chat
         .rooms()
         .open_dm(&session.user, &form.username)
-        .await
-    {
-        Ok((room, _)) => Ok(Redirect::to(&format!("/rooms/{}", room.slug)).into_response()),
-        Err(e @ ChatError::Unavailable(_)) => Err(e.into()),
-        Err(e) => {
-            let forms = BrowseForms {
-                new_message: SideForm {
-                    value: form.username,
-                    private: false,
-                    error: Some(e.to_string()),
-                },
-                ..BrowseForms::default()
-            };
-            room_list_page(
-                &state,
-                &headers,
-                over_https,
-                session.user,
-                status_of(&e),
-                forms,
-            )
-            .await
-        }
-    }
+        .await;
+    let forms = |error| BrowseForms {
+        new_message: SideForm {
+            value: form.username,
+            private: false,
+            error: Some(error),
+        },
+        ..BrowseForms::default()
+    };
+    room_or_browse_page(&state, &headers, over_https, session.user, opened, forms).await
 }
 
 #[derive(Deserialize)]
