@@ -3,14 +3,13 @@
 // sidebar, not here).
 
 import { el } from "./dom.js";
+import { pollWhileVisible } from "./poll.js";
 import { setTime } from "./time.js";
 
 const REFRESH_MS = 10000;
 
 export function startRoomList({ table, empty, truncated }) {
   const tbody = table.tBodies[0];
-  let timer = 0;
-  let busy = false;
 
   for (const time of table.querySelectorAll("time")) setTime(time, time.dateTime);
 
@@ -57,33 +56,16 @@ export function startRoomList({ table, empty, truncated }) {
     if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
   }
 
-  async function refresh() {
-    clearTimeout(timer);
-    if (busy) return;
-    busy = true;
-    try {
-      const response = await fetch("/api/rooms", { cache: "no-store" });
-      if (response.status === 401) {
-        location.href = "/login?next=/";
-        return;
-      }
-      if (response.ok) {
-        const list = await response.json();
-        render((list.rooms || []).filter((room) => (room.kind || "public") === "public"));
-        truncated.hidden = !list.truncated;
-      }
-    } catch (_) {
-      // Offline for now: the next round tries again.
-    } finally {
-      busy = false;
+  pollWhileVisible(async () => {
+    const response = await fetch("/api/rooms", { cache: "no-store" });
+    if (response.status === 401) {
+      location.href = "/login?next=/";
+      return;
     }
-    if (!document.hidden) timer = setTimeout(refresh, REFRESH_MS);
-  }
-
-  // No polling in a background tab; a returning reader gets fresh numbers at once.
-  document.addEventListener("visibilitychange", () => {
-    if (document.hidden) clearTimeout(timer);
-    else refresh();
-  });
-  timer = setTimeout(refresh, REFRESH_MS);
+    if (response.ok) {
+      const list = await response.json();
+      render((list.rooms || []).filter((room) => (room.kind || "public") === "public"));
+      truncated.hidden = !list.truncated;
+    }
+  }, REFRESH_MS);
 }

@@ -5,6 +5,7 @@
 // the header's Rooms button. Names go in as textContent only.
 
 import { $, el } from "./dom.js";
+import { pollWhileVisible } from "./poll.js";
 import { checkRoomNames } from "./room-name.js";
 
 const REFRESH_MS = 5000;
@@ -31,8 +32,6 @@ export function startSidebar({ current } = {}) {
     dms: { list: $("side-dms"), empty: $("side-dms-empty") },
   };
   let shown = ""; // what the lists show, to leave them alone when nothing changed
-  let timer = 0;
-  let busy = false;
 
   startMenu(sidebar, $("menu-button"));
   checkRoomNames({ form: $("new-room-form"), input: $("new-room-name"), error: $("new-room-error") });
@@ -75,26 +74,10 @@ export function startSidebar({ current } = {}) {
     }
   }
 
-  async function refresh() {
-    clearTimeout(timer);
-    if (busy) return;
-    busy = true;
-    try {
-      const response = await fetch("/api/rooms?member=true", { cache: "no-store" });
-      if (response.ok) render((await response.json()).rooms || []);
-    } catch (_) {
-      // Offline for now: the next round tries again.
-    } finally {
-      busy = false;
-    }
-    if (!document.hidden) timer = setTimeout(refresh, REFRESH_MS);
-  }
-
-  document.addEventListener("visibilitychange", () => {
-    if (document.hidden) clearTimeout(timer);
-    else refresh();
-  });
-  timer = setTimeout(refresh, REFRESH_MS);
+  const refresh = pollWhileVisible(async () => {
+    const response = await fetch("/api/rooms?member=true", { cache: "no-store" });
+    if (response.ok) render((await response.json()).rooms || []);
+  }, REFRESH_MS);
   return { refresh };
 }
 
