@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use super::access::{Access, RoomAccess};
-use super::{store_call, ChatError};
-use crate::domain::{Role, RoomKind, User, Username};
+use super::{store_call, user_named, ChatError};
+use crate::domain::{Role, RoomKind, User};
 use crate::ports::{Added, Bus, BusEvent, Presence, Store};
 
 /// A member as the members list shows them.
@@ -252,10 +252,7 @@ impl Members {
     }
 
     async fn user(&self, username: &str) -> Result<User, ChatError> {
-        let name = Username::parse(username.trim()).map_err(|_| ChatError::UnknownUser)?;
-        store_call(self.store.find_user(&name))
-            .await?
-            .ok_or(ChatError::UnknownUser)
+        user_named(&*self.store, username).await
     }
 
     /// Tells every process to close the user's sockets to the room.

@@ -151,6 +151,15 @@ impl ChatService {
     }
 }
 
+/// The user someone named: `UnknownUser` for a name no account has (or could have).
+async fn user_named(store: &dyn Store, username: &str) -> Result<crate::domain::User, ChatError> {
+    let name =
+        crate::domain::Username::parse(username.trim()).map_err(|_| ChatError::UnknownUser)?;
+    store_call(store.find_user(&name))
+        .await?
+        .ok_or(ChatError::UnknownUser)
+}
+
 /// Runs a store call with the service's deadline; a timeout is `Unavailable`.
 async fn store_call<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result<T, ChatError> {
     match tokio::time::timeout(STORE_TIMEOUT, call).await {

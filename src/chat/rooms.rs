@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 
 use super::access::{Access, RoomAccess};
 use super::limiter::{Granted, Limiter};
-use super::{store_call, ChatError};
-use crate::domain::{Role, Room, RoomId, RoomKind, RoomName, Slug, User, UserId, Username};
+use super::{store_call, user_named, ChatError};
+use crate::domain::{Role, Room, RoomId, RoomKind, RoomName, Slug, User, UserId};
 use tokio::task::JoinHandle;
 
 use crate::ports::{Added, DmPair, NewRoom, Presence, Rule, Store};
@@ -186,10 +186,7 @@ impl Rooms {
     /// The DM between `user` and `username`, opened now (both become its members) or
     /// already open; `true` when new. Only a new one counts against the creation limit.
     pub async fn open_dm(&self, user: &User, username: &str) -> Result<(Room, bool), ChatError> {
-        let other = Username::parse(username.trim()).map_err(|_| ChatError::UnknownUser)?;
-        let other = store_call(self.store.find_user(&other))
-            .await?
-            .ok_or(ChatError::UnknownUser)?;
+        let other = user_named(&*self.store, username).await?;
         if other.id == user.id {
             return Err(ChatError::InvalidTarget(
                 "a direct message is with someone else",
@@ -315,6 +312,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryBus, MemoryRateLimiter, MemoryRoomState, MemoryStore};
     use crate::chat::{Admins, Limits, Ports};
+    use crate::domain::Username;
 
     /// An area is its ports and its rules: testable on the in-process adapters alone.
     struct Fixture {
