@@ -6,6 +6,7 @@
 //! user's sockets to the room with `4403` (the hub keeps it a while, for a socket that
 //! was still joining).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::access::{Access, RoomAccess};
@@ -55,11 +56,14 @@ impl Members {
             store_call(self.store.members(room)),
             self.presence.members(room)
         );
-        let online = online.unwrap_or_else(|e| {
-            // The list is still right without who is online.
-            tracing::warn!(error = %e, "presence unavailable for the members list");
-            Vec::new()
-        });
+        let online: HashSet<String> = online
+            .unwrap_or_else(|e| {
+                // The list is still right without who is online.
+                tracing::warn!(error = %e, "presence unavailable for the members list");
+                Vec::new()
+            })
+            .into_iter()
+            .collect();
         let mut members: Vec<_> = members?
             .into_iter()
             .map(|member| MemberListing {
