@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use crate::domain::{Role, RoomKind, Seq};
+use crate::domain::{Role, RoomKind, RoomScope, Seq};
 use crate::ports::StoreError;
 
 // `SQLITE_MIGRATIONS` and `POSTGRES_MIGRATIONS`: every file of `migrations/<store>/`, in
@@ -129,19 +129,18 @@ pub(super) const ROOM_LIST_ORDER: &str = "COALESCE(last_message_at, created_at) 
 /// The store port's `list_rooms` in both stores' SQL, given their placeholders for the
 /// viewer, the limit and the offset; it selects [`ROOM_COLUMNS`], `last_message_at`, `created_at` and
 /// the viewer's `role`. Joined on the room and the viewer, the viewer's membership of a
-/// room is found by index, never by reading the room's memberships; with `members_only`
-/// the viewer's rooms come from `memberships_user` instead of every room.
-pub(super) fn room_list_sql(members_only: bool, [viewer, limit, offset]: [&str; 3]) -> String {
-    let (join, visible) = if members_only {
-        ("JOIN", String::new())
-    } else {
-        (
+/// room is found by index, never by reading the room's memberships; for
+/// [`RoomScope::Joined`] the viewer's rooms come from `memberships_user` instead of every
+/// room.
+pub(super) fn room_list_sql(scope: RoomScope, [viewer, limit, offset]: [&str; 3]) -> String {
+    let public = RoomKind::Public.as_str();
+    let (join, visible) = match scope {
+        RoomScope::Joined => ("JOIN", String::new()),
+        RoomScope::Visible => (
             "LEFT JOIN",
-            format!(
-                "WHERE kind = '{}' OR m.user_id IS NOT NULL",
-                RoomKind::Public.as_str()
-            ),
-        )
+            format!("WHERE kind = '{public}' OR m.user_id IS NOT NULL"),
+        ),
+        RoomScope::Public => ("LEFT JOIN", format!("WHERE kind = '{public}'")),
     };
     format!(
         "SELECT {ROOM_COLUMNS}, last_message_at, created_at, m.role FROM rooms \
@@ -211,11 +210,14 @@ pub(super) async fn assert_old_room_upgraded(store: &dyn crate::ports::Store) {
         store.standing(general.id, alice.id).await.unwrap(),
         crate::ports::Standing::default()
     );
-    let listed = store.list_rooms(alice.id, false, 0, 10).await.unwrap();
+    let listed = store
+        .list_rooms(alice.id, RoomScope::Visible, 0, 10)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((&listed[0].room, listed[0].role), (&general, None));
     assert!(store
-        .list_rooms(alice.id, true, 0, 10)
+        .list_rooms(alice.id, RoomScope::Joined, 0, 10)
         .await
         .unwrap()
         .is_empty());

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::first_visits::FirstVisits;
 use super::{store_call, ChatError};
 use crate::domain::{Role, Room, RoomKind, Slug, User, Username};
 use crate::ports::{Standing, Store};
@@ -64,21 +65,29 @@ pub(super) struct Access {
     store: Arc<dyn Store>,
     admins: Arc<Admins>,
     known: Arc<KnownRooms>,
+    first_visits: Arc<FirstVisits>,
 }
 
 impl Access {
     pub fn new(store: Arc<dyn Store>, admins: Admins) -> Access {
         Access {
+            first_visits: FirstVisits::new(store.clone()),
             store,
             admins: Arc::new(admins),
             known: Arc::default(),
         }
     }
 
+    /// The memberships first visits are writing on this process.
+    pub fn first_visits(&self) -> &Arc<FirstVisits> {
+        &self.first_visits
+    }
+
     /// A room by slug, for `user`: `RoomNotFound` unless it exists and they may see it,
     /// `Banned` from a public room they are banned from.
     pub async fn visible(&self, user: &User, slug: &str) -> Result<RoomAccess, ChatError> {
         let room = self.find(slug).await?;
+        self.first_visits.settled(room.id, user.id).await;
         self.check(user, room).await
     }
 

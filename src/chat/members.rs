@@ -52,6 +52,7 @@ impl Members {
     pub async fn list(&self, user: &User, slug: &str) -> Result<Vec<MemberListing>, ChatError> {
         let access = self.access.visible(user, slug).await?;
         let room = access.room.id;
+        self.access.first_visits().settled_for_room(room).await;
         let (members, online) = tokio::join!(
             store_call(self.store.members(room)),
             self.presence.members(room)

@@ -10,6 +10,7 @@ mod access;
 mod accounts;
 mod budget;
 mod error;
+mod first_visits;
 mod hub;
 mod limiter;
 mod limits;

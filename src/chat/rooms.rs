@@ -7,11 +7,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::access::{Access, RoomAccess};
+use super::first_visits::FirstVisits;
 use super::limiter::{Granted, Limiter};
 use super::{store_call, user_named, ChatError};
-use crate::domain::{Role, Room, RoomId, RoomKind, RoomName, Slug, User, UserId};
-use tokio::task::JoinHandle;
-
+use crate::domain::{Role, Room, RoomId, RoomKind, RoomName, RoomScope, Slug, User, UserId};
 use crate::ports::{Added, DmPair, NewRoom, Presence, Rule, Store};
 
 /// Rooms: the store's, with presence for the list's online counts.
@@ -31,46 +30,20 @@ pub struct Entry {
     pub access: RoomAccess,
     /// The membership a first visit writes: started only once the upgrade is accepted, so
     /// a refused one makes no one a member.
-    recording: Recording,
-}
-
-enum Recording {
-    /// Already a member.
-    Nothing,
-    Due {
-        store: Arc<dyn Store>,
-        room: RoomId,
-        user: UserId,
-    },
-    Started(JoinHandle<Result<Added, ChatError>>),
+    first_visit: Option<(Arc<FirstVisits>, RoomId, UserId)>,
 }
 
 impl Entry {
-    /// Starts writing the membership, to run while the upgrade completes and the socket
-    /// joins.
+    /// Starts writing a first visit's membership, behind the socket ([`FirstVisits`]).
     pub fn start_recording(&mut self) {
-        if let Recording::Due { store, room, user } = &self.recording {
-            let (store, room, user) = (store.clone(), *room, *user);
-            self.recording = Recording::Started(tokio::spawn(async move {
-                store_call(store.add_member(room, user, Role::Member)).await
-            }));
+        if let Some((first_visits, room, user)) = self.first_visit.take() {
+            first_visits.record(room, user);
         }
     }
 
-    /// Waits until the membership is written: `Banned` when a ban came first.
-    pub async fn recorded(&mut self) -> Result<(), ChatError> {
-        self.start_recording();
-        let Recording::Started(recording) =
-            std::mem::replace(&mut self.recording, Recording::Nothing)
-        else {
-            return Ok(());
-        };
-        match recording.await {
-            Ok(Ok(Added::Added | Added::AlreadyMember)) => Ok(()),
-            Ok(Ok(Added::Banned)) => Err(ChatError::Banned),
-            Ok(Err(e)) => Err(e),
-            Err(e) => Err(ChatError::Unavailable(Box::new(e))),
-        }
+    /// Whether this socket's visit is the user's first, and so makes them a member.
+    pub fn is_first_visit(&self) -> bool {
+        self.first_visit.is_some()
     }
 }
 
@@ -217,25 +190,23 @@ impl Rooms {
     }
 
     /// [`Access::visible`], for a socket: opening a public room's socket makes the user a
-    /// member (written once: later connections find them one). That write runs while the
-    /// socket joins ([`Entry::start_recording`], [`Entry::recorded`]), so a crowd's first
-    /// visit does not wait for it on top of everything else.
+    /// member, written once (later connections find them one) and behind the socket
+    /// ([`Entry::start_recording`]), so that a crowd's first visit does not wait for it.
     pub async fn enter(&self, user: &User, slug: &str) -> Result<Entry, ChatError> {
         let mut access = self.access.visible(user, slug).await?;
-        let mut recording = Recording::Nothing;
+        let mut first_visit = None;
         if !access.is_member() {
             if access.room.kind != RoomKind::Public {
                 return Err(ChatError::RoomNotFound);
             }
-            recording = Recording::Due {
-                store: self.store.clone(),
-                room: access.room.id,
-                user: user.id,
-            };
+            first_visit = Some((self.access.first_visits().clone(), access.room.id, user.id));
             access.membership = Some(Role::Member);
             access.acts_as = access.acts_as.or(Some(Role::Member));
         }
-        Ok(Entry { access, recording })
+        Ok(Entry {
+            access,
+            first_visit,
+        })
     }
 
     /// A room by slug, for `user`: `RoomNotFound` unless it exists and they may see it
@@ -244,22 +215,20 @@ impl Rooms {
         self.access.visible(user, slug).await
     }
 
-    /// The rooms `viewer` may see (every public room and theirs; with `members_only`
-    /// just theirs), at most [`Limits::room_list_max`](super::Limits), most recently
+    /// The rooms of `scope` for `viewer`, at most [`Limits::room_list_max`](super::Limits), most recently
     /// active first, only those whose name contains `name_contains` (case-insensitive)
     /// when it is given.
     pub async fn list(
         &self,
         viewer: &User,
-        members_only: bool,
+        scope: RoomScope,
         name_contains: Option<&str>,
     ) -> Result<RoomList, ChatError> {
+        // A room the viewer has just visited is listed with their role.
+        self.access.first_visits().settled_for_user(viewer.id).await;
         let most = self.list_max;
         let wanted = most + 1;
-        let page = |offset, limit| {
-            self.store
-                .list_rooms(viewer.id, members_only, offset, limit)
-        };
+        let page = |offset, limit| self.store.list_rooms(viewer.id, scope, offset, limit);
         let mut rooms = Vec::new();
         match name_contains.map(str::to_lowercase) {
             None => rooms = store_call(page(0, wanted)).await?,
@@ -398,8 +367,40 @@ mod tests {
             rooms.enter(&bob, &private.slug).await,
             Err(ChatError::RoomNotFound)
         ));
-        let mine = rooms.list(&bob, false, None).await.unwrap();
+        let mine = rooms.list(&bob, RoomScope::Visible, None).await.unwrap();
         assert!(mine.rooms.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_first_visit_makes_a_member_once_and_the_users_next_reads_see_it() {
+        let Fixture { rooms, store, .. } = fixture(Limits::default());
+        let alice = user(&store, "alice").await;
+        let bob = user(&store, "bob").await;
+        let (lobby, _) = rooms
+            .create(&alice, "Lobby", RoomKind::Public)
+            .await
+            .unwrap();
+
+        // An upgrade refused after the access check writes nothing.
+        let refused = rooms.enter(&bob, "lobby").await.unwrap();
+        assert!(refused.is_first_visit());
+        drop(refused);
+        tokio::task::yield_now().await;
+        assert_eq!(store.standing(lobby.id, bob.id).await.unwrap().role, None);
+
+        // The write runs behind the socket; the user's own reads on this process wait
+        // for it, so the room is listed as theirs at once.
+        let mut entry = rooms.enter(&bob, "lobby").await.unwrap();
+        assert_eq!(entry.access.acts_as, Some(Role::Member));
+        entry.start_recording();
+        let mine = rooms.list(&bob, RoomScope::Joined, None).await.unwrap();
+        let listed: Vec<_> = mine.rooms.iter().map(|r| (&r.room, r.role)).collect();
+        assert_eq!(listed, [(&lobby, Some(Role::Member))]);
+
+        // Later sockets find a member and write nothing.
+        let again = rooms.enter(&bob, "lobby").await.unwrap();
+        assert!(!again.is_first_visit());
+        assert_eq!(again.access.membership, Some(Role::Member));
     }
 
     #[tokio::test]
@@ -461,13 +462,16 @@ mod tests {
         for name in ["Alpha", "Beta", "Gamma"] {
             rooms.create(&alice, name, RoomKind::Public).await.unwrap();
         }
-        let all = rooms.list(&alice, false, None).await.unwrap();
+        let all = rooms.list(&alice, RoomScope::Visible, None).await.unwrap();
         assert_eq!(all.rooms.len(), 2);
         assert!(all.truncated);
 
         let alpha = rooms.visible(&alice, "alpha").await.unwrap().room;
         presence.join(alpha.id, &alice).await.unwrap();
-        let found = rooms.list(&alice, false, Some("ALP")).await.unwrap();
+        let found = rooms
+            .list(&alice, RoomScope::Visible, Some("ALP"))
+            .await
+            .unwrap();
         assert!(!found.truncated);
         let listed: Vec<_> = found
             .rooms

@@ -77,7 +77,7 @@ impl Visits {
     }
 
     /// Joins the room `entry` (from [`Rooms::enter`](super::Rooms::enter)) lets the
-    /// session's user into; a first visit's membership is written by then.
+    /// session's user into.
     pub async fn join(
         &self,
         session: &AuthSession,
@@ -108,7 +108,7 @@ impl Visits {
         let entered = self
             .enter(&mut visit, attachment.first_for_user, since)
             .await;
-        match entered.and(entry.recorded().await) {
+        match entered {
             Ok(()) => Ok(visit),
             Err(e) => {
                 self.leave(visit).await;

@@ -86,6 +86,18 @@ impl Role {
     }
 }
 
+/// Which rooms the store's `list_rooms` lists for a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomScope {
+    /// What the viewer may see: every public room, and the private rooms and DMs they are
+    /// a member of.
+    Visible,
+    /// Only the rooms the viewer is a member of (the sidebar).
+    Joined,
+    /// Only public rooms (the browse page).
+    Public,
+}
+
 /// A room as a user's room list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomSummary {

@@ -16,7 +16,7 @@ use super::views::{
 };
 use super::AppState;
 use crate::chat::ChatError;
-use crate::domain::{RoomKind, User};
+use crate::domain::{RoomKind, RoomScope, User};
 
 /// Where to send a visitor who must sign in first; `next` is the decoded path they asked for.
 pub fn login_redirect(next: &str) -> Response {
@@ -95,7 +95,11 @@ async fn sidebar(
     user: &User,
     current: Option<&str>,
 ) -> Result<Sidebar, ChatError> {
-    let mine = state.chat.rooms().list(user, true, None).await?;
+    let mine = state
+        .chat
+        .rooms()
+        .list(user, RoomScope::Joined, None)
+        .await?;
     Ok(Sidebar::new(&user.username, mine.rooms, current))
 }
 
@@ -109,7 +113,7 @@ pub async fn room_list_page(
     forms: BrowseForms,
 ) -> Result<Response, PageError> {
     let (list, sidebar) = tokio::join!(
-        state.chat.rooms().list(&user, false, None),
+        state.chat.rooms().list(&user, RoomScope::Public, None),
         sidebar(state, &user, None)
     );
     let (list, mut sidebar) = (list?, sidebar?);
@@ -122,12 +126,7 @@ pub async fn room_list_page(
         csrf: csrf.token,
         sidebar,
         truncated: list.truncated,
-        rooms: list
-            .rooms
-            .into_iter()
-            .filter(|listing| listing.room.kind == RoomKind::Public)
-            .map(RoomRow::from)
-            .collect(),
+        rooms: list.rooms.into_iter().map(RoomRow::from).collect(),
         room_name: forms.room_name,
         error: forms.error,
     };

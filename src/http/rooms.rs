@@ -17,7 +17,7 @@ use super::security::verify_csrf;
 use super::views::SideForm;
 use super::AppState;
 use crate::chat::ChatError;
-use crate::domain::{HistoryRequest, Role, Room, RoomKind, User};
+use crate::domain::{HistoryRequest, Role, Room, RoomKind, RoomScope, User};
 use crate::protocol::{MessageView, RoomView};
 
 pub(super) fn router() -> Router<AppState> {
@@ -168,6 +168,14 @@ struct ListQuery {
     q: Option<String>,
     /// `true`: only the caller's rooms.
     member: Option<bool>,
+    /// `public`: only public rooms (the browse page's list).
+    kind: Option<ListedKind>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ListedKind {
+    Public,
 }
 
 async fn api_list(
@@ -178,11 +186,21 @@ async fn api_list(
     let ApiSession(session) = session?;
     let ApiQuery(query) = query?;
     let name_contains = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    let members_only = query.member.unwrap_or(false);
+    let scope = match (query.member.unwrap_or(false), query.kind) {
+        (false, None) => RoomScope::Visible,
+        (true, None) => RoomScope::Joined,
+        (false, Some(ListedKind::Public)) => RoomScope::Public,
+        (true, Some(_)) => {
+            return Err(ChatError::InvalidRequest(
+                "member=true and kind=public cannot be combined".into(),
+            )
+            .into())
+        }
+    };
     let list = state
         .chat
         .rooms()
-        .list(&session.user, members_only, name_contains)
+        .list(&session.user, scope, name_contains)
         .await?;
     let rooms: Vec<_> = list
         .rooms

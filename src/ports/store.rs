@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::BoxError;
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomName, RoomSummary, Seq,
-    Slug, User, UserId, Username,
+    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomName, RoomScope,
+    RoomSummary, Seq, Slug, User, UserId, Username,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -142,14 +142,13 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
     ) -> Result<(Room, bool), StoreError>;
     async fn find_dm(&self, pair: DmPair) -> Result<Option<Room>, StoreError>;
-    /// The rooms `viewer` may see, most recently active first (by the last message, or
-    /// creation for a room without one): every public room and the private rooms and DMs
-    /// they are a member of, or with `members_only` just the rooms they are a member of;
-    /// `limit` of them after skipping `offset`. Each carries the viewer's role.
+    /// The rooms of `scope` for `viewer`, most recently active first (by the last message,
+    /// or creation for a room without one); `limit` of them after skipping `offset`. Each
+    /// carries the viewer's role.
     async fn list_rooms(
         &self,
         viewer: UserId,
-        members_only: bool,
+        scope: RoomScope,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError>;

@@ -57,14 +57,14 @@ export function startRoomList({ table, empty, truncated }) {
   }
 
   pollWhileVisible(async () => {
-    const response = await fetch("/api/rooms", { cache: "no-store" });
+    const response = await fetch("/api/rooms?kind=public", { cache: "no-store" });
     if (response.status === 401) {
       location.href = "/login?next=/";
       return;
     }
     if (response.ok) {
       const list = await response.json();
-      render((list.rooms || []).filter((room) => (room.kind || "public") === "public"));
+      render(list.rooms || []);
       truncated.hidden = !list.truncated;
     }
   }, REFRESH_MS);

@@ -198,14 +198,34 @@ async fn the_room_list_says_what_the_caller_is_and_can_list_only_their_rooms() {
     expected.sort_unstable();
     assert_eq!(slugs, expected);
 
+    // The browse page's list: public rooms only, with the caller's role.
+    let public = alice.get_json("/api/rooms?kind=public").await;
+    let mut slugs: Vec<(&str, &Value)> = public["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|room| (room["slug"].as_str().unwrap(), &room["role"]))
+        .collect();
+    slugs.sort_unstable_by_key(|(slug, _)| *slug);
+    let mut expected = [
+        (mine.as_str(), &json!("owner")),
+        (theirs.as_str(), &Value::Null),
+    ];
+    expected.sort_unstable_by_key(|(slug, _)| *slug);
+    assert_eq!(slugs, expected);
+
     // Opening a public room's socket makes one a member.
     bob.connect(&mine).await;
     assert!(listed(&bob, "?member=true", &mine).await.is_some());
 
-    let (status, body) = alice
-        .call(Method::GET, "/api/rooms?member=maybe", None)
-        .await;
-    assert_eq!((status, code(&body)), (400, "invalid_request"));
+    for refused in [
+        "/api/rooms?member=maybe",
+        "/api/rooms?kind=private",
+        "/api/rooms?member=true&kind=public",
+    ] {
+        let (status, body) = alice.call(Method::GET, refused, None).await;
+        assert_eq!((status, code(&body)), (400, "invalid_request"), "{refused}");
+    }
 }
 
 async fn a_dm_is_one_room_for_the_pair_whoever_opens_it() {

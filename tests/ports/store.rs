@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use natter::domain::{
-    ClientId, HistoryRange, MessageBody, NewMessage, Role, Room, RoomKind, RoomName, RoomSummary,
-    Seq, Slug, User, Username,
+    ClientId, HistoryRange, MessageBody, NewMessage, Role, Room, RoomKind, RoomName, RoomScope,
+    RoomSummary, Seq, Slug, User, Username,
 };
 use natter::ports::{Added, DmPair, NewRoom, Standing, Store, StoreError};
 
@@ -101,12 +101,12 @@ async fn standing(store: &dyn Store, room: &Room, user: &User) -> Standing {
 async fn listed(
     store: &dyn Store,
     viewer: &User,
-    members_only: bool,
+    scope: RoomScope,
     offset: usize,
     limit: usize,
 ) -> Vec<(String, Option<Role>)> {
     store
-        .list_rooms(viewer.id, members_only, offset, limit)
+        .list_rooms(viewer.id, scope, offset, limit)
         .await
         .unwrap()
         .into_iter()
@@ -194,7 +194,10 @@ async fn creating_a_room_twice_returns_the_first(store: Arc<dyn Store>) {
     assert_eq!(first.kind, RoomKind::Public);
     let slug = Slug::parse("general").unwrap();
     assert_eq!(store.find_room(&slug).await.unwrap(), Some(first));
-    let listed = store.list_rooms(alice.id, false, 0, 10).await.unwrap();
+    let listed = store
+        .list_rooms(alice.id, RoomScope::Visible, 0, 10)
+        .await
+        .unwrap();
     assert!(listed
         .iter()
         .all(|summary| summary.room.kind == RoomKind::Public));
@@ -466,7 +469,10 @@ async fn the_room_list_knows_the_last_message_time(store: Arc<dyn Store>) {
         .append_message(message(&busy, &alice, "hi", None))
         .await
         .unwrap();
-    let rooms = store.list_rooms(alice.id, false, 0, 500).await.unwrap();
+    let rooms = store
+        .list_rooms(alice.id, RoomScope::Visible, 0, 500)
+        .await
+        .unwrap();
     let find = |r: &Room| rooms.iter().find(|s| s.room == *r).unwrap().clone();
     assert!(find(&quiet).last_message_at.is_none());
     assert!(find(&busy).last_message_at.unwrap() > before);
@@ -488,7 +494,7 @@ async fn the_room_list_is_most_recently_active_first_in_pages(store: Arc<dyn Sto
     let names = |rooms: Vec<RoomSummary>| -> Vec<String> {
         rooms.into_iter().map(|r| r.room.name).collect()
     };
-    let page = |offset, limit| store.list_rooms(alice.id, false, offset, limit);
+    let page = |offset, limit| store.list_rooms(alice.id, RoomScope::Visible, offset, limit);
     let all = names(page(0, 10).await.unwrap());
     assert_eq!(all, ["old but talked in", "created last", "created second"]);
     assert_eq!(names(page(0, 2).await.unwrap()), all[..2]);
@@ -525,7 +531,10 @@ async fn times_read_back_as_written_to_the_millisecond(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(stored, vec![acked.clone()]);
-    let rooms = store.list_rooms(alice.id, false, 0, 500).await.unwrap();
+    let rooms = store
+        .list_rooms(alice.id, RoomScope::Visible, 0, 500)
+        .await
+        .unwrap();
     let listed = rooms.iter().find(|r| r.room == general).unwrap();
     assert_eq!(listed.last_message_at, Some(acked.sent_at));
 }
@@ -712,7 +721,10 @@ async fn concurrent_opens_make_one_dm(stores: [Arc<dyn Store>; 2]) {
                 ("bob".to_owned(), Role::Member)
             ]
         );
-        let alices = store.list_rooms(alice.id, true, 0, 10).await.unwrap();
+        let alices = store
+            .list_rooms(alice.id, RoomScope::Joined, 0, 10)
+            .await
+            .unwrap();
         assert_eq!(alices.len(), 1, "one room: {alices:?}");
     }
 }
@@ -739,18 +751,18 @@ async fn private_rooms_and_dms_are_listed_only_to_their_members(store: Arc<dyn S
     };
     let entry = |name: &str, role: Option<Role>| (name.to_owned(), role);
     assert_eq!(
-        sorted(listed(&*store, &dave, false, 0, 10).await),
+        sorted(listed(&*store, &dave, RoomScope::Visible, 0, 10).await),
         [entry("lobby", None)]
     );
     assert_eq!(
-        sorted(listed(&*store, &alice, false, 0, 10).await),
+        sorted(listed(&*store, &alice, RoomScope::Visible, 0, 10).await),
         [
             entry("lobby", Some(Role::Owner)),
             entry("secret", Some(Role::Owner))
         ]
     );
     assert_eq!(
-        sorted(listed(&*store, &bob, false, 0, 10).await),
+        sorted(listed(&*store, &bob, RoomScope::Visible, 0, 10).await),
         [
             entry("bob, carol", Some(Role::Member)),
             entry("lobby", None)
@@ -763,16 +775,25 @@ async fn private_rooms_and_dms_are_listed_only_to_their_members(store: Arc<dyn S
         .await
         .unwrap();
     assert_eq!(
-        sorted(listed(&*store, &bob, false, 0, 10).await),
+        sorted(listed(&*store, &bob, RoomScope::Visible, 0, 10).await),
         [
             entry("bob, carol", Some(Role::Member)),
             entry("lobby", None),
             entry("secret", Some(Role::Member))
         ]
     );
+    // The public rooms alone, whatever else the viewer is in, with their role.
+    assert_eq!(
+        listed(&*store, &bob, RoomScope::Public, 0, 10).await,
+        [entry("lobby", None)]
+    );
+    assert_eq!(
+        listed(&*store, &alice, RoomScope::Public, 0, 10).await,
+        [entry("lobby", Some(Role::Owner))]
+    );
     store.ban(secret.id, bob.id, alice.id).await.unwrap();
     assert_eq!(
-        sorted(listed(&*store, &bob, false, 0, 10).await),
+        sorted(listed(&*store, &bob, RoomScope::Visible, 0, 10).await),
         [
             entry("bob, carol", Some(Role::Member)),
             entry("lobby", None)
@@ -796,7 +817,7 @@ async fn a_viewers_rooms_are_listed_with_their_roles(store: Arc<dyn Store>) {
         .add_member(secret.id, bob.id, Role::Moderator)
         .await
         .unwrap();
-    let mut mine = listed(&*store, &bob, true, 0, 10).await;
+    let mut mine = listed(&*store, &bob, RoomScope::Joined, 0, 10).await;
     mine.sort();
     assert_eq!(
         mine,
@@ -808,7 +829,9 @@ async fn a_viewers_rooms_are_listed_with_their_roles(store: Arc<dyn Store>) {
         "neither a public room bob is not in nor a private one"
     );
     let nobody = user(&*store, "nobody").await;
-    assert!(listed(&*store, &nobody, true, 0, 10).await.is_empty());
+    assert!(listed(&*store, &nobody, RoomScope::Joined, 0, 10)
+        .await
+        .is_empty());
 }
 
 /// Rooms the viewer cannot see take no place in the order or in a page, in either list.
@@ -836,21 +859,26 @@ async fn the_room_list_pages_only_what_the_viewer_sees(store: Arc<dyn Store>) {
     let names = |page: Vec<(String, Option<Role>)>| -> Vec<String> {
         page.into_iter().map(|(name, _)| name).collect()
     };
-    let alices = names(listed(&*store, &alice, false, 0, 10).await);
+    let alices = names(listed(&*store, &alice, RoomScope::Visible, 0, 10).await);
     assert_eq!(alices, ["public one", "public three", "public two"]);
     assert_eq!(
-        names(listed(&*store, &alice, false, 0, 2).await),
+        names(listed(&*store, &alice, RoomScope::Visible, 0, 2).await),
         alices[..2]
     );
     assert_eq!(
-        names(listed(&*store, &alice, false, 2, 2).await),
+        names(listed(&*store, &alice, RoomScope::Visible, 2, 2).await),
         alices[2..]
     );
 
-    let bobs = names(listed(&*store, &bob, true, 0, 10).await);
+    let bobs = names(listed(&*store, &bob, RoomScope::Joined, 0, 10).await);
     assert_eq!(bobs, ["bob's one", "bob's two"]);
-    assert_eq!(names(listed(&*store, &bob, true, 1, 1).await), bobs[1..]);
-    assert!(listed(&*store, &bob, true, 2, 1).await.is_empty());
+    assert_eq!(
+        names(listed(&*store, &bob, RoomScope::Joined, 1, 1).await),
+        bobs[1..]
+    );
+    assert!(listed(&*store, &bob, RoomScope::Joined, 2, 1)
+        .await
+        .is_empty());
 }
 
 async fn adding_a_member_says_what_it_did(store: Arc<dyn Store>) {

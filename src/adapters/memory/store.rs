@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomSummary, Seq, Slug, User,
-    UserId, Username,
+    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary, Seq,
+    Slug, User, UserId, Username,
 };
 use crate::ports::{
     Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
@@ -268,7 +268,7 @@ impl Store for MemoryStore {
     async fn list_rooms(
         &self,
         viewer: UserId,
-        members_only: bool,
+        scope: RoomScope,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError> {
@@ -278,7 +278,12 @@ impl Store for MemoryStore {
             .rooms
             .iter()
             .filter(|row| {
-                role(row).is_some() || (!members_only && row.room.kind == RoomKind::Public)
+                let public = row.room.kind == RoomKind::Public;
+                match scope {
+                    RoomScope::Visible => public || role(row).is_some(),
+                    RoomScope::Joined => role(row).is_some(),
+                    RoomScope::Public => public,
+                }
             })
             .collect();
         // The rule of `sql::ROOM_LIST_ORDER`, in Rust.

@@ -40,8 +40,8 @@ use super::sql::{from_sqlx, room_list_sql, unavailable, MESSAGE_COLUMNS, ROOM_CO
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomSummary, Seq, Slug, User,
-    UserId, Username,
+    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary, Seq,
+    Slug, User, UserId, Username,
 };
 use crate::ports::{
     Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
@@ -450,7 +450,7 @@ impl Store for PgStore {
     async fn list_rooms(
         &self,
         viewer: UserId,
-        members_only: bool,
+        scope: RoomScope,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError> {
@@ -464,7 +464,7 @@ impl Store for PgStore {
             Option<Role>,
         );
         let rows: Vec<Listed> = bounded(
-            sqlx::query_as(&room_list_sql(members_only, ["$1", "$2", "$3"]))
+            sqlx::query_as(&room_list_sql(scope, ["$1", "$2", "$3"]))
                 .bind(viewer.0)
                 .bind(limit as i64)
                 .bind(offset as i64)

@@ -30,8 +30,8 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomSummary, Seq, Slug, User,
-    UserId, Username,
+    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary, Seq,
+    Slug, User, UserId, Username,
 };
 use crate::ports::{
     Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
@@ -404,11 +404,11 @@ impl Store for SqliteStore {
     async fn list_rooms(
         &self,
         viewer: UserId,
-        members_only: bool,
+        scope: RoomScope,
         offset: usize,
         limit: usize,
     ) -> Result<Vec<RoomSummary>, StoreError> {
-        let listed = room_list_sql(members_only, ["?1", "?2", "?3"]);
+        let listed = room_list_sql(scope, ["?1", "?2", "?3"]);
         let sql = format!(
             "SELECT json_group_array(json_array(id, slug, name, kind, last_message_at, role) \
              ORDER BY {ROOM_LIST_ORDER}) FROM ({listed})"
@@ -728,8 +728,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("plan.db").display());
         let store = SqliteStore::connect(&url).await.unwrap();
-        for members_only in [false, true] {
-            let sql = super::super::sql::room_list_sql(members_only, ["?1", "?2", "?3"]);
+        for scope in [RoomScope::Visible, RoomScope::Joined, RoomScope::Public] {
+            let sql = super::super::sql::room_list_sql(scope, ["?1", "?2", "?3"]);
             let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .bind(1_i64)
                 .bind(10_i64)
@@ -743,9 +743,9 @@ mod tests {
             assert!(
                 plan.iter().any(|step| step.starts_with("SEARCH m USING"))
                     && !plan.iter().any(|step| step.starts_with("SCAN m")),
-                "members_only: {members_only}: {plan:?}"
+                "{scope:?}: {plan:?}"
             );
-            if members_only {
+            if scope == RoomScope::Joined {
                 assert!(
                     plan[0].starts_with("SEARCH m USING INDEX memberships_user"),
                     "the viewer's rooms, not every room: {plan:?}"
