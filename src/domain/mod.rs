@@ -7,7 +7,7 @@ pub mod history;
 mod values;
 
 pub use history::{HistoryError, HistoryRange, HistoryRequest};
-pub use values::{ClientId, MessageBody, Password, RoomName, Slug, Username, ValueError};
+pub use values::{ClientId, Emoji, MessageBody, Password, RoomName, Slug, Username, ValueError};
 
 use chrono::{DateTime, Utc};
 
@@ -18,7 +18,7 @@ pub struct UserId(pub i64);
 pub struct RoomId(pub i64);
 
 mod seq;
-pub use seq::Seq;
+pub use seq::{Rev, Seq};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -116,9 +116,65 @@ pub struct Message {
     pub seq: Seq,
     pub user_id: UserId,
     pub username: String,
+    /// The current text; `""` once deleted.
     pub body: String,
     pub client_id: Option<String>,
     pub sent_at: DateTime<Utc>,
+    /// The room's `rev` at the message's latest change (CONTRACT §10).
+    pub rev: Rev,
+    pub edited_at: Option<DateTime<Utc>>,
+    /// Who deleted it: a deleted message is a tombstone, its text gone.
+    pub deleted_by: Option<String>,
+    pub reply_to: Option<ReplyRef>,
+    /// In order of each emoji's first reaction; none once deleted.
+    pub reactions: Vec<Reaction>,
+}
+
+impl Message {
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_by.is_some()
+    }
+}
+
+/// The message a reply answers, as the reply shows it (CONTRACT §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyRef {
+    pub id: i64,
+    pub seq: Seq,
+    pub username: String,
+    /// The first [`REPLY_EXCERPT_CHARS`] characters of the target's current body (`""`
+    /// once deleted).
+    pub excerpt: String,
+    pub deleted: bool,
+}
+
+/// Characters of a reply's target shown in the reply.
+pub const REPLY_EXCERPT_CHARS: usize = 100;
+
+impl ReplyRef {
+    /// The reference to `target` as it is now.
+    pub fn to(target: &Message) -> ReplyRef {
+        ReplyRef {
+            id: target.id,
+            seq: target.seq,
+            username: target.username.clone(),
+            excerpt: excerpt(&target.body),
+            deleted: target.is_deleted(),
+        }
+    }
+}
+
+/// The first [`REPLY_EXCERPT_CHARS`] characters of `body`.
+pub fn excerpt(body: &str) -> String {
+    body.chars().take(REPLY_EXCERPT_CHARS).collect()
+}
+
+/// One emoji's reactions to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    pub emoji: String,
+    /// Who reacted with it, sorted; the count is their number.
+    pub users: Vec<String>,
 }
 
 /// A message before the store has given it an id, a `seq` and a time.
@@ -128,11 +184,19 @@ pub struct NewMessage {
     pub user: User,
     pub body: MessageBody,
     pub client_id: Option<ClientId>,
+    /// The message it replies to, checked to be of the same room.
+    pub reply_to: Option<ReplyRef>,
 }
 
 impl NewMessage {
-    /// The message as the store keeps it, once it has an id, a `seq` and a time.
-    pub fn stored(&self, id: i64, seq: Seq, sent_at: chrono::DateTime<chrono::Utc>) -> Message {
+    /// The message as the store keeps it, once it has an id, a `seq`, a `rev` and a time.
+    pub fn stored(
+        &self,
+        id: i64,
+        seq: Seq,
+        rev: Rev,
+        sent_at: chrono::DateTime<chrono::Utc>,
+    ) -> Message {
         Message {
             id,
             room_id: self.room.id,
@@ -143,6 +207,11 @@ impl NewMessage {
             body: self.body.as_str().to_owned(),
             client_id: self.client_id.as_ref().map(|c| c.as_str().to_owned()),
             sent_at,
+            rev,
+            edited_at: None,
+            deleted_by: None,
+            reply_to: self.reply_to.clone(),
+            reactions: Vec::new(),
         }
     }
 }

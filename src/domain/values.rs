@@ -26,6 +26,8 @@ pub enum ValueError {
     BodyHasControl,
     #[error("client_id must be 1 to 64 characters, without control characters")]
     ClientId,
+    #[error("a reaction is one emoji")]
+    Emoji,
 }
 
 /// 3–32 characters of `A–Z a–z 0–9 _ . -`; unique case-insensitively (see [`Username::key`]).
@@ -256,6 +258,41 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A reaction: one emoji, as one extended grapheme cluster of Unicode's emoji set (a
+/// skin tone, a flag, a keycap or a ZWJ sequence included), at most 32 bytes
+/// (CONTRACT §10). Plain ASCII (`1`, `#`, `*`, which Unicode counts as emoji characters)
+/// is not one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Emoji(String);
+
+impl Emoji {
+    pub const MAX_BYTES: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Emoji, ValueError> {
+        use unicode_properties::emoji::{is_zwj, UnicodeEmoji};
+        use unicode_segmentation::UnicodeSegmentation;
+        let one_cluster = raw.graphemes(true).count() == 1;
+        let emoji_only = raw
+            .chars()
+            .all(|c| c.is_emoji_char_or_emoji_component() || is_zwj(c) || is_emoji_tag(c));
+        let pictured = raw.chars().any(|c| c.is_emoji_char()) && !raw.is_ascii();
+        if raw.len() <= Emoji::MAX_BYTES && one_cluster && emoji_only && pictured {
+            Ok(Emoji(raw.to_owned()))
+        } else {
+            Err(ValueError::Emoji)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The tag characters of subdivision flags (🏴 + tags + cancel tag).
+fn is_emoji_tag(c: char) -> bool {
+    unicode_properties::emoji::is_tag_character(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +432,16 @@ mod tests {
         assert!(ClientId::parse("").is_err());
         assert!(ClientId::parse("a\u{0}b").is_err());
         assert!(ClientId::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn a_reaction_is_one_emoji() {
+        for good in ["👍", "❤️", "❤", "👍🏽", "🇫🇷", "1️⃣", "👩‍👩‍👧", "🏴󠁧󠁢󠁳󠁣󠁴󠁿"] {
+            assert_eq!(Emoji::parse(good).map(|e| e.0), Ok(good.to_owned()), "{good}");
+        }
+        for bad in ["", "a", "1", "#", "👍👍", "👍 ", " 👍", "ok👍", "\u{200D}"] {
+            assert_eq!(Emoji::parse(bad), Err(ValueError::Emoji), "{bad:?}");
+        }
+        assert!(Emoji::parse(&"👩‍👩‍👧".repeat(3)).is_err(), "over 32 bytes");
     }
 }

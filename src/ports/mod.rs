@@ -16,7 +16,7 @@ pub use presence::{Departure, Joined, Presence, MAINTAIN_EVERY};
 pub use rate_limiter::{Admission, RateLimiter, Rule, SendSlot};
 pub use room_state::RoomState;
 pub use store::{
-    Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
+    Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom, SessionRecord, Standing, Store, MAX_EMOJI_PER_MESSAGE,
     StoreError,
 };
 

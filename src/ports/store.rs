@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::BoxError;
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomName, RoomScope,
-    RoomSummary, Seq, Slug, User, UserId, Username,
+    Emoji, HistoryRange, Message, MessageBody, NewMessage, Rev, Role, Room, RoomId, RoomKind,
+    RoomName, RoomScope, RoomSummary, Seq, Slug, User, UserId, Username,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,41 @@ pub struct BanRecord {
     pub at: DateTime<Utc>,
 }
 
+/// A change to a stored message (CONTRACT §10), for [`Store::change_message`]. Who may
+/// make it is the chat rules' decision; the store keeps what must hold in one transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum MessageChange<'a> {
+    /// A new body; `at` becomes `edited_at`.
+    Edit {
+        body: &'a MessageBody,
+        at: DateTime<Utc>,
+    },
+    /// Makes a tombstone: the body is erased and the reactions removed in the same
+    /// transaction.
+    Delete { by: UserId },
+    React { user: UserId, emoji: &'a Emoji },
+    Unreact { user: UserId, emoji: &'a Emoji },
+}
+
+/// The most distinct emoji one message carries (CONTRACT §10).
+pub const MAX_EMOJI_PER_MESSAGE: usize = 20;
+
+/// What [`Store::change_message`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// Changed: the message's current state, with the room's new `rev`.
+    Changed(Message),
+    /// Nothing to change (the same body, a reaction already there or already absent):
+    /// the message as it is; the room's `rev` did not move.
+    Unchanged(Message),
+    /// No message of that id in the room.
+    UnknownMessage,
+    /// The message is deleted: nothing about it changes any more.
+    Deleted,
+    /// A reaction with a new emoji on a message that has [`MAX_EMOJI_PER_MESSAGE`].
+    TooManyReactions,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Answers when the store can serve requests.
@@ -174,7 +209,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every ban of the room, in no particular order.
     async fn bans(&self, room: RoomId) -> Result<Vec<BanRecord>, StoreError>;
 
-    /// Stores a message: allocates the room's next `seq` and the id in one transaction.
+    /// Stores a message: allocates the room's next `seq`, its next `rev` and the id in one
+    /// transaction (a reply's target is the caller's to check: same room).
     /// A `(user, client_id)` already stored returns that message with `fresh: false`
     /// and changes nothing. Returns only after the message is durable.
     async fn append_message(&self, message: NewMessage) -> Result<Appended, StoreError>;
@@ -185,6 +221,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Message>, StoreError>;
     /// The room's highest `seq` (0 when it has no messages).
     async fn last_seq(&self, room: RoomId) -> Result<Seq, StoreError>;
+    /// The room's `rev` (0 before its first change).
+    async fn last_rev(&self, room: RoomId) -> Result<Rev, StoreError>;
+    /// One message of the room, as it is now; `None` when the room has no such id.
+    async fn message(&self, room: &Room, id: i64) -> Result<Option<Message>, StoreError>;
+    /// Changes a message of `room` and allocates the room's next `rev` in one
+    /// transaction, unless nothing changes; returns once durable.
+    async fn change_message(
+        &self,
+        room: &Room,
+        id: i64,
+        change: MessageChange<'_>,
+    ) -> Result<Changed, StoreError>;
+    /// The current state of up to `limit` messages of the room whose `rev` is after
+    /// `after` and whose `seq` is at most `up_to`, in `rev` order (each message once).
+    async fn changes(
+        &self,
+        room: &Room,
+        after: Rev,
+        up_to: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
     /// Up to `limit` messages of `range`, oldest first.
     async fn messages(
         &self,
