@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use crate::domain::{Role, RoomKind, RoomScope, Seq};
+use crate::domain::{excerpt, Reaction, ReplyRef, Rev, Role, RoomKind, RoomScope, Seq};
 use crate::ports::StoreError;
 
 // `SQLITE_MIGRATIONS` and `POSTGRES_MIGRATIONS`: every file of `migrations/<store>/`, in
@@ -33,42 +33,50 @@ pub(super) fn migrator(migrations: &'static [(i64, &'static str, &'static str)])
     }
 }
 
-/// A `seq` is a BIGINT/INTEGER column; reading a negative one is a corrupt row, an error
-/// rather than a value that breaks [`Seq`]'s promise.
-impl<DB: sqlx::Database> sqlx::Type<DB> for Seq
-where
-    i64: sqlx::Type<DB>,
-{
-    fn type_info() -> DB::TypeInfo {
-        <i64 as sqlx::Type<DB>>::type_info()
-    }
+/// A room counter (`seq`, `rev`) is a BIGINT/INTEGER column; reading a negative one is a
+/// corrupt row, an error rather than a value that breaks the counter's promise.
+macro_rules! counter_column {
+    ($counter:ty, $what:literal) => {
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $counter
+        where
+            i64: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <i64 as sqlx::Type<DB>>::type_info()
+            }
 
-    fn compatible(ty: &DB::TypeInfo) -> bool {
-        <i64 as sqlx::Type<DB>>::compatible(ty)
-    }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <i64 as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $counter
+        where
+            i64: sqlx::Decode<'r, DB>,
+        {
+            fn decode(value: DB::ValueRef<'r>) -> Result<$counter, sqlx::error::BoxDynError> {
+                let raw = <i64 as sqlx::Decode<'r, DB>>::decode(value)?;
+                <$counter>::new(raw)
+                    .ok_or_else(|| format!("a negative {} ({raw}) in the store", $what).into())
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $counter
+        where
+            i64: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut DB::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.get(), buf)
+            }
+        }
+    };
 }
 
-impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for Seq
-where
-    i64: sqlx::Decode<'r, DB>,
-{
-    fn decode(value: DB::ValueRef<'r>) -> Result<Seq, sqlx::error::BoxDynError> {
-        let raw = <i64 as sqlx::Decode<'r, DB>>::decode(value)?;
-        Seq::new(raw).ok_or_else(|| format!("a negative seq ({raw}) in the store").into())
-    }
-}
-
-impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for Seq
-where
-    i64: sqlx::Encode<'q, DB>,
-{
-    fn encode_by_ref(
-        &self,
-        buf: &mut DB::ArgumentBuffer<'q>,
-    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        <i64 as sqlx::Encode<'q, DB>>::encode_by_ref(&self.get(), buf)
-    }
-}
+counter_column!(Seq, "seq");
+counter_column!(Rev, "rev");
 
 /// A TEXT column holding one of an enum's `as_str` words (a CHECK keeps it to those
 /// words): a room's `kind`, a member's `role`. Any other word is a corrupt row, an error.
@@ -149,10 +157,96 @@ pub(super) fn room_list_sql(scope: RoomScope, [viewer, limit, offset]: [&str; 3]
     )
 }
 
-/// A message's columns as both schemas name them, for `SELECT {MESSAGE_COLUMNS} WHERE …`.
-pub(super) const MESSAGE_COLUMNS: &str =
-    "m.id, m.room_id, r.slug, m.seq, m.user_id, u.username, m.body, m.client_id, m.sent_at \
-     FROM messages m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id";
+/// A message's columns as both schemas name them, for
+/// `const MESSAGE_COLUMNS: &str = message_columns!("…")` in each store, given the store's
+/// SQL for the message's reactions as JSON (`[[emoji, username], …]` in the order they
+/// were made, or NULL), then `SELECT {MESSAGE_COLUMNS} WHERE …`. One statement reads the
+/// message, its reply's target as it is now and its reactions, so they agree with each
+/// other whatever commits meanwhile, and a page of history is one query. The columns, in
+/// order: 0 id, 1 room id, 2 room slug, 3 seq, 4 user id, 5 username, 6 body, 7 client_id,
+/// 8 sent_at, 9 rev, 10 edited_at, 11 the deleter's username, 12–16 the reply's target
+/// (id, seq, username, body, deleted), 17 the reactions.
+macro_rules! message_columns {
+    ($reactions_json:literal) => {
+        concat!(
+            "m.id, m.room_id, r.slug, m.seq, m.user_id, u.username, m.body, m.client_id, m.sent_at, \
+             m.rev, m.edited_at, d.username, \
+             t.id, t.seq, tu.username, t.body, t.deleted_by IS NOT NULL, ",
+            $reactions_json,
+            " FROM messages m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id \
+             LEFT JOIN users d ON d.id = m.deleted_by \
+             LEFT JOIN messages t ON t.id = m.reply_to LEFT JOIN users tu ON tu.id = t.user_id"
+        )
+    };
+}
+pub(super) use message_columns;
+
+/// The reply columns (12–16) of [`message_columns!`]: `None` for a message that replies to
+/// nothing.
+pub(super) fn reply_from_columns(
+    id: Option<i64>,
+    seq: Option<Seq>,
+    username: Option<String>,
+    body: Option<String>,
+    deleted: bool,
+) -> Option<ReplyRef> {
+    Some(ReplyRef {
+        id: id?,
+        seq: seq?,
+        username: username?,
+        excerpt: excerpt(&body?),
+        deleted,
+    })
+}
+
+/// The reactions column (17) of [`message_columns!`].
+pub(super) fn reactions_from_json(json: Option<&str>) -> Result<Vec<Reaction>, sqlx::Error> {
+    match json {
+        None | Some("[]") => Ok(Vec::new()),
+        Some(json) => {
+            let made: Vec<(String, String)> = serde_json::from_str(json)
+                .map_err(|e| sqlx::Error::Decode(format!("a message's reactions: {e}").into()))?;
+            Ok(Reaction::aggregate(made))
+        }
+    }
+}
+
+/// `changes`: the messages of room `$1` changed after rev `$2`, up to seq `$3`, in rev
+/// order, `$4` of them; a range read of `messages_room_rev`.
+pub(super) const CHANGES_WHERE: &str =
+    "m.room_id = $1 AND m.rev > $2 AND m.seq <= $3 ORDER BY m.rev LIMIT $4";
+
+/// The statements of `change_message` both stores run, in the room's transaction (which
+/// each store serialises its own way), `$n` placeholders in both.
+pub(super) mod change {
+    /// Message `$1` of room `$2`: its body and whether it is deleted.
+    pub(in crate::adapters) const MESSAGE_STATE: &str =
+        "SELECT body, deleted_by IS NOT NULL FROM messages WHERE id = $1 AND room_id = $2";
+    /// `$1` new body, `$2` edited_at, of message `$3`.
+    pub(in crate::adapters) const EDIT: &str =
+        "UPDATE messages SET body = $1, edited_at = $2 WHERE id = $3";
+    /// Message `$1`'s reactions go with its text.
+    pub(in crate::adapters) const DELETE_REACTIONS: &str =
+        "DELETE FROM reactions WHERE message_id = $1";
+    /// Message `$2`, deleted by `$1`: the text itself is overwritten.
+    pub(in crate::adapters) const TOMBSTONE: &str =
+        "UPDATE messages SET body = '', deleted_by = $1 WHERE id = $2";
+    /// Of message `$1`: whether emoji `$2` is on it, and how many distinct emoji are.
+    pub(in crate::adapters) const EMOJI_STATE: &str =
+        "SELECT EXISTS (SELECT 1 FROM reactions WHERE message_id = $1 AND emoji = $2), \
+         (SELECT COUNT(DISTINCT emoji) FROM reactions WHERE message_id = $1)";
+    /// Message `$1`, user `$2`, emoji `$3`, at `$4`; a reaction already there adds no row.
+    pub(in crate::adapters) const REACT: &str =
+        "INSERT INTO reactions (message_id, user_id, emoji, reacted_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT DO NOTHING";
+    pub(in crate::adapters) const UNREACT: &str =
+        "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3";
+    /// Room `$1`'s next rev, its row already locked by the transaction.
+    pub(in crate::adapters) const NEXT_REV: &str =
+        "UPDATE rooms SET last_rev = last_rev + 1 WHERE id = $1 RETURNING last_rev";
+    /// Message `$2` changed at rev `$1`.
+    pub(in crate::adapters) const SET_REV: &str = "UPDATE messages SET rev = $1 WHERE id = $2";
+}
 
 pub(super) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Unavailable(Box::new(e))

@@ -125,6 +125,7 @@ impl Messages {
             user: user.clone(),
             body,
             client_id,
+            reply_to: None,
         };
         let appended = match store_call(self.store.append_message(new)).await {
             Ok(appended) => appended,

@@ -177,6 +177,29 @@ pub struct Reaction {
     pub users: Vec<String>,
 }
 
+impl Reaction {
+    /// A message's reactions as it shows them, from its stored `(emoji, username)` pairs in
+    /// the order they were made: one entry per emoji, in order of the emoji's first
+    /// (standing) reaction, its users sorted. Every store aggregates here, so the three
+    /// cannot order them differently (a database's collation would sort names its own way).
+    pub fn aggregate(made: impl IntoIterator<Item = (String, String)>) -> Vec<Reaction> {
+        let mut reactions: Vec<Reaction> = Vec::new();
+        for (emoji, user) in made {
+            match reactions.iter_mut().find(|r| r.emoji == emoji) {
+                Some(reaction) => reaction.users.push(user),
+                None => reactions.push(Reaction {
+                    emoji,
+                    users: vec![user],
+                }),
+            }
+        }
+        for reaction in &mut reactions {
+            reaction.users.sort();
+        }
+        reactions
+    }
+}
+
 /// A message before the store has given it an id, a `seq` and a time.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

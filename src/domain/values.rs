@@ -436,8 +436,13 @@ mod tests {
 
     #[test]
     fn a_reaction_is_one_emoji() {
-        for good in ["👍", "❤️", "❤", "👍🏽", "🇫🇷", "1️⃣", "👩‍👩‍👧", "🏴󠁧󠁢󠁳󠁣󠁴󠁿"] {
-            assert_eq!(Emoji::parse(good).map(|e| e.0), Ok(good.to_owned()), "{good}");
+        for good in ["👍", "❤️", "❤", "👍🏽", "🇫🇷", "1️⃣", "👩‍👩‍👧", "🏴󠁧󠁢󠁳󠁣󠁴󠁿"]
+        {
+            assert_eq!(
+                Emoji::parse(good).map(|e| e.0),
+                Ok(good.to_owned()),
+                "{good}"
+            );
         }
         for bad in ["", "a", "1", "#", "👍👍", "👍 ", " 👍", "ok👍", "\u{200D}"] {
             assert_eq!(Emoji::parse(bad), Err(ValueError::Emoji), "{bad:?}");

@@ -16,8 +16,8 @@ pub use presence::{Departure, Joined, Presence, MAINTAIN_EVERY};
 pub use rate_limiter::{Admission, RateLimiter, Rule, SendSlot};
 pub use room_state::RoomState;
 pub use store::{
-    Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom, SessionRecord, Standing, Store, MAX_EMOJI_PER_MESSAGE,
-    StoreError,
+    Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom,
+    SessionRecord, Standing, Store, StoreError, MAX_EMOJI_PER_MESSAGE,
 };
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -104,9 +104,17 @@ pub enum MessageChange<'a> {
     },
     /// Makes a tombstone: the body is erased and the reactions removed in the same
     /// transaction.
-    Delete { by: UserId },
-    React { user: UserId, emoji: &'a Emoji },
-    Unreact { user: UserId, emoji: &'a Emoji },
+    Delete {
+        by: UserId,
+    },
+    React {
+        user: UserId,
+        emoji: &'a Emoji,
+    },
+    Unreact {
+        user: UserId,
+        emoji: &'a Emoji,
+    },
 }
 
 /// The most distinct emoji one message carries (CONTRACT §10).

@@ -435,6 +435,7 @@ async fn a_resume_after_more_than_1000_messages_is_truncated_and_pages_on() {
                 user: user.clone(),
                 body: MessageBody::parse(&format!("message {n}")).unwrap(),
                 client_id: None,
+                reply_to: None,
             })
         });
         for appended in futures_util::future::join_all(appends).await {

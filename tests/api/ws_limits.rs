@@ -37,6 +37,7 @@ async fn seed_big_messages(app: &TestApp, slug: &str, username: &str, count: usi
                 user: user.clone(),
                 body: MessageBody::parse(&body).unwrap(),
                 client_id: None,
+                reply_to: None,
             })
             .await
             .unwrap();

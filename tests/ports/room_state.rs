@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::DateTime;
-use natter::domain::{Message, RoomId, Seq, User, UserId};
+use natter::domain::{Message, Reaction, ReplyRef, Rev, RoomId, Seq, User, UserId};
 use natter::ports::RoomState;
 
 use crate::fixtures::{MemoryRoomStateFixture, RoomStates, CAPACITY};
@@ -49,6 +49,11 @@ fn message(seq: i64) -> Message {
         body: format!("m{seq}"),
         client_id: None,
         sent_at: DateTime::from_timestamp_millis(1_700_000_000_000 + seq).unwrap(),
+        rev: Rev::new(seq).unwrap(),
+        edited_at: None,
+        deleted_by: None,
+        reply_to: None,
+        reactions: Vec::new(),
     }
 }
 
@@ -194,11 +199,43 @@ async fn cached_messages_come_back_exactly(f: RoomStates) {
     sent.body = "héllo \"there\" 👋\n<b>|</b>".into();
     sent.client_id = Some("c-1".into());
     sent.sent_at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+    // Every field of CONTRACT §10 too: a later joiner served from the cache sees the
+    // edit, the reply and the reactions as the store has them.
+    sent.rev = Rev::new(9).unwrap();
+    sent.edited_at = Some(DateTime::from_timestamp_micros(1_700_000_001_000_001).unwrap());
+    sent.reply_to = Some(ReplyRef {
+        id: 999,
+        seq: seq(0),
+        username: "bob".into(),
+        excerpt: "the 👋 start".into(),
+        deleted: false,
+    });
+    sent.reactions = vec![
+        Reaction {
+            emoji: "👍🏽".into(),
+            users: vec!["alice".into(), "bob".into()],
+        },
+        Reaction {
+            emoji: "❤️".into(),
+            users: vec!["carol".into()],
+        },
+    ];
+    let mut tombstone = message(3);
+    tombstone.body = String::new();
+    tombstone.deleted_by = Some("mod".into());
+    tombstone.reply_to = Some(ReplyRef {
+        id: 998,
+        seq: seq(0),
+        username: "carol".into(),
+        excerpt: String::new(),
+        deleted: true,
+    });
     f.state.fill(ROOM, &[sent.clone()]).await.unwrap();
     f.state.add(ROOM, &message(2)).await.unwrap();
+    f.state.add(ROOM, &tombstone).await.unwrap();
     assert_eq!(
         f.state.latest(ROOM, 5).await.unwrap(),
-        Some(vec![sent.clone(), message(2)])
+        Some(vec![sent.clone(), message(2), tombstone])
     );
     assert_eq!(
         f.state.after(ROOM, seq(0), 1).await.unwrap(),

@@ -120,6 +120,7 @@ fn message(room: &Room, user: &User, body: &str, client_id: Option<&str>) -> New
         user: user.clone(),
         body: MessageBody::parse(body).unwrap(),
         client_id: client_id.map(|c| ClientId::parse(c).unwrap()),
+        reply_to: None,
     }
 }
 

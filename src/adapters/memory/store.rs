@@ -12,29 +12,30 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary, Seq,
-    Slug, User, UserId, Username,
+    HistoryRange, Message, NewMessage, Reaction, ReplyRef, Rev, Role, Room, RoomId, RoomKind,
+    RoomScope, RoomSummary, Seq, Slug, User, UserId, Username,
 };
 use crate::ports::{
-    Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
-    StoreError,
+    Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom,
+    SessionRecord, Standing, Store, StoreError, MAX_EMOJI_PER_MESSAGE,
 };
 
-#[derive(Default)]
+/// `Debug` shows everything it holds: a test looks there for text that must be gone.
+#[derive(Default, Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
     /// History reads never answer: for tests of what the rules do with a stalled store.
     history_stalled: AtomicBool,
 }
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct State {
     /// Ids are positions + 1, as a database's sequences would give them.
     users: Vec<Account>,
     sessions: HashMap<Vec<u8>, (UserId, DateTime<Utc>)>,
     rooms: Vec<RoomRow>,
     /// Every message, in id order (id = position + 1).
-    messages: Vec<Message>,
+    messages: Vec<StoredMessage>,
     /// `(user, client_id)` → position in `messages`: a client_id is one message per user.
     by_client_id: HashMap<(UserId, String), usize>,
     memberships: HashMap<(RoomId, UserId), Role>,
@@ -42,14 +43,17 @@ struct State {
     bans: HashMap<(RoomId, UserId), (UserId, DateTime<Utc>)>,
 }
 
+#[derive(Debug)]
 struct Account {
     user: User,
     key: String,
     password_hash: String,
 }
 
+#[derive(Debug)]
 struct RoomRow {
     room: Room,
+    last_rev: Rev,
     /// A DM's [`DmPair::key`].
     dm_key: Option<String>,
     created_at: DateTime<Utc>,
@@ -58,10 +62,31 @@ struct RoomRow {
     messages: Vec<usize>,
 }
 
+/// A message as this store keeps it: what a reader sees of it depends on other rows (its
+/// reply's target, the reactors' names), so those are kept as references and resolved on
+/// every read, as the SQL stores' joins do.
+#[derive(Debug)]
+struct StoredMessage {
+    /// Its current state, but for `reply_to` and `reactions` (always empty here).
+    message: Message,
+    /// The position of the message it replies to.
+    reply_to: Option<usize>,
+    /// `(user, emoji)`, in the order they were made.
+    reactions: Vec<(UserId, String)>,
+}
+
 /// Now, to the millisecond: what the SQL stores keep.
 fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+    to_ms(Utc::now())
+}
+
+fn to_ms(time: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or(time)
+}
+
+/// The position of message `id` (id = position + 1).
+fn position_of(id: i64) -> Option<usize> {
+    usize::try_from(id.checked_sub(1)?).ok()
 }
 
 impl MemoryStore {
@@ -93,6 +118,22 @@ impl State {
             .map(|account| &account.user)
     }
 
+    /// The message at `position` as readers see it now.
+    fn current(&self, position: usize) -> Message {
+        let stored = &self.messages[position];
+        let mut message = stored.message.clone();
+        message.reply_to = stored
+            .reply_to
+            .map(|target| ReplyRef::to(&self.messages[target].message));
+        message.reactions = Reaction::aggregate(stored.reactions.iter().map(|(user, emoji)| {
+            let name = self
+                .user(*user)
+                .map_or_else(String::new, |u| u.username.clone());
+            (emoji.clone(), name)
+        }));
+        message
+    }
+
     fn find_room(&self, slug: &str) -> Option<&RoomRow> {
         self.rooms.iter().find(|row| row.room.slug == slug)
     }
@@ -113,6 +154,7 @@ impl State {
         };
         self.rooms.push(RoomRow {
             room: room.clone(),
+            last_rev: Rev::ZERO,
             dm_key,
             created_at: now(),
             last_message_at: None,
@@ -395,7 +437,7 @@ impl Store for MemoryStore {
             let key = (message.user.id, client_id.as_str().to_owned());
             if let Some(&stored) = state.by_client_id.get(&key) {
                 return Ok(Appended {
-                    message: state.messages[stored].clone(),
+                    message: state.current(stored),
                     fresh: false,
                 });
             }
@@ -405,18 +447,35 @@ impl Store for MemoryStore {
             .ok()
             .filter(|&i| i < state.rooms.len())
             .ok_or_else(|| StoreError::Unavailable("no such room in the store".into()))?;
+        // The SQL stores' foreign key.
+        let reply_to = match &message.reply_to {
+            Some(target) => Some(
+                position_of(target.id)
+                    .filter(|&t| t < position)
+                    .ok_or_else(|| StoreError::Unavailable("no such reply target".into()))?,
+            ),
+            None => None,
+        };
         let sent_at = now();
         let row = &mut state.rooms[room_index];
         row.messages.push(position);
         row.last_message_at = Some(sent_at);
+        row.last_rev = row.last_rev.next();
         let seq = Seq::nth(row.messages.len());
-        let stored = message.stored(position as i64 + 1, seq, sent_at);
+        let stored = message.stored(position as i64 + 1, seq, row.last_rev, sent_at);
         if let Some(client_id) = &message.client_id {
             state
                 .by_client_id
                 .insert((message.user.id, client_id.as_str().to_owned()), position);
         }
-        state.messages.push(stored.clone());
+        state.messages.push(StoredMessage {
+            message: Message {
+                reply_to: None,
+                ..stored.clone()
+            },
+            reply_to,
+            reactions: Vec::new(),
+        });
         Ok(Appended {
             message: stored,
             fresh: true,
@@ -432,7 +491,7 @@ impl Store for MemoryStore {
         Ok(state
             .by_client_id
             .get(&(user, client_id.to_owned()))
-            .map(|&position| state.messages[position].clone()))
+            .map(|&position| state.current(position)))
     }
 
     async fn last_seq(&self, room: RoomId) -> Result<Seq, StoreError> {
@@ -440,6 +499,136 @@ impl Store for MemoryStore {
             .state()
             .room(room)
             .map_or(Seq::ZERO, |row| Seq::nth(row.messages.len())))
+    }
+
+    async fn last_rev(&self, room: RoomId) -> Result<Rev, StoreError> {
+        Ok(self
+            .state()
+            .room(room)
+            .map_or(Rev::ZERO, |row| row.last_rev))
+    }
+
+    async fn message(&self, room: &Room, id: i64) -> Result<Option<Message>, StoreError> {
+        let state = self.state();
+        Ok(position_of(id)
+            .filter(|&p| {
+                state
+                    .messages
+                    .get(p)
+                    .is_some_and(|m| m.message.room_id == room.id)
+            })
+            .map(|p| state.current(p)))
+    }
+
+    async fn change_message(
+        &self,
+        room: &Room,
+        id: i64,
+        change: MessageChange<'_>,
+    ) -> Result<Changed, StoreError> {
+        let mut state = self.state();
+        let Some(position) = position_of(id).filter(|&p| {
+            state
+                .messages
+                .get(p)
+                .is_some_and(|m| m.message.room_id == room.id)
+        }) else {
+            return Ok(Changed::UnknownMessage);
+        };
+        let deleter = match change {
+            MessageChange::Delete { by } => Some(
+                state
+                    .user(by)
+                    .map(|u| u.username.clone())
+                    .ok_or_else(|| StoreError::Unavailable("no such user".into()))?,
+            ),
+            _ => None,
+        };
+        let stored = &mut state.messages[position];
+        if stored.message.is_deleted() {
+            return Ok(Changed::Deleted);
+        }
+        let changed = match change {
+            MessageChange::Edit { body, at } => {
+                let changed = stored.message.body != body.as_str();
+                if changed {
+                    stored.message.body = body.as_str().to_owned();
+                    stored.message.edited_at = Some(to_ms(at));
+                }
+                changed
+            }
+            MessageChange::Delete { .. } => {
+                stored.message.body = String::new();
+                stored.message.deleted_by = deleter;
+                stored.reactions.clear();
+                true
+            }
+            MessageChange::React { user, emoji } => {
+                let emoji = emoji.as_str();
+                if stored
+                    .reactions
+                    .iter()
+                    .any(|r| *r == (user, emoji.to_owned()))
+                {
+                    false
+                } else {
+                    let mut distinct: Vec<&str> =
+                        stored.reactions.iter().map(|(_, e)| e.as_str()).collect();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    if !distinct.contains(&emoji) && distinct.len() >= MAX_EMOJI_PER_MESSAGE {
+                        return Ok(Changed::TooManyReactions);
+                    }
+                    stored.reactions.push((user, emoji.to_owned()));
+                    true
+                }
+            }
+            MessageChange::Unreact { user, emoji } => {
+                let before = stored.reactions.len();
+                stored
+                    .reactions
+                    .retain(|r| *r != (user, emoji.as_str().to_owned()));
+                stored.reactions.len() != before
+            }
+        };
+        if !changed {
+            return Ok(Changed::Unchanged(state.current(position)));
+        }
+        let room_index = position_of(room.id.0)
+            .filter(|&i| i < state.rooms.len())
+            .ok_or_else(|| StoreError::Unavailable("no such room in the store".into()))?;
+        let rev = state.rooms[room_index].last_rev.next();
+        state.rooms[room_index].last_rev = rev;
+        state.messages[position].message.rev = rev;
+        Ok(Changed::Changed(state.current(position)))
+    }
+
+    async fn changes(
+        &self,
+        room: &Room,
+        after: Rev,
+        up_to: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let state = self.state();
+        let Some(row) = state.room(room.id) else {
+            return Ok(Vec::new());
+        };
+        let mut changed: Vec<usize> = row
+            .messages
+            .iter()
+            .copied()
+            .filter(|&p| {
+                let message = &state.messages[p].message;
+                message.rev > after && message.seq <= up_to
+            })
+            .collect();
+        changed.sort_by_key(|&p| state.messages[p].message.rev);
+        Ok(changed
+            .into_iter()
+            .take(limit as usize)
+            .map(|p| state.current(p))
+            .collect())
     }
 
     async fn messages(
@@ -474,7 +663,7 @@ impl Store for MemoryStore {
         };
         Ok(row.messages[from..to]
             .iter()
-            .map(|&position| state.messages[position].clone())
+            .map(|&position| state.current(position))
             .collect())
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! The transaction first locks the batch's rooms in id order, so two processes whose
 //! batches share rooms wait for each other instead of deadlocking; the row locks also keep
-//! each room's `seq` gapless and ordered across processes.
+//! each room's `seq` and `rev` gapless and ordered across processes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 
-use crate::domain::{NewMessage, Seq};
+use crate::domain::{NewMessage, Rev, Seq};
 use crate::ports::Appended;
 
 /// Most messages in one statement.
@@ -104,8 +104,8 @@ impl GroupCommit {
     }
 }
 
-/// Stores `jobs` (any rooms) in one transaction: each room gets one `seq` range, in the
-/// jobs' order.
+/// Stores `jobs` (any rooms) in one transaction: each room gets one `seq` range and one
+/// `rev` range, in the jobs' order.
 async fn append_batch(
     pool: &PgPool,
     jobs: &[Job],
@@ -118,31 +118,41 @@ async fn append_batch(
         .iter()
         .map(|j| j.message.client_id.as_ref().map(|c| c.as_str()))
         .collect();
+    let reply_tos: Vec<Option<i64>> = jobs
+        .iter()
+        .map(|j| j.message.reply_to.as_ref().map(|target| target.id))
+        .collect();
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT 1 FROM rooms WHERE id = ANY($1) ORDER BY id FOR UPDATE")
         .bind(&rooms)
         .execute(&mut *tx)
         .await?;
-    let rows: Vec<(i64, i64, Seq)> = sqlx::query_as(
+    // A room's k-th message takes its seq base + k and rev base + k.
+    let rows: Vec<(i64, i64, Seq, Rev)> = sqlx::query_as(
         "WITH input AS ( \
-             SELECT * FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[]) \
-                 WITH ORDINALITY AS t(room_id, user_id, body, client_id, ord)), \
+             SELECT * FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[]) \
+                 WITH ORDINALITY AS t(room_id, user_id, body, client_id, reply_to, ord)), \
          counts AS (SELECT room_id, count(*) AS n FROM input GROUP BY room_id), \
          bumped AS ( \
-             UPDATE rooms r SET last_seq = r.last_seq + c.n, last_message_at = $1 \
+             UPDATE rooms r SET last_seq = r.last_seq + c.n, last_rev = r.last_rev + c.n, \
+                 last_message_at = $1 \
              FROM counts c WHERE r.id = c.room_id \
-             RETURNING r.id, r.last_seq - c.n AS base) \
-         INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) \
-         SELECT i.room_id, b.base + row_number() OVER (PARTITION BY i.room_id ORDER BY i.ord), \
-                i.user_id, i.body, i.client_id, $1 \
-         FROM input i JOIN bumped b ON b.id = i.room_id \
-         RETURNING id, room_id, seq",
+             RETURNING r.id, r.last_seq - c.n AS seq_base, r.last_rev - c.n AS rev_base), \
+         numbered AS ( \
+             SELECT i.*, row_number() OVER (PARTITION BY i.room_id ORDER BY i.ord) AS k \
+             FROM input i) \
+         INSERT INTO messages (room_id, seq, rev, user_id, body, client_id, sent_at, reply_to) \
+         SELECT i.room_id, b.seq_base + i.k, b.rev_base + i.k, \
+                i.user_id, i.body, i.client_id, $1, i.reply_to \
+         FROM numbered i JOIN bumped b ON b.id = i.room_id \
+         RETURNING id, room_id, seq, rev",
     )
     .bind(sent_at)
     .bind(&rooms)
     .bind(&users)
     .bind(&bodies)
     .bind(&client_ids)
+    .bind(&reply_tos)
     .fetch_all(&mut *tx)
     .await?;
     if rows.len() != jobs.len() {
@@ -152,25 +162,25 @@ async fn append_batch(
     match_rows(jobs, rows, sent_at)
 }
 
-/// Pairs the inserted `(id, room, seq)` rows with their jobs: within a room, seqs were
+/// Pairs the inserted `(id, room, seq, rev)` rows with their jobs: within a room, seqs were
 /// given in the jobs' order, so the room's k-th job has the room's k-th smallest seq.
 fn match_rows(
     jobs: &[Job],
-    mut rows: Vec<(i64, i64, Seq)>,
+    mut rows: Vec<(i64, i64, Seq, Rev)>,
     sent_at: DateTime<Utc>,
 ) -> Result<Vec<Appended>, sqlx::Error> {
-    rows.sort_unstable_by_key(|&(_, room, seq)| (room, seq));
-    let mut by_room: HashMap<i64, VecDeque<(i64, Seq)>> = HashMap::new();
-    for (id, room, seq) in rows {
-        by_room.entry(room).or_default().push_back((id, seq));
+    rows.sort_unstable_by_key(|&(_, room, seq, _)| (room, seq));
+    let mut by_room: HashMap<i64, VecDeque<(i64, Seq, Rev)>> = HashMap::new();
+    for (id, room, seq, rev) in rows {
+        by_room.entry(room).or_default().push_back((id, seq, rev));
     }
     jobs.iter()
         .map(|job| {
-            let (id, seq) = by_room
+            let (id, seq, rev) = by_room
                 .get_mut(&job.message.room.id.0)
                 .and_then(VecDeque::pop_front)
                 .ok_or(sqlx::Error::RowNotFound)?;
-            Ok(fresh(&job.message, id, seq, sent_at))
+            Ok(fresh(&job.message, id, seq, rev, sent_at))
         })
         .collect()
 }
@@ -182,20 +192,22 @@ async fn append_one(
     sent_at: DateTime<Utc>,
 ) -> Result<Appended, sqlx::Error> {
     let client_id = new.client_id.as_ref().map(|c| c.as_str());
-    let inserted: Result<Option<(i64, Seq)>, sqlx::Error> = sqlx::query_as(
-        "WITH bumped AS (UPDATE rooms SET last_seq = last_seq + 1, last_message_at = $1 WHERE id = $2 RETURNING last_seq) \
-         INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) \
-         SELECT $2, last_seq, $3, $4, $5, $1 FROM bumped RETURNING id, seq",
+    let inserted: Result<Option<(i64, Seq, Rev)>, sqlx::Error> = sqlx::query_as(
+        "WITH bumped AS (UPDATE rooms SET last_seq = last_seq + 1, last_rev = last_rev + 1, \
+             last_message_at = $1 WHERE id = $2 RETURNING last_seq, last_rev) \
+         INSERT INTO messages (room_id, seq, rev, user_id, body, client_id, sent_at, reply_to) \
+         SELECT $2, last_seq, last_rev, $3, $4, $5, $1, $6 FROM bumped RETURNING id, seq, rev",
     )
     .bind(sent_at)
     .bind(new.room.id.0)
     .bind(new.user.id.0)
     .bind(new.body.as_str())
     .bind(client_id)
+    .bind(new.reply_to.as_ref().map(|target| target.id))
     .fetch_optional(pool)
     .await;
     match (inserted, client_id) {
-        (Ok(Some((id, seq))), _) => Ok(fresh(new, id, seq, sent_at)),
+        (Ok(Some((id, seq, rev))), _) => Ok(fresh(new, id, seq, rev, sent_at)),
         (Ok(None), _) => Err(sqlx::Error::RowNotFound),
         // The same client_id was stored first (a resend racing its original): the whole
         // statement rolled back, the seq bump with it; answer with the stored message.
@@ -212,9 +224,9 @@ async fn append_one(
     }
 }
 
-fn fresh(new: &NewMessage, id: i64, seq: Seq, sent_at: DateTime<Utc>) -> Appended {
+fn fresh(new: &NewMessage, id: i64, seq: Seq, rev: Rev, sent_at: DateTime<Utc>) -> Appended {
     Appended {
-        message: new.stored(id, seq, sent_at),
+        message: new.stored(id, seq, rev, sent_at),
         fresh: true,
     }
 }

@@ -22,6 +22,10 @@
 //!   as the SQLite store's are.
 //! - **A pair has one DM**, however many processes open it at once: the unique `dm_key`
 //!   makes every insert but the first wait for it and do nothing.
+//! - **`rev` has no gap either.** An append takes the room's next `rev` with its `seq`; a
+//!   change to a message ([`Store::change_message`]) locks the room's row as appends do
+//!   (`FOR UPDATE`), checks and changes the message, and takes the next `rev`, in one
+//!   transaction: a room's changes and appends run one after the other, on any process.
 //! - **A banned user is never a member**: adding a member takes a shared lock on the
 //!   room's row, banning an exclusive one ([`RoomLock`]), so a ban and an add run one
 //!   after the other while adds run together.
@@ -36,17 +40,27 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
-use super::sql::{from_sqlx, room_list_sql, unavailable, MESSAGE_COLUMNS, ROOM_COLUMNS};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions};
+use super::sql::{
+    change as change_sql, from_sqlx, message_columns, reactions_from_json, reply_from_columns,
+    room_list_sql, unavailable, CHANGES_WHERE, ROOM_COLUMNS,
+};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary, Seq,
-    Slug, User, UserId, Username,
+    HistoryRange, Message, NewMessage, Rev, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary,
+    Seq, Slug, User, UserId, Username,
 };
 use crate::ports::{
-    Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
-    StoreError,
+    Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom,
+    SessionRecord, Standing, Store, StoreError, MAX_EMOJI_PER_MESSAGE,
 };
+
+/// [`message_columns!`] with PostgreSQL's JSON of a message's reactions.
+const MESSAGE_COLUMNS: &str = message_columns!(
+    "(SELECT json_agg(json_build_array(x.emoji, xu.username) ORDER BY x.id)::text \
+     FROM reactions x JOIN users xu ON xu.id = x.user_id WHERE x.message_id = m.id)"
+);
 
 const MAX_CONNECTIONS: u32 = 32;
 /// Longest wait for a pooled connection, including opening a new one.
@@ -113,31 +127,33 @@ impl PgStore {
 }
 
 /// A row of [`MESSAGE_COLUMNS`].
-type MessageRow = (
-    i64,
-    i64,
-    String,
-    Seq,
-    i64,
-    String,
-    String,
-    Option<String>,
-    DateTime<Utc>,
-);
+fn message_from_row(row: &PgRow) -> Result<Message, sqlx::Error> {
+    Ok(Message {
+        id: row.try_get(0)?,
+        room_id: RoomId(row.try_get(1)?),
+        room_slug: row.try_get(2)?,
+        seq: row.try_get(3)?,
+        user_id: UserId(row.try_get(4)?),
+        username: row.try_get(5)?,
+        body: row.try_get(6)?,
+        client_id: row.try_get(7)?,
+        sent_at: row.try_get(8)?,
+        rev: row.try_get(9)?,
+        edited_at: row.try_get(10)?,
+        deleted_by: row.try_get(11)?,
+        reply_to: reply_from_columns(
+            row.try_get(12)?,
+            row.try_get(13)?,
+            row.try_get(14)?,
+            row.try_get(15)?,
+            row.try_get(16)?,
+        ),
+        reactions: reactions_from_json(row.try_get(17)?)?,
+    })
+}
 
-fn message_from_row(row: MessageRow) -> Message {
-    let (id, room_id, room_slug, seq, user_id, username, body, client_id, sent_at) = row;
-    Message {
-        id,
-        room_id: RoomId(room_id),
-        room_slug,
-        seq,
-        user_id: UserId(user_id),
-        username,
-        body,
-        client_id,
-        sent_at,
-    }
+fn messages_from_rows(rows: &[PgRow]) -> Result<Vec<Message>, sqlx::Error> {
+    rows.iter().map(message_from_row).collect()
 }
 
 async fn find_by_client_id<'e>(
@@ -145,14 +161,114 @@ async fn find_by_client_id<'e>(
     user: UserId,
     client_id: &str,
 ) -> Result<Option<Message>, sqlx::Error> {
-    let row: Option<MessageRow> = sqlx::query_as(&format!(
+    let row = sqlx::query(&format!(
         "SELECT {MESSAGE_COLUMNS} WHERE m.user_id = $1 AND m.client_id = $2"
     ))
     .bind(user.0)
     .bind(client_id)
     .fetch_optional(executor)
     .await?;
-    Ok(row.map(message_from_row))
+    row.as_ref().map(message_from_row).transpose()
+}
+
+/// Changes message `id` of `room` in the transaction on `tx`, which has locked the room's
+/// row: no other append or change of the room runs between the checks and the change,
+/// and every statement here sees what the ones before the lock committed. Every outcome
+/// reads the message back in the transaction, as it will be once committed.
+async fn change_locked(
+    tx: &mut PgConnection,
+    room: RoomId,
+    id: i64,
+    change: MessageChange<'_>,
+) -> Result<Changed, sqlx::Error> {
+    let state: Option<(String, bool)> = sqlx::query_as(change_sql::MESSAGE_STATE)
+        .bind(id)
+        .bind(room.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some((body, deleted)) = state else {
+        return Ok(Changed::UnknownMessage);
+    };
+    if deleted {
+        return Ok(Changed::Deleted);
+    }
+    let changed = match change {
+        MessageChange::Edit { body: new, at } => {
+            if new.as_str() == body {
+                false
+            } else {
+                sqlx::query(change_sql::EDIT)
+                    .bind(new.as_str())
+                    .bind(to_ms(at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                true
+            }
+        }
+        MessageChange::Delete { by } => {
+            sqlx::query(change_sql::DELETE_REACTIONS)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(change_sql::TOMBSTONE)
+                .bind(by.0)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            true
+        }
+        MessageChange::React { user, emoji } => {
+            let (present, distinct): (bool, i64) = sqlx::query_as(change_sql::EMOJI_STATE)
+                .bind(id)
+                .bind(emoji.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if !present && distinct >= MAX_EMOJI_PER_MESSAGE as i64 {
+                return Ok(Changed::TooManyReactions);
+            }
+            sqlx::query(change_sql::REACT)
+                .bind(id)
+                .bind(user.0)
+                .bind(emoji.as_str())
+                .bind(to_ms(Utc::now()))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1
+        }
+        MessageChange::Unreact { user, emoji } => {
+            sqlx::query(change_sql::UNREACT)
+                .bind(id)
+                .bind(user.0)
+                .bind(emoji.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1
+        }
+    };
+    if changed {
+        let rev: Rev = sqlx::query_scalar(change_sql::NEXT_REV)
+            .bind(room.0)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(change_sql::SET_REV)
+            .bind(rev)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} WHERE m.id = $1"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let message = message_from_row(&row)?;
+    Ok(if changed {
+        Changed::Changed(message)
+    } else {
+        Changed::Unchanged(message)
+    })
 }
 
 /// A row of [`ROOM_COLUMNS`].
@@ -667,6 +783,71 @@ impl Store for PgStore {
         Ok(seq.unwrap_or(Seq::ZERO))
     }
 
+    async fn last_rev(&self, room: RoomId) -> Result<Rev, StoreError> {
+        let rev: Option<Rev> = bounded(
+            sqlx::query_scalar("SELECT last_rev FROM rooms WHERE id = $1")
+                .bind(room.0)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(rev.unwrap_or(Rev::ZERO))
+    }
+
+    async fn message(&self, room: &Room, id: i64) -> Result<Option<Message>, StoreError> {
+        bounded(async {
+            let row = sqlx::query(&format!(
+                "SELECT {MESSAGE_COLUMNS} WHERE m.id = $1 AND m.room_id = $2"
+            ))
+            .bind(id)
+            .bind(room.id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(message_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn change_message(
+        &self,
+        room: &Room,
+        id: i64,
+        change: MessageChange<'_>,
+    ) -> Result<Changed, StoreError> {
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            // The lock appends take (group_commit.rs): the room's appends and changes, on
+            // every process, run one after the other, so `rev` has no gap.
+            sqlx::query("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE")
+                .bind(room.id.0)
+                .execute(&mut *tx)
+                .await?;
+            let changed = change_locked(&mut tx, room.id, id, change).await?;
+            tx.commit().await?;
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn changes(
+        &self,
+        room: &Room,
+        after: Rev,
+        up_to: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        bounded(async {
+            let rows = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} WHERE {CHANGES_WHERE}"))
+                .bind(room.id.0)
+                .bind(after)
+                .bind(up_to)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            messages_from_rows(&rows)
+        })
+        .await
+    }
+
     async fn messages(
         &self,
         room: &Room,
@@ -683,16 +864,17 @@ impl Store for PgStore {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} WHERE m.room_id = $1 AND m.seq > $2 AND m.seq < $3 ORDER BY m.seq {order} LIMIT $4"
         );
-        let rows: Vec<MessageRow> = bounded(
-            sqlx::query_as(&sql)
+        let mut messages = bounded(async {
+            let rows = sqlx::query(&sql)
                 .bind(room.id.0)
                 .bind(after)
                 .bind(before)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool),
-        )
+                .fetch_all(&self.pool)
+                .await?;
+            messages_from_rows(&rows)
+        })
         .await?;
-        let mut messages: Vec<Message> = rows.into_iter().map(message_from_row).collect();
         if newest_first {
             messages.reverse();
         }

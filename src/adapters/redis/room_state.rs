@@ -64,7 +64,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use serde::{Deserialize, Serialize};
 
 use super::connection::{connect_manager, deadline};
-use crate::domain::{Message, RoomId, Seq, User, UserId};
+use crate::domain::{Message, Reaction, ReplyRef, Rev, RoomId, Seq, User, UserId};
 use crate::ports::{Departure, Joined, MessageCache, Presence, Unavailable};
 
 const DEFAULT_INSTANCE_EXPIRY: Duration = Duration::from_secs(20);
@@ -86,7 +86,8 @@ pub struct RedisRoomState {
     user_gates: Vec<tokio::sync::Mutex<()>>,
 }
 
-/// A cached message: every field of [`Message`], `sent_at` in microseconds.
+/// A cached message: every field of [`Message`], times in microseconds. An entry written
+/// before a field existed lacks it, so it does not decode and the store is read instead.
 #[derive(Serialize, Deserialize)]
 struct Entry {
     id: i64,
@@ -98,6 +99,22 @@ struct Entry {
     body: String,
     client_id: Option<String>,
     sent_at_us: i64,
+    rev: Rev,
+    edited_at_us: Option<i64>,
+    deleted_by: Option<String>,
+    reply_to: Option<ReplyEntry>,
+    /// `(emoji, users)`, in the message's order.
+    reactions: Vec<(String, Vec<String>)>,
+}
+
+/// A cached [`ReplyRef`].
+#[derive(Serialize, Deserialize)]
+struct ReplyEntry {
+    id: i64,
+    seq: Seq,
+    username: String,
+    excerpt: String,
+    deleted: bool,
 }
 
 fn encode(m: &Message) -> String {
@@ -111,6 +128,21 @@ fn encode(m: &Message) -> String {
         body: m.body.clone(),
         client_id: m.client_id.clone(),
         sent_at_us: m.sent_at.timestamp_micros(),
+        rev: m.rev,
+        edited_at_us: m.edited_at.map(|at| at.timestamp_micros()),
+        deleted_by: m.deleted_by.clone(),
+        reply_to: m.reply_to.as_ref().map(|r| ReplyEntry {
+            id: r.id,
+            seq: r.seq,
+            username: r.username.clone(),
+            excerpt: r.excerpt.clone(),
+            deleted: r.deleted,
+        }),
+        reactions: m
+            .reactions
+            .iter()
+            .map(|r| (r.emoji.clone(), r.users.clone()))
+            .collect(),
     };
     serde_json::to_string(&entry).expect("a message serializes")
 }
@@ -132,6 +164,24 @@ fn decode(entries: Vec<String>) -> Option<Vec<Message>> {
                 body: e.body,
                 client_id: e.client_id,
                 sent_at: DateTime::from_timestamp_micros(e.sent_at_us)?,
+                rev: e.rev,
+                edited_at: match e.edited_at_us {
+                    Some(us) => Some(DateTime::from_timestamp_micros(us)?),
+                    None => None,
+                },
+                deleted_by: e.deleted_by,
+                reply_to: e.reply_to.map(|r| ReplyRef {
+                    id: r.id,
+                    seq: r.seq,
+                    username: r.username,
+                    excerpt: r.excerpt,
+                    deleted: r.deleted,
+                }),
+                reactions: e
+                    .reactions
+                    .into_iter()
+                    .map(|(emoji, users)| Reaction { emoji, users })
+                    .collect(),
             })
         })
         .collect::<Option<Vec<_>>>()

@@ -20,7 +20,8 @@ use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
 use super::sql::{
-    from_sqlx, room_list_sql, unavailable, MESSAGE_COLUMNS, ROOM_COLUMNS, ROOM_LIST_ORDER,
+    from_sqlx, message_columns, reactions_from_json, reply_from_columns, room_list_sql,
+    unavailable, CHANGES_WHERE, ROOM_COLUMNS, ROOM_LIST_ORDER,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -30,13 +31,19 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary, Seq,
-    Slug, User, UserId, Username,
+    HistoryRange, Message, NewMessage, Rev, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary,
+    Seq, Slug, User, UserId, Username,
 };
 use crate::ports::{
-    Added, Appended, BanRecord, DmPair, MemberRecord, NewRoom, SessionRecord, Standing, Store,
-    StoreError,
+    Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom,
+    SessionRecord, Standing, Store, StoreError,
 };
+
+/// [`message_columns!`] with SQLite's JSON of a message's reactions.
+pub(crate) const MESSAGE_COLUMNS: &str = message_columns!(
+    "(SELECT json_group_array(json_array(x.emoji, xu.username) ORDER BY x.id) \
+     FROM reactions x JOIN users xu ON xu.id = x.user_id WHERE x.message_id = m.id)"
+);
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -93,6 +100,7 @@ impl SqliteStore {
     }
 }
 
+/// A row of [`MESSAGE_COLUMNS`].
 pub(crate) fn message_from_row(row: &SqliteRow) -> Result<Message, sqlx::Error> {
     Ok(Message {
         id: row.try_get(0)?,
@@ -104,6 +112,17 @@ pub(crate) fn message_from_row(row: &SqliteRow) -> Result<Message, sqlx::Error> 
         body: row.try_get(6)?,
         client_id: row.try_get(7)?,
         sent_at: time_from_ms(row.try_get(8)?),
+        rev: row.try_get(9)?,
+        edited_at: row.try_get::<Option<i64>, _>(10)?.map(time_from_ms),
+        deleted_by: row.try_get(11)?,
+        reply_to: reply_from_columns(
+            row.try_get(12)?,
+            row.try_get(13)?,
+            row.try_get(14)?,
+            row.try_get(15)?,
+            row.try_get(16)?,
+        ),
+        reactions: reactions_from_json(row.try_get(17)?)?,
     })
 }
 
@@ -600,6 +619,72 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn last_rev(&self, room: RoomId) -> Result<Rev, StoreError> {
+        let rev: Option<Rev> = sqlx::query_scalar("SELECT last_rev FROM rooms WHERE id = ?")
+            .bind(room.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(rev.unwrap_or(Rev::ZERO))
+    }
+
+    async fn message(&self, room: &Room, id: i64) -> Result<Option<Message>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {MESSAGE_COLUMNS} WHERE m.id = $1 AND m.room_id = $2"
+        ))
+        .bind(id)
+        .bind(room.id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        row.map(|r| message_from_row(&r))
+            .transpose()
+            .map_err(from_sqlx)
+    }
+
+    /// Through the writer, under a savepoint of its own in whatever batch it joins.
+    async fn change_message(
+        &self,
+        room: &Room,
+        id: i64,
+        change: MessageChange<'_>,
+    ) -> Result<Changed, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(writer::Job::Change {
+                room: room.id,
+                id,
+                change: writer::Change::from(change),
+                reply,
+            })
+            .await
+            .map_err(|_| unavailable(sqlx::Error::PoolClosed))?;
+        answer
+            .await
+            .map_err(|_| unavailable(sqlx::Error::PoolClosed))?
+    }
+
+    async fn changes(
+        &self,
+        room: &Room,
+        after: Rev,
+        up_to: Seq,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} WHERE {CHANGES_WHERE}"))
+            .bind(room.id.0)
+            .bind(after)
+            .bind(up_to)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        rows.iter()
+            .map(message_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(from_sqlx)
+    }
+
     async fn messages(
         &self,
         room: &Room,
@@ -698,6 +783,7 @@ mod tests {
             user: alice.clone(),
             body: crate::domain::MessageBody::parse(body).unwrap(),
             client_id: None,
+            reply_to: None,
         };
         let (first, ghost, second) = tokio::join!(
             store.append_message(message("one")),

@@ -1,10 +1,13 @@
 //! Group commit: one task owns the write connection, takes every pending append (and
-//! membership added on joining, CONTRACT §9), stores them in one transaction (one fsync
-//! for the batch) and then answers each sender.
+//! membership added on joining, CONTRACT §9, and change to a message, CONTRACT §10),
+//! stores them in one transaction (one fsync for the batch) and then answers each sender.
 //!
 //! Per message, inside the transaction: look up `(user, client_id)` (a resend returns the
-//! stored message), else `UPDATE rooms … last_seq + 1 RETURNING` and `INSERT`. A failed
-//! batch rolls back whole, so `seq` never gets a gap and nothing unacked is half-written.
+//! stored message), else `UPDATE rooms … last_seq + 1, last_rev + 1 RETURNING` and
+//! `INSERT`. A failed batch rolls back whole, so `seq` and `rev` never get a gap and
+//! nothing unacked is half-written. A change takes the room's next `rev` the same way; the
+//! one writer (and SQLite's one write lock, against another process's writer) serialises
+//! it with every other write to the room.
 //!
 //! Before each commit the writer checks that the database file is still the one it opened:
 //! a deleted or replaced file would take writes that vanish at the next start, so such a
@@ -20,8 +23,9 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{from_sqlx, message_from_row, now_ms, time_from_ms, MESSAGE_COLUMNS};
-use crate::domain::{NewMessage, Role, RoomId, Seq, UserId};
-use crate::ports::{Added, Appended, StoreError};
+use crate::adapters::sql::change as change_sql;
+use crate::domain::{NewMessage, Rev, Role, RoomId, Seq, UserId};
+use crate::ports::{Added, Appended, Changed, MessageChange, StoreError, MAX_EMOJI_PER_MESSAGE};
 
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 256;
@@ -39,8 +43,44 @@ pub(super) enum Job {
         role: Role,
         reply: oneshot::Sender<Result<Added, StoreError>>,
     },
+    /// [`Store::change_message`](crate::ports::Store::change_message). Under a savepoint
+    /// of its own, as `AddMember`.
+    Change {
+        room: RoomId,
+        id: i64,
+        change: Change,
+        reply: oneshot::Sender<Result<Changed, StoreError>>,
+    },
     /// Answers once a write transaction has committed (or why it could not).
     Probe(oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// A [`MessageChange`] the job owns, to cross into the writer task.
+pub(super) enum Change {
+    Edit { body: String, at_ms: i64 },
+    Delete { by: UserId },
+    React { user: UserId, emoji: String },
+    Unreact { user: UserId, emoji: String },
+}
+
+impl From<MessageChange<'_>> for Change {
+    fn from(change: MessageChange<'_>) -> Change {
+        match change {
+            MessageChange::Edit { body, at } => Change::Edit {
+                body: body.as_str().to_owned(),
+                at_ms: at.timestamp_millis(),
+            },
+            MessageChange::Delete { by } => Change::Delete { by },
+            MessageChange::React { user, emoji } => Change::React {
+                user,
+                emoji: emoji.as_str().to_owned(),
+            },
+            MessageChange::Unreact { user, emoji } => Change::Unreact {
+                user,
+                emoji: emoji.as_str().to_owned(),
+            },
+        }
+    }
 }
 
 impl Job {
@@ -48,6 +88,7 @@ impl Job {
         match self {
             Job::Append { reply, .. } => drop(reply.send(Err(why))),
             Job::AddMember { reply, .. } => drop(reply.send(Err(why))),
+            Job::Change { reply, .. } => drop(reply.send(Err(why))),
             Job::Probe(reply) => drop(reply.send(Err(why))),
         }
     }
@@ -57,6 +98,7 @@ impl Job {
 enum Done {
     Appended(Appended),
     Added(Result<Added, sqlx::Error>),
+    Changed(Result<Changed, sqlx::Error>),
     Probed,
 }
 
@@ -117,6 +159,9 @@ async fn run(
                         (Job::AddMember { reply, .. }, Done::Added(added)) => {
                             let _ = reply.send(added.map_err(from_sqlx));
                         }
+                        (Job::Change { reply, .. }, Done::Changed(changed)) => {
+                            let _ = reply.send(changed.map_err(from_sqlx));
+                        }
                         (Job::Probe(reply), Done::Probed) => {
                             let _ = reply.send(Ok(()));
                         }
@@ -159,7 +204,20 @@ async fn commit(
             Job::Append { message, .. } => Done::Appended(append_one(connection, message).await?),
             Job::AddMember {
                 room, user, role, ..
-            } => Done::Added(add_member(connection, *room, *user, *role).await?),
+            } => {
+                savepoint(connection).await?;
+                let added = try_add_member(connection, *room, *user, *role).await;
+                end_savepoint(connection, added.is_ok()).await?;
+                Done::Added(added)
+            }
+            Job::Change {
+                room, id, change, ..
+            } => {
+                savepoint(connection).await?;
+                let changed = change_one(connection, *room, *id, change).await;
+                end_savepoint(connection, changed.is_ok()).await?;
+                Done::Changed(changed)
+            }
             Job::Probe(_) => {
                 probe(connection).await?;
                 Done::Probed
@@ -183,33 +241,32 @@ async fn probe(connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Adds the member unless they are one or are banned: one statement, so the single
-/// writer sees no ban slip in between. The outer `Result` fails the batch (the connection
-/// could not even undo the savepoint); the inner one refuses this job alone.
-async fn add_member(
-    connection: &mut SqliteConnection,
-    room: RoomId,
-    user: UserId,
-    role: Role,
-) -> Result<Result<Added, sqlx::Error>, sqlx::Error> {
-    sqlx::query("SAVEPOINT add_member")
+/// Starts a job that must fail alone: a refused one (a user that does not exist) undoes
+/// its own writes, not the batch's ([`end_savepoint`]).
+async fn savepoint(connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SAVEPOINT job")
         .execute(&mut *connection)
         .await?;
-    let added = try_add_member(connection, room, user, role).await;
-    let end = if added.is_ok() {
-        "RELEASE add_member"
-    } else {
-        "ROLLBACK TO add_member"
-    };
-    sqlx::query(end).execute(&mut *connection).await?;
-    if added.is_err() {
-        sqlx::query("RELEASE add_member")
+    Ok(())
+}
+
+/// Keeps the job's writes if it `succeeded`, else undoes them. An error here fails the
+/// batch: the connection could not even undo the savepoint.
+async fn end_savepoint(
+    connection: &mut SqliteConnection,
+    succeeded: bool,
+) -> Result<(), sqlx::Error> {
+    if !succeeded {
+        sqlx::query("ROLLBACK TO job")
             .execute(&mut *connection)
             .await?;
     }
-    Ok(added)
+    sqlx::query("RELEASE job").execute(&mut *connection).await?;
+    Ok(())
 }
 
+/// Adds the member unless they are one or are banned: one statement, so the single
+/// writer sees no ban slip in between.
 async fn try_add_member(
     connection: &mut SqliteConnection,
     room: RoomId,
@@ -265,26 +322,130 @@ async fn append_one(
         }
     }
     let sent_at = now_ms();
-    let seq: Seq = sqlx::query("UPDATE rooms SET last_seq = last_seq + 1, last_message_at = ? WHERE id = ? RETURNING last_seq")
-        .bind(sent_at)
-        .bind(new.room.id.0)
-        .fetch_one(&mut *connection)
-        .await?
-        .try_get(0)?;
+    let (seq, rev): (Seq, Rev) = sqlx::query_as(
+        "UPDATE rooms SET last_seq = last_seq + 1, last_rev = last_rev + 1, last_message_at = ? \
+         WHERE id = ? RETURNING last_seq, last_rev",
+    )
+    .bind(sent_at)
+    .bind(new.room.id.0)
+    .fetch_one(&mut *connection)
+    .await?;
     let id: i64 = sqlx::query(
-        "INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO messages (room_id, seq, rev, user_id, body, client_id, sent_at, reply_to) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(new.room.id.0)
     .bind(seq)
+    .bind(rev)
     .bind(new.user.id.0)
     .bind(new.body.as_str())
     .bind(new.client_id.as_ref().map(|c| c.as_str()))
     .bind(sent_at)
+    .bind(new.reply_to.as_ref().map(|target| target.id))
     .fetch_one(&mut *connection)
     .await?
     .try_get(0)?;
     Ok(Appended {
-        message: new.stored(id, seq, time_from_ms(sent_at)),
+        message: new.stored(id, seq, rev, time_from_ms(sent_at)),
         fresh: true,
+    })
+}
+
+/// Changes message `id` of `room` under the writer's write lock: nothing else writes to
+/// the room between the checks and the change. Every outcome reads the message back in
+/// the transaction, as it will be once committed.
+async fn change_one(
+    connection: &mut SqliteConnection,
+    room: RoomId,
+    id: i64,
+    change: &Change,
+) -> Result<Changed, sqlx::Error> {
+    let state: Option<(String, bool)> = sqlx::query_as(change_sql::MESSAGE_STATE)
+        .bind(id)
+        .bind(room.0)
+        .fetch_optional(&mut *connection)
+        .await?;
+    let Some((body, deleted)) = state else {
+        return Ok(Changed::UnknownMessage);
+    };
+    if deleted {
+        return Ok(Changed::Deleted);
+    }
+    let changed = match change {
+        Change::Edit { body: new, at_ms } => {
+            if *new == body {
+                false
+            } else {
+                sqlx::query(change_sql::EDIT)
+                    .bind(new)
+                    .bind(at_ms)
+                    .bind(id)
+                    .execute(&mut *connection)
+                    .await?;
+                true
+            }
+        }
+        Change::Delete { by } => {
+            sqlx::query(change_sql::DELETE_REACTIONS)
+                .bind(id)
+                .execute(&mut *connection)
+                .await?;
+            sqlx::query(change_sql::TOMBSTONE)
+                .bind(by.0)
+                .bind(id)
+                .execute(&mut *connection)
+                .await?;
+            true
+        }
+        Change::React { user, emoji } => {
+            let (present, distinct): (bool, i64) = sqlx::query_as(change_sql::EMOJI_STATE)
+                .bind(id)
+                .bind(emoji)
+                .fetch_one(&mut *connection)
+                .await?;
+            if !present && distinct >= MAX_EMOJI_PER_MESSAGE as i64 {
+                return Ok(Changed::TooManyReactions);
+            }
+            sqlx::query(change_sql::REACT)
+                .bind(id)
+                .bind(user.0)
+                .bind(emoji)
+                .bind(now_ms())
+                .execute(&mut *connection)
+                .await?
+                .rows_affected()
+                == 1
+        }
+        Change::Unreact { user, emoji } => {
+            sqlx::query(change_sql::UNREACT)
+                .bind(id)
+                .bind(user.0)
+                .bind(emoji)
+                .execute(&mut *connection)
+                .await?
+                .rows_affected()
+                == 1
+        }
+    };
+    if changed {
+        let rev: Rev = sqlx::query_scalar(change_sql::NEXT_REV)
+            .bind(room.0)
+            .fetch_one(&mut *connection)
+            .await?;
+        sqlx::query(change_sql::SET_REV)
+            .bind(rev)
+            .bind(id)
+            .execute(&mut *connection)
+            .await?;
+    }
+    let row = sqlx::query(&format!("SELECT {MESSAGE_COLUMNS} WHERE m.id = ?"))
+        .bind(id)
+        .fetch_one(&mut *connection)
+        .await?;
+    let message = message_from_row(&row)?;
+    Ok(if changed {
+        Changed::Changed(message)
+    } else {
+        Changed::Unchanged(message)
     })
 }

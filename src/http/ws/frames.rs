@@ -136,6 +136,11 @@ mod tests {
             body: body.into(),
             client_id: None,
             sent_at: chrono::Utc::now(),
+            rev: crate::domain::Rev::new(seq).unwrap(),
+            edited_at: None,
+            deleted_by: None,
+            reply_to: None,
+            reactions: Vec::new(),
         }
     }
 
