@@ -3,10 +3,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use natter::domain::{
-    ClientId, HistoryRange, MessageBody, NewMessage, Role, Room, RoomKind, RoomName, RoomScope,
-    RoomSummary, Seq, Slug, User, Username,
+    ClientId, Emoji, HistoryRange, Message, MessageBody, NewMessage, Reaction, ReplyRef, Rev, Role,
+    Room, RoomKind, RoomName, RoomScope, RoomSummary, Seq, Slug, User, Username,
 };
-use natter::ports::{Added, DmPair, NewRoom, Standing, Store, StoreError};
+use natter::ports::{
+    Added, Changed, DmPair, MessageChange, NewRoom, Standing, Store, StoreError,
+    MAX_EMOJI_PER_MESSAGE,
+};
 
 use crate::fixtures::{MemoryStoreFixture, PortFixture, SqliteStoreFixture};
 use crate::postgres_fixture::PgStoreFixture;
@@ -42,6 +45,14 @@ port_suite! {
         roles_are_set_and_members_removed_only_for_members,
         a_ban_removes_the_member_and_keeps_them_out_until_unbanned,
         racing_adds_and_bans_never_leave_a_banned_member,
+        rev_rises_by_one_with_every_change_and_only_then,
+        concurrent_changes_and_sends_leave_revs_without_gap,
+        a_message_takes_at_most_20_emoji,
+        a_deleted_message_is_a_tombstone_that_changes_no_more,
+        only_the_rooms_own_messages_change,
+        a_reply_shows_its_target_as_it_is_now,
+        changes_are_each_changed_message_once_in_rev_order,
+        history_carries_reactions_and_replies,
     }
 }
 
@@ -1208,4 +1219,744 @@ mod postgres_outage {
         assert_eq!(after.message.seq.get(), 2, "the failed send left no gap");
         store.close().await;
     }
+}
+
+// ---- CONTRACT §10: changes to messages and `rev` ----
+
+async fn send(store: &dyn Store, room: &Room, user: &User, body: &str) -> Message {
+    store
+        .append_message(message(room, user, body, None))
+        .await
+        .unwrap()
+        .message
+}
+
+/// `user`'s message to `room` replying to `target`.
+fn reply(room: &Room, user: &User, body: &str, target: &Message) -> NewMessage {
+    NewMessage {
+        reply_to: Some(ReplyRef::to(target)),
+        ..message(room, user, body, None)
+    }
+}
+
+fn emoji(raw: &str) -> Emoji {
+    Emoji::parse(raw).unwrap()
+}
+
+async fn edit(store: &dyn Store, room: &Room, target: &Message, body: &str) -> Changed {
+    let body = MessageBody::parse(body).unwrap();
+    let at = Utc::now();
+    store
+        .change_message(room, target.id, MessageChange::Edit { body: &body, at })
+        .await
+        .unwrap()
+}
+
+async fn delete(store: &dyn Store, room: &Room, target: &Message, by: &User) -> Changed {
+    store
+        .change_message(room, target.id, MessageChange::Delete { by: by.id })
+        .await
+        .unwrap()
+}
+
+async fn react(store: &dyn Store, room: &Room, target: &Message, by: &User, e: &str) -> Changed {
+    let emoji = emoji(e);
+    let change = MessageChange::React {
+        user: by.id,
+        emoji: &emoji,
+    };
+    store.change_message(room, target.id, change).await.unwrap()
+}
+
+async fn unreact(store: &dyn Store, room: &Room, target: &Message, by: &User, e: &str) -> Changed {
+    let emoji = emoji(e);
+    let change = MessageChange::Unreact {
+        user: by.id,
+        emoji: &emoji,
+    };
+    store.change_message(room, target.id, change).await.unwrap()
+}
+
+/// The message a change returned, which must have changed it.
+#[track_caller]
+fn changed(outcome: Changed) -> Message {
+    match outcome {
+        Changed::Changed(message) => message,
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn unchanged(outcome: Changed) -> Message {
+    match outcome {
+        Changed::Unchanged(message) => message,
+        other => panic!("expected no change, got {other:?}"),
+    }
+}
+
+async fn last_rev(store: &dyn Store, room: &Room) -> i64 {
+    store.last_rev(room.id).await.unwrap().get()
+}
+
+async fn current(store: &dyn Store, room: &Room, of: &Message) -> Message {
+    store.message(room, of.id).await.unwrap().unwrap()
+}
+
+/// `(emoji, users)` of a message's reactions, in its order.
+fn reactions(message: &Message) -> Vec<(&str, Vec<&str>)> {
+    message
+        .reactions
+        .iter()
+        .map(|r| {
+            (
+                r.emoji.as_str(),
+                r.users.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Sends, edits, deletes and reactions each take the room's next rev, on the message
+/// they change too; what changes nothing (the same body, a reaction there already or
+/// absent, a deleted or unknown message) takes none. Each room counts its own.
+async fn rev_rises_by_one_with_every_change_and_only_then(store: Arc<dyn Store>) {
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let general = room(store, &alice, "general").await;
+    let other = room(store, &alice, "other").await;
+    assert_eq!(last_rev(store, &general).await, 0);
+
+    let first = send(store, &general, &alice, "first").await;
+    let second = send(store, &general, &bob, "second").await;
+    assert_eq!((first.rev.get(), second.rev.get()), (1, 2));
+    assert_eq!(send(store, &other, &alice, "elsewhere").await.rev.get(), 1);
+    assert_eq!(last_rev(store, &general).await, 2);
+
+    let edited = changed(edit(store, &general, &first, "first, edited").await);
+    assert_eq!(
+        (edited.rev.get(), edited.body.as_str()),
+        (3, "first, edited")
+    );
+    assert!(edited.edited_at.is_some());
+    assert_eq!(edited.seq, first.seq, "an edit keeps the message's place");
+    let again = unchanged(edit(store, &general, &first, "first, edited").await);
+    assert_eq!(again, edited);
+    assert_eq!(last_rev(store, &general).await, 3);
+
+    assert_eq!(
+        changed(react(store, &general, &second, &bob, "👍").await)
+            .rev
+            .get(),
+        4
+    );
+    assert_eq!(
+        unchanged(react(store, &general, &second, &bob, "👍").await)
+            .rev
+            .get(),
+        4
+    );
+    assert_eq!(
+        changed(unreact(store, &general, &second, &bob, "👍").await)
+            .rev
+            .get(),
+        5
+    );
+    assert_eq!(
+        unchanged(unreact(store, &general, &second, &bob, "👍").await)
+            .rev
+            .get(),
+        5
+    );
+    assert_eq!(last_rev(store, &general).await, 5);
+
+    assert_eq!(
+        changed(delete(store, &general, &first, &bob).await)
+            .rev
+            .get(),
+        6
+    );
+    assert_eq!(
+        delete(store, &general, &first, &bob).await,
+        Changed::Deleted
+    );
+    assert_eq!(
+        edit(store, &general, &first, "back").await,
+        Changed::Deleted
+    );
+    assert_eq!(last_rev(store, &general).await, 6);
+
+    let third = send(store, &general, &alice, "third").await;
+    assert_eq!((third.seq.get(), third.rev.get()), (3, 7));
+    assert_eq!(store.last_seq(general.id).await.unwrap().get(), 3);
+    assert_eq!(last_rev(store, &general).await, 7);
+    assert_eq!(last_rev(store, &other).await, 1);
+    // What each change returned is what is stored.
+    assert_eq!(current(store, &general, &second).await.rev.get(), 5);
+    assert_eq!(current(store, &general, &first).await.rev.get(), 6);
+}
+
+async fn concurrent_changes_and_sends_leave_revs_without_gap(store: Arc<dyn Store>) {
+    changes_and_sends_racing_on_one_room([store.clone(), store]).await;
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
+async fn postgres_two_stores_change_one_room_without_gaps() {
+    crate::postgres_fixture::with_two_postgres_stores(changes_and_sends_racing_on_one_room).await;
+}
+
+/// Two SQLite stores on one file (two processes' worth): two writers, one write lock.
+#[tokio::test]
+async fn sqlite_two_stores_change_one_room_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let first = natter::adapters::sqlite::SqliteStore::connect(&url)
+        .await
+        .unwrap();
+    let second = natter::adapters::sqlite::SqliteStore::connect(&url)
+        .await
+        .unwrap();
+    changes_and_sends_racing_on_one_room([Arc::new(first), Arc::new(second)]).await;
+}
+
+/// Sends, edits, reactions and their removal race on one room from many tasks, on
+/// `stores` in turn, twenty of them the same reaction, one a delete, and 21 distinct
+/// emoji on one message: the revs acked are 1..N, each once, N is the room's rev, and
+/// each message carries the last rev acked for it. The repeated reaction is stored once;
+/// the deleted message stays a tombstone whatever edit raced it; exactly one emoji is
+/// refused. (The revs alone would hold without the room lock; these would not.)
+async fn changes_and_sends_racing_on_one_room(stores: [Arc<dyn Store>; 2]) {
+    let alice = user(&*stores[0], "alice").await;
+    let bob = user(&*stores[0], "bob").await;
+    let general = room(&*stores[0], &alice, "general").await;
+    let mut seeded = Vec::new();
+    for i in 0..5 {
+        seeded.push(send(&*stores[0], &general, &alice, &format!("seed {i}")).await);
+    }
+    let crowded = send(&*stores[0], &general, &alice, "crowded").await;
+    let crowd = EMOJI.iter().enumerate().map(|(j, e)| {
+        let (store, general, crowded, alice) = (
+            stores[j % 2].clone(),
+            general.clone(),
+            crowded.clone(),
+            alice.clone(),
+        );
+        tokio::spawn(async move {
+            match react(&*store, &general, &crowded, &alice, e).await {
+                Changed::Changed(m) => Some((m.id, m.rev.get())),
+                Changed::TooManyReactions => None,
+                other => panic!("{other:?}"),
+            }
+        })
+    });
+    let racers = (0..100).map(|i| {
+        let store = stores[i % 2].clone();
+        let (general, target, fire) = (
+            general.clone(),
+            seeded[i / 5 % 5].clone(),
+            seeded[1].clone(),
+        );
+        let who = if i % 3 == 0 {
+            alice.clone()
+        } else {
+            bob.clone()
+        };
+        let bob = bob.clone();
+        tokio::spawn(async move {
+            let store = &*store;
+            // (message id, rev) when it changed something.
+            let outcome = match i % 5 {
+                0 if i == 50 => delete(store, &general, &target, &who).await,
+                0 => {
+                    let sent = send(store, &general, &who, &format!("sent {i}")).await;
+                    Changed::Changed(sent)
+                }
+                1 => edit(store, &general, &target, &format!("edit {i}")).await,
+                2 => react(store, &general, &target, &who, ["👍", "🎉"][i % 2]).await,
+                3 => unreact(store, &general, &target, &who, ["👍", "🎉"][i % 2]).await,
+                _ => react(store, &general, &fire, &bob, "🔥").await,
+            };
+            match outcome {
+                Changed::Changed(m) => Some((m.id, m.rev.get())),
+                Changed::Unchanged(_) | Changed::Deleted => None,
+                other => panic!("{other:?}"),
+            }
+        })
+    });
+    let racers: Vec<_> = crowd.chain(racers).collect();
+    let acked: Vec<(i64, i64)> = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        futures_util::future::join_all(racers),
+    )
+    .await
+    .expect("no deadlock")
+    .into_iter()
+    .filter_map(Result::unwrap)
+    .collect();
+    let mut revs: Vec<i64> = acked.iter().map(|&(_, rev)| rev).collect();
+    revs.extend(seeded.iter().map(|m| m.rev.get()));
+    revs.push(crowded.rev.get());
+    revs.sort_unstable();
+    let n = revs.len() as i64;
+    assert_eq!(revs, (1..=n).collect::<Vec<_>>(), "no gap, no duplicate");
+    for store in &stores {
+        assert_eq!(last_rev(&**store, &general).await, n);
+    }
+    let changes = stores[1]
+        .changes(&general, Rev::ZERO, Seq::MAX, 1000)
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), seeded.len() + 1 + 19, "each message once");
+    let mut all = acked.clone();
+    all.extend(seeded.iter().chain([&crowded]).map(|m| (m.id, m.rev.get())));
+    for message in &changes {
+        let last_acked = all
+            .iter()
+            .filter(|&&(id, _)| id == message.id)
+            .map(|&(_, rev)| rev)
+            .max();
+        assert_eq!(Some(message.rev.get()), last_acked, "{message:?}");
+    }
+    let crowded = current(&*stores[1], &general, &crowded).await;
+    assert_eq!(crowded.reactions.len(), MAX_EMOJI_PER_MESSAGE);
+    let deleted = current(&*stores[1], &general, &seeded[0]).await;
+    assert_eq!(
+        (
+            deleted.body.as_str(),
+            deleted.is_deleted(),
+            deleted.reactions.len()
+        ),
+        ("", true, 0),
+        "no edit or reaction outlives the delete"
+    );
+    let fire = current(&*stores[1], &general, &seeded[1]).await;
+    assert!(
+        reactions(&fire).contains(&("🔥", vec!["bob"])),
+        "one reaction however often it is made: {:?}",
+        fire.reactions
+    );
+}
+
+/// Twenty-one distinct emoji, as CONTRACT §10 counts them.
+const EMOJI: [&str; 21] = [
+    "😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊", "😋", "😎", "😍", "😘", "🥰", "😗",
+    "😙", "😚", "🙂", "🤗", "🤩",
+];
+
+async fn a_message_takes_at_most_20_emoji(store: Arc<dyn Store>) {
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let general = room(store, &alice, "general").await;
+    let target = send(store, &general, &alice, "react to me").await;
+    for e in &EMOJI[..MAX_EMOJI_PER_MESSAGE] {
+        changed(react(store, &general, &target, &alice, e).await);
+    }
+    let rev = last_rev(store, &general).await;
+    let one_more = EMOJI[MAX_EMOJI_PER_MESSAGE];
+    for who in [&alice, &bob] {
+        assert_eq!(
+            react(store, &general, &target, who, one_more).await,
+            Changed::TooManyReactions
+        );
+    }
+    assert_eq!(
+        last_rev(store, &general).await,
+        rev,
+        "a refusal takes no rev"
+    );
+    // An emoji already there is not a new one.
+    let joined = changed(react(store, &general, &target, &bob, EMOJI[0]).await);
+    assert_eq!(reactions(&joined)[0], (EMOJI[0], vec!["alice", "bob"]));
+    // Once one emoji is gone, another may come; it comes last.
+    changed(unreact(store, &general, &target, &alice, EMOJI[5]).await);
+    let replaced = changed(react(store, &general, &target, &bob, one_more).await);
+    let mut expected: Vec<&str> = EMOJI.to_vec();
+    expected.remove(5);
+    let shown: Vec<&str> = replaced
+        .reactions
+        .iter()
+        .map(|r| r.emoji.as_str())
+        .collect();
+    assert_eq!(shown, expected);
+    assert_eq!(current(store, &general, &target).await, replaced);
+}
+
+/// CONTRACT §10: a deleted message keeps its place with no text and no reactions, and
+/// nothing about it changes any more.
+async fn a_deleted_message_is_a_tombstone_that_changes_no_more(store: Arc<dyn Store>) {
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let general = room(store, &alice, "general").await;
+    let target = send(store, &general, &alice, "regrettable").await;
+    let after = send(store, &general, &alice, "after").await;
+    changed(react(store, &general, &target, &bob, "👍").await);
+    let tombstone = changed(delete(store, &general, &target, &bob).await);
+    assert!(tombstone.is_deleted());
+    assert_eq!(
+        (
+            tombstone.body.as_str(),
+            tombstone.deleted_by.as_deref(),
+            tombstone.seq,
+            tombstone.reactions.len()
+        ),
+        ("", Some("bob"), target.seq, 0)
+    );
+    let rev = last_rev(store, &general).await;
+    assert_eq!(
+        edit(store, &general, &target, "again").await,
+        Changed::Deleted
+    );
+    assert_eq!(
+        react(store, &general, &target, &bob, "🎉").await,
+        Changed::Deleted
+    );
+    assert_eq!(
+        unreact(store, &general, &target, &bob, "👍").await,
+        Changed::Deleted
+    );
+    assert_eq!(
+        delete(store, &general, &target, &alice).await,
+        Changed::Deleted
+    );
+    assert_eq!(last_rev(store, &general).await, rev);
+    assert_eq!(current(store, &general, &target).await, tombstone);
+    let history = store
+        .messages(&general, HistoryRange::Latest, 10)
+        .await
+        .unwrap();
+    assert_eq!(history, [tombstone, after], "seq keeps no gap");
+}
+
+/// A message of another room, or no message at all, is `UnknownMessage`, and stays as it
+/// was.
+async fn only_the_rooms_own_messages_change(store: Arc<dyn Store>) {
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let general = room(store, &alice, "general").await;
+    let other = room(store, &alice, "other").await;
+    send(store, &general, &alice, "here").await;
+    let elsewhere = send(store, &other, &alice, "there").await;
+    let ghost = Message {
+        id: elsewhere.id + 1000,
+        ..elsewhere.clone()
+    };
+    for target in [&elsewhere, &ghost] {
+        assert_eq!(
+            edit(store, &general, target, "x").await,
+            Changed::UnknownMessage
+        );
+        assert_eq!(
+            react(store, &general, target, &alice, "👍").await,
+            Changed::UnknownMessage
+        );
+        assert_eq!(
+            unreact(store, &general, target, &alice, "👍").await,
+            Changed::UnknownMessage
+        );
+        assert_eq!(
+            delete(store, &general, target, &alice).await,
+            Changed::UnknownMessage
+        );
+        assert_eq!(store.message(&general, target.id).await.unwrap(), None);
+    }
+    assert_eq!(current(store, &other, &elsewhere).await, elsewhere);
+    assert_eq!(last_rev(store, &general).await, 1);
+    assert_eq!(last_rev(store, &other).await, 1);
+}
+
+/// A reply shows the first 100 characters of its target's current body: after an edit,
+/// the new one; after a delete, none, and that it was deleted.
+async fn a_reply_shows_its_target_as_it_is_now(store: Arc<dyn Store>) {
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let general = room(store, &alice, "general").await;
+    let long = format!("{}{}", "é".repeat(60), "🎉".repeat(60));
+    let target = send(store, &general, &bob, &long).await;
+    let answer = store
+        .append_message(NewMessage {
+            client_id: Some(ClientId::parse("r1").unwrap()),
+            ..reply(&general, &alice, "indeed", &target)
+        })
+        .await
+        .unwrap()
+        .message;
+    let expected = ReplyRef {
+        id: target.id,
+        seq: target.seq,
+        username: "bob".into(),
+        excerpt: format!("{}{}", "é".repeat(60), "🎉".repeat(40)),
+        deleted: false,
+    };
+    assert_eq!(answer.reply_to.as_ref(), Some(&expected));
+    assert_eq!(current(store, &general, &answer).await, answer);
+
+    changed(edit(store, &general, &target, "shorter now").await);
+    let after_edit = current(store, &general, &answer).await;
+    let shown = after_edit.reply_to.unwrap();
+    assert_eq!(
+        (shown.excerpt.as_str(), shown.deleted),
+        ("shorter now", false)
+    );
+
+    changed(delete(store, &general, &target, &bob).await);
+    let tombstone = ReplyRef {
+        excerpt: String::new(),
+        deleted: true,
+        ..expected
+    };
+    let history = store
+        .messages(&general, HistoryRange::Latest, 10)
+        .await
+        .unwrap();
+    assert_eq!(history[1].reply_to.as_ref(), Some(&tombstone));
+    let found = store
+        .find_by_client_id(alice.id, "r1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.reply_to, Some(tombstone));
+    assert_eq!(history[0].reply_to, None);
+}
+
+/// `changes`: the current state of each message changed after a rev, once, in rev
+/// order, within `up_to` and `limit`.
+async fn changes_are_each_changed_message_once_in_rev_order(store: Arc<dyn Store>) {
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let general = room(store, &alice, "general").await;
+    let mut sent = Vec::new();
+    for i in 1..=6 {
+        sent.push(send(store, &general, &alice, &format!("m{i}")).await);
+    }
+    for body in ["m2 once", "m2 twice", "m2 thrice"] {
+        changed(edit(store, &general, &sent[1], body).await);
+    }
+    changed(react(store, &general, &sent[3], &alice, "👍").await);
+    changed(delete(store, &general, &sent[0], &alice).await);
+    changed(edit(store, &general, &sent[5], "m6 edited").await);
+    assert_eq!(last_rev(store, &general).await, 12);
+
+    let general = &general;
+    let changes = |after: i64, up_to: i64, limit: u32| async move {
+        store
+            .changes(
+                general,
+                Rev::new(after).unwrap(),
+                Seq::new(up_to).unwrap(),
+                limit,
+            )
+            .await
+            .unwrap()
+    };
+    let revs = |messages: &[Message]| -> Vec<(i64, i64)> {
+        messages
+            .iter()
+            .map(|m| (m.seq.get(), m.rev.get()))
+            .collect()
+    };
+    let since_sends = changes(6, i64::MAX, 100).await;
+    assert_eq!(revs(&since_sends), [(2, 9), (4, 10), (1, 11), (6, 12)]);
+    assert_eq!(since_sends[0].body, "m2 thrice", "the latest state, once");
+    assert!(since_sends[2].is_deleted());
+    for message in &since_sends {
+        assert_eq!(&current(store, &general, message).await, message);
+    }
+    assert_eq!(
+        revs(&changes(0, i64::MAX, 100).await),
+        [(3, 3), (5, 5), (2, 9), (4, 10), (1, 11), (6, 12)]
+    );
+    assert_eq!(revs(&changes(6, 5, 100).await), [(2, 9), (4, 10), (1, 11)]);
+    assert_eq!(revs(&changes(6, 5, 2).await), [(2, 9), (4, 10)]);
+    assert_eq!(revs(&changes(10, 5, 2).await), [(1, 11)]);
+    assert!(changes(12, i64::MAX, 100).await.is_empty());
+}
+
+/// History, `message` and `find_by_client_id` return reactions (each emoji once, in
+/// order of its first standing reaction, its users sorted) and replies.
+async fn history_carries_reactions_and_replies(store: Arc<dyn Store>) {
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    // Sorted as Rust sorts strings on every store, not by a database's collation.
+    let carol = user(store, "Carol").await;
+    let general = room(store, &alice, "general").await;
+    let first = send(store, &general, &alice, "first").await;
+    let second = store
+        .append_message(NewMessage {
+            client_id: Some(ClientId::parse("c2").unwrap()),
+            ..reply(&general, &bob, "second", &first)
+        })
+        .await
+        .unwrap()
+        .message;
+    changed(react(store, &general, &first, &bob, "🎉").await);
+    changed(react(store, &general, &first, &alice, "👍").await);
+    changed(react(store, &general, &first, &carol, "🎉").await);
+    changed(react(store, &general, &second, &alice, "❤️").await);
+
+    let history = store
+        .messages(&general, HistoryRange::Latest, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        reactions(&history[0]),
+        [("🎉", vec!["Carol", "bob"]), ("👍", vec!["alice"])]
+    );
+    assert_eq!(
+        history[1].reactions,
+        [Reaction {
+            emoji: "❤️".into(),
+            users: vec!["alice".into()]
+        }]
+    );
+    assert_eq!(history[1].reply_to.as_ref().map(|r| r.id), Some(first.id));
+    assert_eq!(history[0], current(store, &general, &first).await);
+    assert_eq!(
+        Some(&history[1]),
+        store
+            .find_by_client_id(bob.id, "c2")
+            .await
+            .unwrap()
+            .as_ref()
+    );
+    assert_eq!(
+        store
+            .messages(&general, HistoryRange::After(Seq::ZERO), 10)
+            .await
+            .unwrap(),
+        history
+    );
+
+    // The order is that of the reactions standing now.
+    changed(unreact(store, &general, &first, &bob, "🎉").await);
+    changed(unreact(store, &general, &first, &carol, "🎉").await);
+    changed(react(store, &general, &first, &bob, "🎉").await);
+    assert_eq!(
+        reactions(&current(store, &general, &first).await),
+        [("👍", vec!["alice"]), ("🎉", vec!["bob"])]
+    );
+}
+
+// ---- a delete leaves no trace ----
+
+/// A message with a unique text is edited (the first text must go too), replied to,
+/// reacted to, then deleted. `traces` counts what the store still holds of a text; it
+/// must find the text before the delete, so the check can fail, and nothing after.
+async fn a_delete_leaves_no_trace<F, Fut>(store: &dyn Store, traces: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let general = room(store, &alice, "general").await;
+    let (first, second) = ("hush-first-4f1c9e", "hush-second-8b2d7a");
+    let target = store
+        .append_message(message(&general, &alice, first, Some("c-hush")))
+        .await
+        .unwrap()
+        .message;
+    changed(edit(store, &general, &target, second).await);
+    store
+        .append_message(reply(&general, &bob, "what?", &target))
+        .await
+        .unwrap();
+    changed(react(store, &general, &target, &bob, "👀").await);
+    assert!(traces(second.into()).await > 0, "the check finds the text");
+    assert!(traces("👀".into()).await > 0, "and the reaction");
+
+    changed(delete(store, &general, &target, &alice).await);
+    for gone in [first, second, "👀"] {
+        assert_eq!(traces(gone.into()).await, 0, "{gone} is still stored");
+    }
+}
+
+#[tokio::test]
+async fn memory_a_delete_leaves_no_trace() {
+    let store = Arc::new(natter::adapters::memory::MemoryStore::new());
+    let dump = || format!("{store:?}");
+    a_delete_leaves_no_trace(&*store, |text| {
+        let found = dump().matches(&text).count();
+        async move { found }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_a_delete_leaves_no_trace() {
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("natter.db").display());
+    let store = natter::adapters::sqlite::SqliteStore::connect(&url)
+        .await
+        .unwrap();
+    let reader = sqlx::SqlitePool::connect(&url).await.unwrap();
+    a_delete_leaves_no_trace(&store, |text| {
+        let reader = reader.clone();
+        async move {
+            let tables: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&reader)
+                    .await
+                    .unwrap();
+            let mut found = 0;
+            for table in tables {
+                let columns = sqlx::query(&format!("PRAGMA table_info(\"{table}\")"))
+                    .fetch_all(&reader)
+                    .await
+                    .unwrap();
+                for column in columns {
+                    let column: String = column.get("name");
+                    let sql = format!(
+                        "SELECT count(*) FROM \"{table}\" WHERE instr(CAST(\"{column}\" AS TEXT), ?) > 0"
+                    );
+                    let n: i64 = sqlx::query_scalar(&sql)
+                        .bind(&text)
+                        .fetch_one(&reader)
+                        .await
+                        .unwrap();
+                    found += n as usize;
+                }
+            }
+            found
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL"]
+async fn postgres_a_delete_leaves_no_trace() {
+    let fixture = PgStoreFixture::make().await;
+    let reader = sqlx::PgPool::connect(&fixture.database.url).await.unwrap();
+    a_delete_leaves_no_trace(&*fixture.store, |text| {
+        let reader = reader.clone();
+        async move {
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+            )
+            .fetch_all(&reader)
+            .await
+            .unwrap();
+            let mut found = 0;
+            for table in tables {
+                // A whole row as text: every column of it.
+                let sql =
+                    format!("SELECT count(*) FROM \"{table}\" t WHERE strpos(t::text, $1) > 0");
+                let n: i64 = sqlx::query_scalar(&sql)
+                    .bind(&text)
+                    .fetch_one(&reader)
+                    .await
+                    .unwrap();
+                found += n as usize;
+            }
+            found
+        }
+    })
+    .await;
 }
