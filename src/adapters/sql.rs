@@ -292,6 +292,11 @@ pub(super) async fn assert_old_room_upgraded(store: &dyn crate::ports::Store) {
         store.last_seq(general.id).await.unwrap(),
         Seq::new(1).unwrap()
     );
+    assert_eq!(
+        (messages[0].rev, store.last_rev(general.id).await.unwrap()),
+        (Rev::new(1).unwrap(), Rev::new(1).unwrap()),
+        "every old message was one change"
+    );
 
     // No owner and no members, not even the author of its messages.
     let alice = store
@@ -315,6 +320,75 @@ pub(super) async fn assert_old_room_upgraded(store: &dyn crate::ports::Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// What both stores' upgrade tests check of a database made before CONTRACT §10, which
+/// each fills in its own SQL, at migration 0003: user `alice`, room `general` and its two
+/// messages (seq 1 "one", seq 2 "two"). Each old message was one change: rev = seq, and
+/// the room's rev goes on from there.
+#[cfg(test)]
+pub(super) async fn assert_old_messages_have_revs(store: &dyn crate::ports::Store) {
+    use crate::domain::{HistoryRange, MessageBody, NewMessage, Slug, Username};
+    use crate::ports::{Changed, MessageChange};
+
+    let general = store
+        .find_room(&Slug::parse("general").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let old = store
+        .messages(&general, HistoryRange::Latest, 10)
+        .await
+        .unwrap();
+    let shown: Vec<_> = old
+        .iter()
+        .map(|m| (m.seq.get(), m.rev.get(), m.body.as_str()))
+        .collect();
+    assert_eq!(shown, [(1, 1, "one"), (2, 2, "two")]);
+    assert!(old.iter().all(|m| m.edited_at.is_none()
+        && !m.is_deleted()
+        && m.reply_to.is_none()
+        && m.reactions.is_empty()));
+    assert_eq!(store.last_rev(general.id).await.unwrap().get(), 2);
+
+    let alice = store
+        .find_user(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let new = store
+        .append_message(NewMessage {
+            room: general.clone(),
+            user: alice,
+            body: MessageBody::parse("three").unwrap(),
+            client_id: None,
+            reply_to: None,
+        })
+        .await
+        .unwrap()
+        .message;
+    assert_eq!((new.seq.get(), new.rev.get()), (3, 3));
+    let body = MessageBody::parse("one, edited").unwrap();
+    let edit = MessageChange::Edit {
+        body: &body,
+        at: chrono::Utc::now(),
+    };
+    match store
+        .change_message(&general, old[0].id, edit)
+        .await
+        .unwrap()
+    {
+        Changed::Changed(edited) => assert_eq!(edited.rev.get(), 4),
+        other => panic!("{other:?}"),
+    }
+    let changed: Vec<_> = store
+        .changes(&general, Rev::new(2).unwrap(), Seq::MAX, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq.get())
+        .collect();
+    assert_eq!(changed, [3, 1]);
 }
 
 #[cfg(test)]

@@ -238,3 +238,40 @@ impl NewMessage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reactions_show_each_emoji_once_in_order_of_first_reaction_with_users_sorted() {
+        let made = [
+            ("🎉", "bob"),
+            ("👍", "carol"),
+            ("🎉", "Alice"),
+            ("🎉", "alice"),
+        ];
+        let shown = Reaction::aggregate(made.map(|(e, u)| (e.to_owned(), u.to_owned())));
+        assert_eq!(
+            shown,
+            [
+                Reaction {
+                    emoji: "🎉".into(),
+                    users: vec!["Alice".into(), "alice".into(), "bob".into()],
+                },
+                Reaction {
+                    emoji: "👍".into(),
+                    users: vec!["carol".into()],
+                },
+            ]
+        );
+        assert!(Reaction::aggregate([]).is_empty());
+    }
+
+    #[test]
+    fn an_excerpt_is_the_first_100_characters() {
+        let body = "é".repeat(150);
+        assert_eq!(excerpt(&body), "é".repeat(REPLY_EXCERPT_CHARS));
+        assert_eq!(excerpt("short"), "short");
+    }
+}
