@@ -1763,7 +1763,7 @@ async fn changes_are_each_changed_message_once_in_rev_order(store: Arc<dyn Store
     assert_eq!(since_sends[0].body, "m2 thrice", "the latest state, once");
     assert!(since_sends[2].is_deleted());
     for message in &since_sends {
-        assert_eq!(&current(store, &general, message).await, message);
+        assert_eq!(&current(store, general, message).await, message);
     }
     assert_eq!(
         revs(&changes(0, i64::MAX, 100).await),
