@@ -9,6 +9,7 @@
 mod access;
 mod accounts;
 mod budget;
+mod crowd;
 mod error;
 mod first_visits;
 mod hub;
