@@ -3,10 +3,10 @@
 //! Shared by the chat service (which serializes a broadcast once, here) and the WebSocket
 //! edge (which parses client frames and answers). No I/O here.
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::domain::{Message, Room, Seq};
+use crate::domain::{Message, Rev, Room, Seq};
 
 /// Every error code natter answers with, in an `error` frame or a JSON error body: the one
 /// table. The rules' refusals get theirs from `ChatError::code`; the few the edge makes
@@ -49,10 +49,12 @@ pub enum ErrorCode {
     OwnerCannotLeave,
     /// A role that does not exist, or one that cannot be given.
     InvalidRole,
+    /// A `reply_to` that is not a message of the room (CONTRACT §10).
+    InvalidReply,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::InvalidUsername,
         ErrorCode::InvalidPassword,
         ErrorCode::PasswordMismatch,
@@ -79,6 +81,7 @@ impl ErrorCode {
         ErrorCode::NotAllowedInDm,
         ErrorCode::OwnerCannotLeave,
         ErrorCode::InvalidRole,
+        ErrorCode::InvalidReply,
     ];
 
     /// The code as the contract spells it.
@@ -110,6 +113,7 @@ impl ErrorCode {
             ErrorCode::NotAllowedInDm => "not_allowed_in_dm",
             ErrorCode::OwnerCannotLeave => "owner_cannot_leave",
             ErrorCode::InvalidRole => "invalid_role",
+            ErrorCode::InvalidReply => "invalid_reply",
         }
     }
 }
@@ -126,15 +130,47 @@ impl Serialize for ErrorCode {
     }
 }
 
-/// A message object as clients see it.
+/// A message object as clients see it: its current state (CONTRACT §4, §10).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MessageView {
     pub id: i64,
     pub room: String,
     pub seq: Seq,
     pub user: String,
+    /// `""` once deleted.
     pub body: String,
     pub sent_at: String,
+    /// The room's `rev` at the message's latest change.
+    pub rev: Rev,
+    pub edited_at: Option<String>,
+    pub deleted: bool,
+    pub deleted_by: Option<String>,
+    pub reply_to: Option<ReplyView>,
+    pub reactions: Vec<ReactionView>,
+}
+
+/// The message a reply answers, as it is now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplyView {
+    pub id: i64,
+    pub seq: Seq,
+    pub user: String,
+    pub excerpt: String,
+    pub deleted: bool,
+}
+
+/// One emoji's reactions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReactionView {
+    pub emoji: String,
+    pub count: usize,
+    /// Sorted.
+    pub users: Vec<String>,
+}
+
+/// A time as every frame and route spells it: UTC, RFC 3339, milliseconds.
+fn moment(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl From<&Message> for MessageView {
@@ -145,7 +181,27 @@ impl From<&Message> for MessageView {
             seq: m.seq,
             user: m.username.clone(),
             body: m.body.clone(),
-            sent_at: m.sent_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            sent_at: moment(&m.sent_at),
+            rev: m.rev,
+            edited_at: m.edited_at.as_ref().map(moment),
+            deleted: m.is_deleted(),
+            deleted_by: m.deleted_by.clone(),
+            reply_to: m.reply_to.as_ref().map(|target| ReplyView {
+                id: target.id,
+                seq: target.seq,
+                user: target.username.clone(),
+                excerpt: target.excerpt.clone(),
+                deleted: target.deleted,
+            }),
+            reactions: m
+                .reactions
+                .iter()
+                .map(|reaction| ReactionView {
+                    emoji: reaction.emoji.clone(),
+                    count: reaction.users.len(),
+                    users: reaction.users.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -195,6 +251,7 @@ pub enum ServerFrame {
         client_id: Option<String>,
         id: i64,
         seq: Seq,
+        rev: Rev,
     },
     Resync {
         after: Seq,
@@ -231,6 +288,9 @@ pub enum ClientFrame {
         body: String,
         #[serde(default)]
         client_id: Option<String>,
+        /// The id of the message this one answers (CONTRACT §10).
+        #[serde(default)]
+        reply_to: Option<i64>,
     },
     History {
         // Plain numbers: a negative one is refused by `HistoryRequest` with its own
@@ -259,11 +319,31 @@ mod tests {
             user: "alice".into(),
             body: "text".into(),
             sent_at: "2026-11-23T10:00:00.123Z".into(),
+            rev: Rev::new(9).unwrap(),
+            edited_at: Some("2026-11-23T10:01:00.000Z".into()),
+            deleted: false,
+            deleted_by: None,
+            reply_to: Some(ReplyView {
+                id: 120,
+                seq: Seq::new(5).unwrap(),
+                user: "bob".into(),
+                excerpt: "earlier".into(),
+                deleted: false,
+            }),
+            reactions: vec![ReactionView {
+                emoji: "👍".into(),
+                count: 2,
+                users: vec!["bob".into(), "carol".into()],
+            }],
         });
         let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
         assert_eq!(
             value,
-            json!({"type":"message","id":123,"room":"general","seq":7,"user":"alice","body":"text","sent_at":"2026-11-23T10:00:00.123Z"})
+            json!({"type":"message","id":123,"room":"general","seq":7,"user":"alice","body":"text",
+                "sent_at":"2026-11-23T10:00:00.123Z","rev":9,"edited_at":"2026-11-23T10:01:00.000Z",
+                "deleted":false,"deleted_by":null,
+                "reply_to":{"id":120,"seq":5,"user":"bob","excerpt":"earlier","deleted":false},
+                "reactions":[{"emoji":"👍","count":2,"users":["bob","carol"]}]})
         );
     }
 
@@ -296,7 +376,8 @@ mod tests {
             frame,
             ClientFrame::Send {
                 body: "hi".into(),
-                client_id: None
+                client_id: None,
+                reply_to: None,
             }
         );
         assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"send","body":5}"#).is_err());

@@ -2,11 +2,12 @@
 //! message columns, and the mapping of driver errors.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use crate::domain::{excerpt, Reaction, ReplyRef, Rev, Role, RoomKind, RoomScope, Seq};
-use crate::ports::StoreError;
+use crate::domain::{excerpt, Reaction, ReplyRef, Rev, Role, RoomKind, RoomScope, Seq, UserId};
+use crate::ports::{Standing, StoreError};
 
 // `SQLITE_MIGRATIONS` and `POSTGRES_MIGRATIONS`: every file of `migrations/<store>/`, in
 // version order, embedded by `build.rs`.
@@ -155,6 +156,31 @@ pub(super) fn room_list_sql(scope: RoomScope, [viewer, limit, offset]: [&str; 3]
          {join} memberships m ON m.room_id = rooms.id AND m.user_id = {viewer} {visible} \
          ORDER BY {ROOM_LIST_ORDER} LIMIT {limit} OFFSET {offset}"
     )
+}
+
+/// The joins that give each user id `u.value` their membership `m` and ban `b` in the
+/// room of placeholder `room`: both by primary key.
+pub(super) fn standing_joins(room: &str) -> String {
+    format!(
+        "LEFT JOIN memberships m ON m.room_id = {room} AND m.user_id = u.value \
+         LEFT JOIN bans b ON b.room_id = {room} AND b.user_id = u.value"
+    )
+}
+
+/// The standings of `users`, in their order, from rows of (user id, role, banned); a
+/// user without a row stands nowhere.
+pub(super) fn standings_in_order(
+    users: &[UserId],
+    rows: Vec<(i64, Option<Role>, bool)>,
+) -> Vec<Standing> {
+    let found: HashMap<i64, Standing> = rows
+        .into_iter()
+        .map(|(user, role, banned)| (user, Standing { role, banned }))
+        .collect();
+    users
+        .iter()
+        .map(|user| found.get(&user.0).copied().unwrap_or_default())
+        .collect()
 }
 
 /// A message's columns as both schemas name them, for

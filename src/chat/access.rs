@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::crowd::Crowd;
 use super::first_visits::FirstVisits;
 use super::{store_call, ChatError};
-use crate::domain::{Role, Room, RoomKind, Slug, User, Username};
+use crate::domain::{Role, Room, RoomKind, Slug, User, UserId, Username};
 use crate::ports::{Standing, Store};
 
 /// A user's standing in a room they may see.
@@ -66,6 +67,7 @@ pub(super) struct Access {
     admins: Arc<Admins>,
     known: Arc<KnownRooms>,
     first_visits: Arc<FirstVisits>,
+    standings: Arc<Crowd<UserId, Standing>>,
 }
 
 impl Access {
@@ -75,6 +77,7 @@ impl Access {
             store,
             admins: Arc::new(admins),
             known: Arc::default(),
+            standings: Crowd::new(),
         }
     }
 
@@ -117,7 +120,14 @@ impl Access {
     /// not a member (a banned user is no longer one), `Banned` from a public room.
     pub async fn check(&self, user: &User, room: Room) -> Result<RoomAccess, ChatError> {
         let checked_at = Instant::now();
-        let standing = store_call(self.store.standing(room.id, user.id)).await?;
+        let store = self.store.clone();
+        let standing = self
+            .standings
+            .ask(room.id, user.id, move |room, users| {
+                let store = store.clone();
+                async move { store_call(store.standings(room, &users)).await }
+            })
+            .await?;
         self.decide(user, room, standing, checked_at)
     }
 

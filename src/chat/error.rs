@@ -60,6 +60,8 @@ pub enum ChatError {
     OwnerCannotLeave,
     #[error("a role is \"moderator\" or \"member\"")]
     InvalidRole,
+    #[error("reply_to is not a message of this room")]
+    InvalidReply,
     #[error("the service is unavailable right now; try again")]
     Unavailable(#[source] BoxError),
 }
@@ -92,6 +94,7 @@ impl ChatError {
             ChatError::NotAllowedInDm => ErrorCode::NotAllowedInDm,
             ChatError::OwnerCannotLeave => ErrorCode::OwnerCannotLeave,
             ChatError::InvalidRole => ErrorCode::InvalidRole,
+            ChatError::InvalidReply => ErrorCode::InvalidReply,
             ChatError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }

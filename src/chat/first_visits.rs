@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::crowd::Crowd;
 use super::store_call;
 use crate::domain::{Role, RoomId, UserId};
 use crate::ports::{Added, Store};
@@ -29,6 +30,8 @@ const SETTLE_MAX: Duration = Duration::from_secs(5);
 /// This process's first-visit membership writes still in flight.
 pub(super) struct FirstVisits {
     store: Arc<dyn Store>,
+    /// A crowd's writes go together ([`Crowd`]).
+    writes: Arc<Crowd<UserId, Added>>,
     /// Each write's receiver: its sender is dropped when the write has ended.
     in_flight: Mutex<HashMap<(RoomId, UserId), watch::Receiver<()>>>,
 }
@@ -37,6 +40,7 @@ impl FirstVisits {
     pub fn new(store: Arc<dyn Store>) -> Arc<FirstVisits> {
         Arc::new(FirstVisits {
             store,
+            writes: Crowd::new(),
             in_flight: Mutex::default(),
         })
     }
@@ -54,7 +58,12 @@ impl FirstVisits {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            match store_call(this.store.add_member(room, user, Role::Member)).await {
+            let store = this.store.clone();
+            let written = this.writes.ask(room, user, move |room, users| {
+                let store = store.clone();
+                async move { store_call(store.add_members(room, &users, Role::Member)).await }
+            });
+            match written.await {
                 Ok(Added::Added | Added::AlreadyMember) => {}
                 Ok(Added::Banned) => {
                     tracing::debug!("a ban came before a first visit's membership");

@@ -12,7 +12,7 @@ use super::budget::Budget;
 use super::limiter::Limiter;
 use super::{store_call, ChatError, Limits};
 use crate::domain::{
-    ClientId, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, Room, Seq, User,
+    ClientId, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, ReplyRef, Room, User,
     UserId,
 };
 use crate::ports::{Bus, BusEvent, MessageCache, Rule, Store};
@@ -35,25 +35,12 @@ pub struct Messages {
     metrics: Metrics,
 }
 
-/// The answer to an accepted send.
+/// The answer to an accepted send: the message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ack {
-    /// The slug of the room the message is in.
-    pub room: String,
-    pub client_id: Option<String>,
-    pub id: i64,
-    pub seq: Seq,
-}
-
-impl Ack {
-    fn of(message: &Message) -> Ack {
-        Ack {
-            room: message.room_slug.clone(),
-            client_id: message.client_id.clone(),
-            id: message.id,
-            seq: message.seq,
-        }
-    }
+pub struct Sent {
+    pub message: Message,
+    /// `false` for a resend of a message already stored (nothing new was stored).
+    pub fresh: bool,
 }
 
 /// Most failed cache additions kept for another try.
@@ -61,12 +48,15 @@ const UNCACHED_MAX: usize = 10_000;
 /// Most messages a resume (`?since=`) returns before saying `truncated`.
 pub const RESUME_MAX: usize = 1000;
 
-/// The answer to a send whose `(user, client_id)` is already stored: the same ack when
+/// The answer to a send whose `(user, client_id)` is already stored: that message when
 /// it is the same message again, a refusal when the `client_id` names another message
 /// (acking it would say the new text was stored when it was dropped).
-fn resend_ack(stored: &Message, room: &Room, body: &MessageBody) -> Result<Ack, ChatError> {
+fn resent(stored: Message, room: &Room, body: &MessageBody) -> Result<Sent, ChatError> {
     if stored.room_id == room.id && stored.body == body.as_str() {
-        Ok(Ack::of(stored))
+        Ok(Sent {
+            message: stored,
+            fresh: false,
+        })
     } else {
         Err(ChatError::ClientIdReused)
     }
@@ -86,20 +76,29 @@ impl Messages {
         }
     }
 
-    /// Stores `body` as `user`'s message in `room` and fans it out; identity and room come
-    /// from the caller's session and socket, never from the frame.
+    /// Stores `body` as `user`'s message in `room` (answering the message `reply_to`, which
+    /// must be of the same room) and fans it out; identity and room come from the
+    /// caller's session and socket, never from the frame.
     pub async fn send(
         &self,
         user: &User,
         room: &Room,
         body: &str,
         client_id: Option<&str>,
-    ) -> Result<Ack, ChatError> {
+        reply_to: Option<i64>,
+    ) -> Result<Sent, ChatError> {
         let body = MessageBody::parse(body).map_err(ChatError::InvalidBody)?;
         let client_id = client_id
             .map(ClientId::parse)
             .transpose()
             .map_err(|e| ChatError::InvalidFrame(e.to_string()))?;
+        let reply_to = match reply_to {
+            None => None,
+            Some(id) => match store_call(self.store.message(room, id)).await? {
+                Some(target) => Some(ReplyRef::to(&target)),
+                None => return Err(ChatError::InvalidReply),
+            },
+        };
 
         // A resend is not limited again. Most sends are not resends, so the store is asked
         // only when the limiter refuses; a resend that got a slot gives it back below.
@@ -109,7 +108,7 @@ impl Messages {
                 if let Some(client_id) = &client_id {
                     let stored = self.store.find_by_client_id(user.id, client_id.as_str());
                     if let Some(stored) = store_call(stored).await? {
-                        return resend_ack(&stored, room, &body);
+                        return resent(stored, room, &body);
                     }
                 }
                 self.metrics.rate_limited.inc();
@@ -125,7 +124,7 @@ impl Messages {
             user: user.clone(),
             body,
             client_id,
-            reply_to: None,
+            reply_to,
         };
         let appended = match store_call(self.store.append_message(new)).await {
             Ok(appended) => appended,
@@ -138,7 +137,7 @@ impl Messages {
             // A resend (or a reused client_id): nothing was stored; the slot goes back.
             granted.release().await;
             return match &sent_body {
-                Some(body) => resend_ack(&appended.message, room, body),
+                Some(body) => resent(appended.message, room, body),
                 None => Err(ChatError::Unavailable(
                     "the store matched a send without a client_id to an earlier one".into(),
                 )),
@@ -146,7 +145,10 @@ impl Messages {
         }
         self.metrics.messages.inc();
         self.publish_message(&appended.message).await;
-        Ok(Ack::of(&appended.message))
+        Ok(Sent {
+            message: appended.message,
+            fresh: true,
+        })
     }
 
     /// Cache, then bus: a joiner either read the message from the cache or store, or hears it.

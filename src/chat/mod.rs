@@ -9,6 +9,7 @@
 mod access;
 mod accounts;
 mod budget;
+mod crowd;
 mod error;
 mod first_visits;
 mod hub;
@@ -30,7 +31,7 @@ pub use error::ChatError;
 pub use hub::{CloseReason, Delivery, SharedFrame};
 pub use limits::Limits;
 pub use members::{BanListing, MemberListing, Members};
-pub use messages::{Ack, Messages};
+pub use messages::{Messages, Sent};
 pub use rooms::{Entry, RoomList, RoomListing, Rooms};
 pub use visits::{Visit, Visits};
 

@@ -10,7 +10,9 @@ use super::access::{Access, RoomAccess};
 use super::first_visits::FirstVisits;
 use super::limiter::{Granted, Limiter};
 use super::{store_call, user_named, ChatError};
-use crate::domain::{Role, Room, RoomId, RoomKind, RoomName, RoomScope, Slug, User, UserId};
+use crate::domain::{
+    Role, Room, RoomId, RoomKind, RoomName, RoomScope, RoomSummary, Slug, User, UserId,
+};
 use crate::ports::{Added, DmPair, NewRoom, Presence, Rule, Store};
 
 /// Rooms: the store's, with presence for the list's online counts.
@@ -224,6 +226,42 @@ impl Rooms {
         scope: RoomScope,
         name_contains: Option<&str>,
     ) -> Result<RoomList, ChatError> {
+        let (rooms, truncated) = self.summaries(viewer, scope, name_contains).await?;
+        let ids: Vec<_> = rooms.iter().map(|r| r.room.id).collect();
+        let online = match self.presence.online_counts(&ids).await {
+            Ok(counts) => counts,
+            Err(e) => {
+                // The list is still useful without counts.
+                tracing::warn!(error = %e, "presence unavailable for the room list");
+                Default::default()
+            }
+        };
+        let rooms = rooms
+            .into_iter()
+            .map(|summary| RoomListing {
+                online: online.get(&summary.room.id).copied().unwrap_or(0),
+                room: summary.room,
+                last_message_at: summary.last_message_at,
+                role: summary.role,
+            })
+            .collect();
+        Ok(RoomList { rooms, truncated })
+    }
+
+    /// The viewer's rooms for a page's sidebar (at most
+    /// [`Limits::room_list_max`](super::Limits)): no online counts, which it does not show.
+    pub async fn joined(&self, viewer: &User) -> Result<Vec<Room>, ChatError> {
+        let (rooms, _) = self.summaries(viewer, RoomScope::Joined, None).await?;
+        Ok(rooms.into_iter().map(|summary| summary.room).collect())
+    }
+
+    /// [`Rooms::list`] without the online counts; `true` when rooms were left out.
+    async fn summaries(
+        &self,
+        viewer: &User,
+        scope: RoomScope,
+        name_contains: Option<&str>,
+    ) -> Result<(Vec<RoomSummary>, bool), ChatError> {
         // A room the viewer has just visited is listed with their role.
         self.access.first_visits().settled_for_user(viewer.id).await;
         let most = self.list_max;
@@ -254,25 +292,7 @@ impl Rooms {
         }
         let truncated = rooms.len() > most;
         rooms.truncate(most);
-        let ids: Vec<_> = rooms.iter().map(|r| r.room.id).collect();
-        let online = match self.presence.online_counts(&ids).await {
-            Ok(counts) => counts,
-            Err(e) => {
-                // The list is still useful without counts.
-                tracing::warn!(error = %e, "presence unavailable for the room list");
-                Default::default()
-            }
-        };
-        let rooms = rooms
-            .into_iter()
-            .map(|summary| RoomListing {
-                online: online.get(&summary.room.id).copied().unwrap_or(0),
-                room: summary.room,
-                last_message_at: summary.last_message_at,
-                role: summary.role,
-            })
-            .collect();
-        Ok(RoomList { rooms, truncated })
+        Ok((rooms, truncated))
     }
 }
 

@@ -54,7 +54,8 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidTarget
         | ErrorCode::NotAllowedInDm
         | ErrorCode::OwnerCannotLeave
-        | ErrorCode::InvalidRole => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidRole
+        | ErrorCode::InvalidReply => StatusCode::BAD_REQUEST,
         ErrorCode::UsernameTaken | ErrorCode::ClientIdReused => StatusCode::CONFLICT,
         ErrorCode::InvalidCredentials | ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::TooManyAttempts | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -95,12 +95,8 @@ async fn sidebar(
     user: &User,
     current: Option<&str>,
 ) -> Result<Sidebar, ChatError> {
-    let mine = state
-        .chat
-        .rooms()
-        .list(user, RoomScope::Joined, None)
-        .await?;
-    Ok(Sidebar::new(&user.username, mine.rooms, current))
+    let mine = state.chat.rooms().joined(user).await?;
+    Ok(Sidebar::new(&user.username, mine, current))
 }
 
 /// The browse page (`/`): the public rooms with who is online, and the sidebar.

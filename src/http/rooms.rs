@@ -26,7 +26,10 @@ pub(super) fn router() -> Router<AppState> {
         .route("/dms", post(dm_submit))
         .route("/api/rooms", get(api_list).post(api_create))
         .route("/api/dms", post(api_open_dm))
-        .route("/api/rooms/{slug}/messages", get(api_messages))
+        .route(
+            "/api/rooms/{slug}/messages",
+            get(api_messages).post(api_post_message),
+        )
 }
 
 fn room_json(room: &Room) -> serde_json::Value {
@@ -303,4 +306,43 @@ async fn api_messages(
         body["truncated"] = json!(true);
     }
     Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct PostMessage {
+    body: String,
+    client_id: Option<String>,
+    reply_to: Option<i64>,
+}
+
+/// A send over HTTP, for bots and scripts (CONTRACT §10): the rules, limits and
+/// idempotency of the `send` frame; like opening the room's socket, it makes the sender
+/// a member of a public room.
+async fn api_post_message(
+    State(state): State<AppState>,
+    session: Result<ApiSession, ApiError>,
+    Path(slug): Path<String>,
+    ApiJson(post): ApiJson<PostMessage>,
+) -> Result<Response, ApiError> {
+    let ApiSession(session) = session?;
+    let mut entry = state.chat.rooms().enter(&session.user, &slug).await?;
+    entry.start_recording();
+    let sent = state
+        .chat
+        .messages()
+        .send(
+            &session.user,
+            &entry.access.room,
+            &post.body,
+            post.client_id.as_deref(),
+            post.reply_to,
+        )
+        .await?;
+    let status = if sent.fresh {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({ "message": MessageView::from(&sent.message) });
+    Ok((status, Json(body)).into_response())
 }

@@ -13,7 +13,7 @@ use chrono::SecondsFormat;
 use sha2::{Digest, Sha256};
 
 use crate::chat::RoomListing;
-use crate::domain::RoomKind;
+use crate::domain::{Room, RoomKind};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -78,12 +78,11 @@ pub struct SideLink {
 }
 
 impl Sidebar {
-    /// `mine`: the viewer's rooms (`Rooms::list` with `members_only`); `current`: the slug
-    /// of the room the page shows. Rooms and DMs each sorted by name, case-insensitively.
-    pub fn new(me: &str, mine: Vec<RoomListing>, current: Option<&str>) -> Sidebar {
+    /// `mine`: the viewer's rooms (`Rooms::joined`); `current`: the slug of the room the
+    /// page shows. Rooms and DMs each sorted by name, case-insensitively.
+    pub fn new(me: &str, mine: Vec<Room>, current: Option<&str>) -> Sidebar {
         let (mut rooms, mut dms) = (Vec::new(), Vec::new());
-        for listing in mine {
-            let room = listing.room;
+        for room in mine {
             let link = |name: String| SideLink {
                 current: current == Some(room.slug.as_str()),
                 private: room.kind == RoomKind::Private,

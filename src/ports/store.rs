@@ -197,12 +197,32 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<RoomSummary>, StoreError>;
 
     /// The user's role in the room, and whether they are banned from it.
-    async fn standing(&self, room: RoomId, user: UserId) -> Result<Standing, StoreError>;
+    async fn standing(&self, room: RoomId, user: UserId) -> Result<Standing, StoreError> {
+        let mut standings = self.standings(room, &[user]).await?;
+        Ok(standings.pop().unwrap_or_default())
+    }
+    /// [`Store::standing`] of each of `users` (in their order), in one read: a crowd
+    /// opening a room asks once, not once each.
+    async fn standings(&self, room: RoomId, users: &[UserId]) -> Result<Vec<Standing>, StoreError>;
     /// Makes the user a member with `role`, unless they already are one (their role is
     /// kept) or are banned. Atomic with [`Store::ban`]: a user is never left both a member
     /// and banned, even when the two race on different processes.
     async fn add_member(&self, room: RoomId, user: UserId, role: Role)
         -> Result<Added, StoreError>;
+    /// [`Store::add_member`] of each of `users` (answers in their order), as few
+    /// transactions as the store can: a crowd's first visits (CONTRACT §9). A store that
+    /// batches its writes anyway keeps this default.
+    async fn add_members(
+        &self,
+        room: RoomId,
+        users: &[UserId],
+        role: Role,
+    ) -> Result<Vec<Added>, StoreError> {
+        futures_util::future::try_join_all(
+            users.iter().map(|user| self.add_member(room, *user, role)),
+        )
+        .await
+    }
     /// `false` (and nothing changes) when the user is not a member.
     async fn set_role(&self, room: RoomId, user: UserId, role: Role) -> Result<bool, StoreError>;
     /// `false` when the user was not a member.

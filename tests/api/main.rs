@@ -37,6 +37,7 @@ macro_rules! api_tests {
 mod account_limits;
 mod accounts;
 mod cache;
+mod changes;
 mod edge;
 mod integrity;
 mod members;

@@ -42,6 +42,7 @@ port_suite! {
         a_viewers_rooms_are_listed_with_their_roles,
         the_room_list_pages_only_what_the_viewer_sees,
         adding_a_member_says_what_it_did,
+        a_crowds_standings_and_memberships_answer_each_in_order,
         roles_are_set_and_members_removed_only_for_members,
         a_ban_removes_the_member_and_keeps_them_out_until_unbanned,
         racing_adds_and_bans_never_leave_a_banned_member,
@@ -929,6 +930,58 @@ async fn adding_a_member_says_what_it_did(store: Arc<dyn Store>) {
         [
             ("alice".to_owned(), Role::Owner),
             ("bob".to_owned(), Role::Moderator)
+        ]
+    );
+}
+
+/// A crowd's standings are one read and its first visits one write (CONTRACT §9 at the
+/// cost of a join storm): each answer in the order asked, a user asked twice included.
+async fn a_crowds_standings_and_memberships_answer_each_in_order(store: Arc<dyn Store>) {
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let carol = user(&*store, "carol").await;
+    let dave = user(&*store, "dave").await;
+    let lobby = room(&*store, &alice, "lobby").await;
+    store.ban(lobby.id, carol.id, alice.id).await.unwrap();
+    let crowd = [dave.id, alice.id, carol.id, bob.id, dave.id];
+    let nowhere = Standing::default();
+    assert_eq!(
+        store.standings(lobby.id, &crowd).await.unwrap(),
+        [
+            nowhere,
+            Standing {
+                role: Some(Role::Owner),
+                banned: false
+            },
+            Standing {
+                role: None,
+                banned: true
+            },
+            nowhere,
+            nowhere,
+        ]
+    );
+    assert_eq!(store.standings(lobby.id, &[]).await.unwrap(), []);
+
+    assert_eq!(
+        store
+            .add_members(lobby.id, &crowd, Role::Member)
+            .await
+            .unwrap(),
+        [
+            Added::Added,
+            Added::AlreadyMember,
+            Added::Banned,
+            Added::Added,
+            Added::AlreadyMember,
+        ]
+    );
+    assert_eq!(
+        members(&*store, &lobby).await,
+        [
+            ("alice".to_owned(), Role::Owner),
+            ("bob".to_owned(), Role::Member),
+            ("dave".to_owned(), Role::Member)
         ]
     );
 }

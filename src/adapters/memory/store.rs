@@ -345,12 +345,15 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn standing(&self, room: RoomId, user: UserId) -> Result<Standing, StoreError> {
+    async fn standings(&self, room: RoomId, users: &[UserId]) -> Result<Vec<Standing>, StoreError> {
         let state = self.state();
-        Ok(Standing {
-            role: state.memberships.get(&(room, user)).copied(),
-            banned: state.bans.contains_key(&(room, user)),
-        })
+        Ok(users
+            .iter()
+            .map(|user| Standing {
+                role: state.memberships.get(&(room, *user)).copied(),
+                banned: state.bans.contains_key(&(room, *user)),
+            })
+            .collect())
     }
 
     async fn add_member(

@@ -32,6 +32,7 @@
 
 mod group_commit;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
@@ -42,7 +43,7 @@ use sqlx::migrate::Migrator;
 
 use super::sql::{
     change as change_sql, from_sqlx, message_columns, reactions_from_json, reply_from_columns,
-    room_list_sql, unavailable, CHANGES_WHERE, ROOM_COLUMNS,
+    room_list_sql, standing_joins, standings_in_order, unavailable, CHANGES_WHERE, ROOM_COLUMNS,
 };
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
@@ -599,18 +600,20 @@ impl Store for PgStore {
             .collect())
     }
 
-    async fn standing(&self, room: RoomId, user: UserId) -> Result<Standing, StoreError> {
-        let (role, banned) = bounded(
-            sqlx::query_as(
-                "SELECT (SELECT role FROM memberships WHERE room_id = $1 AND user_id = $2), \
-                 EXISTS (SELECT 1 FROM bans WHERE room_id = $1 AND user_id = $2)",
-            )
+    async fn standings(&self, room: RoomId, users: &[UserId]) -> Result<Vec<Standing>, StoreError> {
+        let ids: Vec<i64> = users.iter().map(|user| user.0).collect();
+        let rows: Vec<(i64, Option<Role>, bool)> = bounded(
+            sqlx::query_as(&format!(
+                "SELECT u.value, m.role, b.user_id IS NOT NULL \
+                 FROM unnest($2::BIGINT[]) AS u(value) {}",
+                standing_joins("$1")
+            ))
             .bind(room.0)
-            .bind(user.0)
-            .fetch_one(&self.pool),
+            .bind(ids)
+            .fetch_all(&self.pool),
         )
         .await?;
-        Ok(Standing { role, banned })
+        Ok(standings_in_order(users, rows))
     }
 
     async fn add_member(
@@ -653,6 +656,63 @@ impl Store for PgStore {
             } else {
                 Added::AlreadyMember
             })
+        })
+        .await
+    }
+
+    /// One transaction for the crowd, under the same shared lock as [`Store::add_member`].
+    async fn add_members(
+        &self,
+        room: RoomId,
+        users: &[UserId],
+        role: Role,
+    ) -> Result<Vec<Added>, StoreError> {
+        let ids: Vec<i64> = users.iter().map(|user| user.0).collect();
+        bounded(async {
+            let mut tx = self.pool.begin().await?;
+            lock_room(&mut tx, room, RoomLock::Adding).await?;
+            let added: HashSet<i64> = sqlx::query_scalar(
+                "INSERT INTO memberships (room_id, user_id, role, joined_at) \
+                 SELECT $1, u.id, $3, $4 FROM unnest($2::BIGINT[]) AS u(id) \
+                 WHERE NOT EXISTS (SELECT 1 FROM bans WHERE room_id = $1 AND user_id = u.id) \
+                 ON CONFLICT (room_id, user_id) DO NOTHING RETURNING user_id",
+            )
+            .bind(room.0)
+            .bind(&ids)
+            .bind(role)
+            .bind(to_ms(Utc::now()))
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            let banned: HashSet<i64> = if added.len() < ids.len() {
+                sqlx::query_scalar(
+                    "SELECT user_id FROM bans WHERE room_id = $1 AND user_id = ANY($2)",
+                )
+                .bind(room.0)
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect()
+            } else {
+                HashSet::new()
+            };
+            tx.commit().await?;
+            let mut answered = HashSet::new();
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    // A user named twice was added once: the second is already a member.
+                    if added.contains(id) && answered.insert(*id) {
+                        Added::Added
+                    } else if banned.contains(id) {
+                        Added::Banned
+                    } else {
+                        Added::AlreadyMember
+                    }
+                })
+                .collect())
         })
         .await
     }

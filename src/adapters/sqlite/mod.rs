@@ -21,7 +21,7 @@ use sqlx::migrate::Migrator;
 
 use super::sql::{
     from_sqlx, message_columns, reactions_from_json, reply_from_columns, room_list_sql,
-    unavailable, CHANGES_WHERE, ROOM_COLUMNS, ROOM_LIST_ORDER,
+    standing_joins, standings_in_order, unavailable, CHANGES_WHERE, ROOM_COLUMNS, ROOM_LIST_ORDER,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -442,17 +442,19 @@ impl Store for SqliteStore {
         summaries_from_json(&json)
     }
 
-    async fn standing(&self, room: RoomId, user: UserId) -> Result<Standing, StoreError> {
-        let (role, banned) = sqlx::query_as(
-            "SELECT (SELECT role FROM memberships WHERE room_id = ?1 AND user_id = ?2), \
-             EXISTS (SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2)",
-        )
+    async fn standings(&self, room: RoomId, users: &[UserId]) -> Result<Vec<Standing>, StoreError> {
+        let ids: Vec<i64> = users.iter().map(|user| user.0).collect();
+        let ids = serde_json::to_string(&ids).expect("ids serialize");
+        let rows: Vec<(i64, Option<Role>, bool)> = sqlx::query_as(&format!(
+            "SELECT u.value, m.role, b.user_id IS NOT NULL FROM json_each(?2) u {}",
+            standing_joins("?1")
+        ))
         .bind(room.0)
-        .bind(user.0)
-        .fetch_one(&self.pool)
+        .bind(ids)
+        .fetch_all(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        Ok(Standing { role, banned })
+        Ok(standings_in_order(users, rows))
     }
 
     /// One statement checks the bans and inserts, under the write lock that keeps any ban

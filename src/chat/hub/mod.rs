@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
-use crate::domain::{Room, RoomId, Seq, UserId};
+use crate::domain::{Room, RoomId, RoomKind, Seq, UserId};
 use crate::ports::{BusEvent, BusListener, Store};
 use crate::telemetry::Metrics;
 
@@ -297,6 +297,49 @@ impl BusListener for Hub {
         for entry in state.rooms.values_mut() {
             send_resync(entry);
         }
+        drop(state);
+        if let Some(hub) = self.me.upgrade() {
+            tokio::spawn(async move { hub.close_sockets_of_the_removed().await });
+        }
+    }
+}
+
+impl Hub {
+    /// A removal published while the bus was down never arrived here: asks the store who
+    /// may still be in each room with local sockets, and closes the others' sockets as
+    /// the removal would have. (In a public room only a ban shows: a removed member may
+    /// come back by opening the room again.)
+    async fn close_sockets_of_the_removed(&self) {
+        let rooms: Vec<(Room, Vec<UserId>)> = self
+            .state()
+            .rooms
+            .values()
+            .map(|entry| {
+                (
+                    entry.channel.room.clone(),
+                    entry.users.keys().copied().collect(),
+                )
+            })
+            .collect();
+        for (room, users) in rooms {
+            let standings =
+                tokio::time::timeout(super::STORE_TIMEOUT, self.store.standings(room.id, &users))
+                    .await;
+            let Ok(Ok(standings)) = standings else {
+                tracing::warn!(
+                    room = room.id.0,
+                    "could not recheck who may be in a room after the bus came back"
+                );
+                continue;
+            };
+            for (user, standing) in users.into_iter().zip(standings) {
+                let may_stay =
+                    !standing.banned && (room.kind == RoomKind::Public || standing.role.is_some());
+                if !may_stay {
+                    self.remove_member(room.id, user);
+                }
+            }
+        }
     }
 }
 
@@ -464,6 +507,67 @@ mod tests {
         assert_eq!(*removed.closed.borrow(), Some(CloseReason::Removed));
         assert_eq!(*elsewhere.closed.borrow(), None);
         assert_eq!(*someone_else.closed.borrow(), None);
+    }
+
+    /// A removal whose bus event was lost (Redis down) still closes the sockets once the
+    /// link is back: the store is asked.
+    #[tokio::test]
+    async fn after_the_bus_comes_back_sockets_of_the_removed_are_closed() {
+        use crate::domain::{Role, RoomName, Slug, Username};
+        use crate::ports::NewRoom;
+        let store = Arc::new(MemoryStore::new());
+        let hub = Hub::new(store.clone(), Metrics::new());
+        let user = |name: &str| {
+            let store = store.clone();
+            let name = Username::parse(name).unwrap();
+            async move { store.create_user(&name, "hash").await.unwrap().id }
+        };
+        let (alice, bob, carol) = (user("alice").await, user("bob").await, user("carol").await);
+        let new_room = |slug: &str, kind| {
+            let store = store.clone();
+            let slug = Slug::parse(slug).unwrap();
+            async move {
+                let name = RoomName::parse(slug.as_str()).unwrap();
+                let room = NewRoom {
+                    slug: &slug,
+                    name: &name,
+                    kind,
+                    owner: alice,
+                };
+                store.create_room(room).await.unwrap().0
+            }
+        };
+        let secret = new_room("secret", RoomKind::Private).await;
+        let lobby = new_room("lobby", RoomKind::Public).await;
+        store
+            .add_member(secret.id, bob, Role::Member)
+            .await
+            .unwrap();
+        let session = Bytes::from_static(b"session");
+        let now = Instant::now();
+        let alices = hub.attach(&secret, alice, &session, now);
+        let bobs = hub.attach(&secret, bob, &session, now);
+        let carols = hub.attach(&lobby, carol, &session, now);
+        let bob_in_lobby = hub.attach(&lobby, bob, &session, now);
+        // Removed and banned with no event delivered.
+        store.remove_member(secret.id, bob).await.unwrap();
+        store.ban(lobby.id, carol, alice).await.unwrap();
+
+        hub.link_restored();
+        for closed in [&bobs.closed, &carols.closed] {
+            let mut closed = closed.clone();
+            tokio::time::timeout(Duration::from_secs(5), closed.wait_for(Option::is_some))
+                .await
+                .expect("closed")
+                .unwrap();
+            assert_eq!(*closed.borrow(), Some(CloseReason::Removed));
+        }
+        assert_eq!(*alices.closed.borrow(), None);
+        assert_eq!(
+            *bob_in_lobby.closed.borrow(),
+            None,
+            "not a member, but it is public"
+        );
     }
 
     #[tokio::test]

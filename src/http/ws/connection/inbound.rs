@@ -70,9 +70,11 @@ impl Socket {
                     .map_err(|e| ChatError::InvalidFrame(e.to_string()))
             });
         match frame {
-            Ok(ClientFrame::Send { body, client_id }) => {
-                self.on_send(state, visit, &body, client_id).await
-            }
+            Ok(ClientFrame::Send {
+                body,
+                client_id,
+                reply_to,
+            }) => self.on_send(state, visit, &body, client_id, reply_to).await,
             Ok(ClientFrame::Ping) => self.on_ping().await,
             Ok(ClientFrame::History {
                 before,
@@ -90,19 +92,28 @@ impl Socket {
         visit: &Visit,
         body: &str,
         client_id: Option<String>,
+        reply_to: Option<i64>,
     ) -> Result<(), End> {
         let sent = state
             .chat
             .messages()
-            .send(&visit.user, &visit.room, body, client_id.as_deref())
+            .send(
+                &visit.user,
+                &visit.room,
+                body,
+                client_id.as_deref(),
+                reply_to,
+            )
             .await;
         match sent {
-            Ok(ack) => {
+            Ok(sent) => {
+                let message = sent.message;
                 self.send_frame(&ServerFrame::Ack {
-                    room: ack.room,
-                    client_id: ack.client_id,
-                    id: ack.id,
-                    seq: ack.seq,
+                    room: message.room_slug,
+                    client_id: message.client_id,
+                    id: message.id,
+                    seq: message.seq,
+                    rev: message.rev,
                 })
                 .await
             }

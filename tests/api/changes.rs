@@ -1,0 +1,196 @@
+//! CONTRACT §10 as far as it stands: every message carries its `rev` and current state,
+//! a send may reply to a message of its room, and bots send over HTTP with the frame's
+//! rules and idempotency.
+
+use serde_json::{json, Value};
+
+use natter_test_support::{after_the_quick_gap, TestApp, TestUser, Ws, QUICK_SENDS};
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// A message as it is stored now: the history route's copy of message `id`.
+async fn stored(user: &TestUser, slug: &str, id: &Value) -> Value {
+    let history = user.get_json(&format!("/api/rooms/{slug}/messages")).await;
+    history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| &m["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("message {id} not in {history}"))
+}
+
+/// Sends a reply to `reply_to` and returns its `ack` or the `error` refusing it.
+async fn reply(ws: &mut Ws, body: &str, client_id: &str, reply_to: &Value) -> Value {
+    ws.send(json!({"type": "send", "body": body, "client_id": client_id, "reply_to": reply_to}))
+        .await;
+    loop {
+        let frame = ws.next_frame().await;
+        if (frame["type"] == "ack" || frame["type"] == "error") && frame["client_id"] == client_id {
+            return frame;
+        }
+    }
+}
+
+async fn every_message_carries_rev_and_its_state_and_acks_say_the_rev() {
+    let app = TestApp::spawn_with(&QUICK_SENDS).await;
+    let (alice, bob, slug) = app.two_in_a_room("general").await;
+    let mut alices = alice.connect(&slug).await;
+    let mut bobs = bob.connect(&slug).await;
+    let first = alices.say("one", "a1").await;
+    after_the_quick_gap().await;
+    let second = alices.say("two", "a2").await;
+    // A new message is a change: seq and rev both rise by one, without a gap.
+    assert_eq!(
+        (&first["seq"], &first["rev"], &second["seq"], &second["rev"]),
+        (&json!(1), &json!(1), &json!(2), &json!(2)),
+        "{first} {second}"
+    );
+    let live = bobs.next_of_type("message").await;
+    assert_eq!(
+        (
+            &live["rev"],
+            &live["edited_at"],
+            &live["deleted"],
+            &live["deleted_by"]
+        ),
+        (&json!(1), &Value::Null, &json!(false), &Value::Null)
+    );
+    assert_eq!(
+        (&live["reply_to"], &live["reactions"]),
+        (&Value::Null, &json!([]))
+    );
+    let page = stored(&bob, &slug, &second["id"]).await;
+    assert_eq!(page["rev"], 2, "{page}");
+    // A later joiner's history says the same.
+    let carol = app.user("carol").await;
+    let carols = carol.connect(&slug).await;
+    let history = carols.history.as_ref().unwrap()["messages"].clone();
+    assert_eq!(history[1]["rev"], 2, "{history}");
+    assert_eq!(history[1]["reactions"], json!([]), "{history}");
+}
+
+async fn a_reply_names_its_target_in_the_same_room_only() {
+    let app = TestApp::spawn_with(&QUICK_SENDS).await;
+    let (alice, bob, slug) = app.two_in_a_room("general").await;
+    let elsewhere = alice.create_room("elsewhere").await;
+    let mut alices = alice.connect(&slug).await;
+    let mut bobs = bob.connect(&slug).await;
+    let long = "x".repeat(150);
+    let target = alices.say(&long, "a1").await;
+
+    let ack = reply(&mut bobs, "agreed", "b1", &target["id"]).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let stored_reply = stored(&bob, &slug, &ack["id"]).await;
+    assert_eq!(
+        stored_reply["reply_to"],
+        json!({"id": target["id"], "seq": 1, "user": "alice", "excerpt": "x".repeat(100), "deleted": false}),
+        "the first 100 characters of the target"
+    );
+    let live = loop {
+        let frame = alices.next_of_type("message").await;
+        if frame["id"] == ack["id"] {
+            break frame;
+        }
+    };
+    assert_eq!(live["reply_to"], stored_reply["reply_to"]);
+
+    // A message of another room, or none at all: refused, and nothing stored.
+    let mut in_elsewhere = alice.connect(&elsewhere).await;
+    after_the_quick_gap().await;
+    for (client_id, reply_to) in [("a2", json!(999_999)), ("a3", target["id"].clone())] {
+        let refused = reply(&mut in_elsewhere, "hm", client_id, &reply_to).await;
+        assert_eq!(refused["code"], "invalid_reply", "{refused}");
+    }
+    let history = alice
+        .get_json(&format!("/api/rooms/{elsewhere}/messages"))
+        .await;
+    assert_eq!(history["messages"], json!([]));
+}
+
+async fn bots_send_over_http_with_the_frames_rules() {
+    let app = TestApp::spawn_with(&QUICK_SENDS).await;
+    let alice = app.user("alice").await;
+    let bot = app.user("robot").await;
+    let slug = alice.create_room("general").await;
+    let mut alices = alice.connect(&slug).await;
+    let path = format!("/api/rooms/{slug}/messages");
+
+    let (status, posted) = bot
+        .post_json(&path, &json!({"body": "beep", "client_id": "b1"}))
+        .await;
+    assert_eq!(status, 201, "{posted}");
+    let message = &posted["message"];
+    assert_eq!(
+        (
+            &message["user"],
+            &message["body"],
+            &message["seq"],
+            &message["rev"]
+        ),
+        (&json!("robot"), &json!("beep"), &json!(1), &json!(1))
+    );
+    let live = alices.next_of_type("message").await;
+    assert_eq!(&live["id"], &message["id"]);
+
+    // The same client_id again: the stored message, nothing new.
+    let (status, again) = bot
+        .post_json(&path, &json!({"body": "beep", "client_id": "b1"}))
+        .await;
+    assert_eq!((status, &again["message"]["id"]), (200, &message["id"]));
+    // The send limit holds: a second message within the gap is refused.
+    let (status, refused) = bot.post_json(&path, &json!({"body": "boop"})).await;
+    assert_eq!((status, code(&refused)), (429, "rate_limited"), "{refused}");
+    after_the_quick_gap().await;
+    let (status, reply) = bot
+        .post_json(&path, &json!({"body": "re", "reply_to": message["id"]}))
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    assert_eq!(reply["message"]["reply_to"]["id"], message["id"]);
+    after_the_quick_gap().await;
+    for (body, expected) in [
+        (json!({"body": "x", "reply_to": 999_999}), "invalid_reply"),
+        (json!({"body": "   "}), "empty_body"),
+        (json!({"body": 5}), "invalid_request"),
+    ] {
+        let (status, refused) = bot.post_json(&path, &body).await;
+        assert_eq!(
+            (status, code(&refused)),
+            (400, expected),
+            "{body}: {refused}"
+        );
+    }
+    // Posting made the bot a member of the public room, as opening its socket would.
+    let members = alice.get_json(&format!("/api/rooms/{slug}/members")).await;
+    assert!(
+        members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["username"] == "robot"),
+        "{members}"
+    );
+    // A room one may not see does not exist for posting either.
+    let secret = alice
+        .post_json("/api/rooms", &json!({"name": "Secret", "private": true}))
+        .await
+        .1["room"]["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, hidden) = bot
+        .post_json(
+            &format!("/api/rooms/{secret}/messages"),
+            &json!({"body": "hi"}),
+        )
+        .await;
+    assert_eq!((status, code(&hidden)), (404, "room_not_found"));
+}
+
+api_tests!(
+    every_message_carries_rev_and_its_state_and_acks_say_the_rev,
+    a_reply_names_its_target_in_the_same_room_only,
+    bots_send_over_http_with_the_frames_rules,
+);
