@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::domain::{Message, RoomId, Seq, User, UserId};
+use crate::domain::{Message, ReplyRef, RoomId, Seq, User, UserId};
 use crate::ports::{Joined, MessageCache, Presence, Unavailable};
 
 #[derive(Default)]
@@ -41,6 +41,18 @@ impl MemoryRoomState {
     fn trim(&self, state: &mut RoomState) {
         while state.cached.len() > self.capacity {
             state.cached.pop_first();
+        }
+    }
+}
+
+/// Caches `message` unless the entry at its `seq` has a `rev` at least its: of two states
+/// of one message, the newer stays. `false` when the cached state is that newer one.
+fn keep_newer(cached: &mut BTreeMap<Seq, Message>, message: &Message) -> bool {
+    match cached.get(&message.seq) {
+        Some(held) if held.rev >= message.rev => false,
+        _ => {
+            cached.insert(message.seq, message.clone());
+            true
         }
     }
 }
@@ -136,8 +148,14 @@ impl MessageCache for MemoryRoomState {
             let Some(state) = rooms.get_mut(&room) else {
                 return;
             };
+            if !state.ready {
+                // What `update` kept while the tail was read, if older than the tail.
+                if let Some(first) = tail.iter().map(|m| m.seq).min() {
+                    state.cached = state.cached.split_off(&first);
+                }
+            }
             for message in tail {
-                state.cached.insert(message.seq, message.clone());
+                keep_newer(&mut state.cached, message);
             }
             state.ready = true;
             self.trim(state);
@@ -148,11 +166,44 @@ impl MessageCache for MemoryRoomState {
     async fn add(&self, room: RoomId, message: &Message) -> Result<(), Unavailable> {
         self.with_rooms(|rooms| {
             if let Some(state) = rooms.get_mut(&room) {
-                state.cached.insert(message.seq, message.clone());
+                keep_newer(&mut state.cached, message);
                 self.trim(state);
             }
         });
         Ok(())
+    }
+
+    async fn update(&self, room: RoomId, message: &Message) -> Result<(), Unavailable> {
+        self.with_rooms(|rooms| {
+            let Some(state) = rooms.get_mut(&room) else {
+                return;
+            };
+            let newer = if state.ready && !state.cached.contains_key(&message.seq) {
+                true
+            } else {
+                // Not ready: a fill is on its way with a read that may predate this change.
+                keep_newer(&mut state.cached, message)
+            };
+            if newer {
+                refresh_replies(&mut state.cached, message);
+            }
+            self.trim(state);
+        });
+        Ok(())
+    }
+}
+
+/// A reply's excerpt is the target's current body (the store reads it so), but the reply's
+/// `rev` stays: the cached replies to a changed message take its new state here. A reply
+/// to a deleted message is never changed again (a delete is final), so a late older state
+/// cannot bring the text back.
+fn refresh_replies(cached: &mut BTreeMap<Seq, Message>, target: &Message) {
+    for reply in cached.values_mut() {
+        if let Some(to) = &mut reply.reply_to {
+            if to.id == target.id && !to.deleted {
+                *to = ReplyRef::to(target);
+            }
+        }
     }
 }
 

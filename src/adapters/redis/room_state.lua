@@ -75,11 +75,63 @@ local function settle_room()
   end
 end
 
-local function put(capacity, seq, entry)
-  redis.call('ZREMRANGEBYSCORE', messages, seq, seq)
+-- The rev of a cached entry (the JSON Entry of room_state.rs). Decoding the one entry at
+-- a seq, rather than keeping a parallel seq -> rev HASH, leaves the ZSET the only key a
+-- message lives in: nothing else to trim, expire and delete in step on the join, leave,
+-- reconcile and sweep paths, and nothing to leak. An entry that does not decode (another
+-- version's) is older than any state.
+local function rev_of(entry)
+  local ok, decoded = pcall(cjson.decode, entry)
+  if ok and type(decoded) == 'table' and type(decoded.rev) == 'number' then
+    return decoded.rev
+  end
+  return -1
+end
+
+-- Caches entry (state rev of the message seq) unless the entry at seq has a rev at least
+-- rev: of two states of one message, the newer stays (-> false). With no entry at seq,
+-- caches it only if `insert` (-> nil otherwise). Keeps the newest `capacity`.
+local function put(capacity, seq, rev, entry, insert)
+  local held = redis.call('ZRANGEBYSCORE', messages, seq, seq)
+  if held[1] then
+    if held[1] == entry or rev_of(held[1]) >= tonumber(rev) then
+      return false
+    end
+    redis.call('ZREMRANGEBYSCORE', messages, seq, seq)
+  elseif not insert then
+    return nil
+  end
   redis.call('ZADD', messages, seq, entry)
   redis.call('ZREMRANGEBYRANK', messages, 0, -(capacity + 1))
   redis.call('PEXPIRE', messages, ttl)
+  return true
+end
+
+-- A reply's excerpt is its target's current body (the store reads it so) but the reply's
+-- rev stays: the cached replies to message `id` take `ref` (its new ReplyEntry JSON) as
+-- their reply_to. The entry JSON is serde's, fields in Entry's order and no spaces:
+-- `"reply_to":{"id":N,...,"deleted":B}` then `,"reactions":`; a string's quotes are
+-- escaped, so neither pattern occurs inside a value. A reply to a deleted message is never
+-- changed again (a delete is final), so a late older state cannot bring the text back.
+-- O(cached entries), plain finds only.
+local function refresh_replies(id, ref)
+  local needle = '"reply_to":{"id":' .. id .. ','
+  local cached = redis.call('ZRANGE', messages, 0, -1, 'WITHSCORES')
+  for i = 1, #cached, 2 do
+    local entry = cached[i]
+    local from = string.find(entry, needle, 1, true)
+    local to = from and string.find(entry, ',"reactions":', from, true)
+    if to then
+      local old = string.sub(entry, from, to - 1)
+      if string.sub(old, -15) ~= '"deleted":true}' then
+        local fresh = string.sub(entry, 1, from - 1) .. '"reply_to":' .. ref .. string.sub(entry, to)
+        if fresh ~= entry then
+          redis.call('ZREM', messages, entry)
+          redis.call('ZADD', messages, cached[i + 1], fresh)
+        end
+      end
+    end
+  end
 end
 
 local ops = {}
@@ -113,22 +165,45 @@ function ops.leave()
   return gone and 1 or 0
 end
 
--- ARGV 4 capacity, 5 seq, 6 entry
+-- ARGV 4 capacity, 5 seq, 6 rev, 7 entry: a new message
 function ops.add()
   if redis.call('EXISTS', members) == 1 then
-    put(tonumber(ARGV[4]), ARGV[5], ARGV[6])
+    put(tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], true)
   end
   return 0
 end
 
--- ARGV 4 capacity, then seq, entry pairs (the store's tail)
+-- ARGV 4 capacity, 5 seq, 6 rev, 7 entry, 8 message id, 9 its ReplyEntry JSON: a changed
+-- message's new state. Replaces only a cached entry; while not ready (a fill is reading the
+-- store, maybe before this change) it is kept even if uncached, and the fill keeps it or
+-- drops it. Unless the cache holds a newer state, the replies to it follow.
+function ops.update()
+  if redis.call('EXISTS', members) == 1 then
+    local pending = redis.call('EXISTS', ready) == 0
+    if put(tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], pending) ~= false then
+      refresh_replies(ARGV[8], ARGV[9])
+    end
+  end
+  return 0
+end
+
+-- ARGV 4 capacity, then seq, rev, entry triples (the store's tail)
 function ops.fill()
   if redis.call('EXISTS', members) == 0 then
     return 0
   end
   local capacity = tonumber(ARGV[4])
-  for i = 5, #ARGV, 2 do
-    put(capacity, ARGV[i], ARGV[i + 1])
+  if redis.call('EXISTS', ready) == 0 and #ARGV >= 5 then
+    -- What update kept while the tail was read, if older than the tail: the cache stays
+    -- one unbroken run of seqs, as `after` assumes.
+    local first = tonumber(ARGV[5])
+    for i = 8, #ARGV, 3 do
+      first = math.min(first, tonumber(ARGV[i]))
+    end
+    redis.call('ZREMRANGEBYSCORE', messages, '-inf', '(' .. first)
+  end
+  for i = 5, #ARGV, 3 do
+    put(capacity, ARGV[i], ARGV[i + 1], ARGV[i + 2], true)
   end
   redis.call('SET', ready, 1, 'PX', ttl)
   return 1

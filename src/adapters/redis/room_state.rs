@@ -30,8 +30,21 @@
 //! then reads the store's tail, then `fill`. If a send's `add` ran before the HASH existed,
 //! it did nothing, but its commit preceded the join, so the tail read after the join
 //! contains it; if `add` ran after, the message is in the ZSET already and the union keeps
-//! it. Entries are keyed by `seq` (an `add` first removes any entry with its score), so a
-//! message added twice, or by both paths, is harmless.
+//! it. Entries are keyed by `seq` (an `add` replaces the entry with its score unless that
+//! one is newer), so a message added twice, or by both paths, is harmless.
+//!
+//! # Why the cache is never stale
+//!
+//! An entry holds its message's current state (CONTRACT §10). `add`, `fill` and `update`
+//! all keep, per `seq`, the state with the higher `rev`: the script decodes the one entry
+//! already at that score (`cjson`) and compares. So a fill whose read of the store predates
+//! an edit, or a change that reaches Redis after a newer one from another process, cannot
+//! bring back an older state, nor a deleted message's text. A reply's excerpt follows its
+//! target (the store reads it so; the reply's `rev` stays): `update` rewrites the cached
+//! replies to the changed message in the same script. `update` replaces only an
+//! entry the cache holds, except while a fill is pending (members, not ready): then it is
+//! kept, since the fill's read may predate the change, and the fill drops it if it is older
+//! than the tail.
 //!
 //! # Crashes and lost data
 //!
@@ -131,13 +144,7 @@ fn encode(m: &Message) -> String {
         rev: m.rev,
         edited_at_us: m.edited_at.map(|at| at.timestamp_micros()),
         deleted_by: m.deleted_by.clone(),
-        reply_to: m.reply_to.as_ref().map(|r| ReplyEntry {
-            id: r.id,
-            seq: r.seq,
-            username: r.username.clone(),
-            excerpt: r.excerpt.clone(),
-            deleted: r.deleted,
-        }),
+        reply_to: m.reply_to.as_ref().map(reply_entry),
         reactions: m
             .reactions
             .iter()
@@ -145,6 +152,16 @@ fn encode(m: &Message) -> String {
             .collect(),
     };
     serde_json::to_string(&entry).expect("a message serializes")
+}
+
+fn reply_entry(r: &ReplyRef) -> ReplyEntry {
+    ReplyEntry {
+        id: r.id,
+        seq: r.seq,
+        username: r.username.clone(),
+        excerpt: r.excerpt.clone(),
+        deleted: r.deleted,
+    }
 }
 
 /// `None` if an entry does not decode (written by another version): the caller then
@@ -333,6 +350,16 @@ impl RedisRoomState {
         Ok(gone)
     }
 
+    /// A call of `add` or `update` (ARGV 4–7: capacity, seq, rev, entry).
+    fn put_call(&self, op: &str, room: RoomId, message: &Message) -> ScriptInvocation<'_> {
+        let mut call = self.op(op, Some(room));
+        call.arg(self.capacity)
+            .arg(message.seq.get())
+            .arg(message.rev.get())
+            .arg(encode(message));
+        call
+    }
+
     /// Removes the fields of `dead` instances from every room; returns who left.
     async fn sweep(&self, dead: &[String]) -> Result<Vec<Departure>, Unavailable> {
         let mut conn = self.conn.clone();
@@ -477,16 +504,23 @@ impl MessageCache for RedisRoomState {
         let mut call = self.op("fill", Some(room));
         call.arg(self.capacity);
         for message in tail {
-            call.arg(message.seq.get()).arg(encode(message));
+            call.arg(message.seq.get())
+                .arg(message.rev.get())
+                .arg(encode(message));
         }
         self.run::<()>(&call).await
     }
 
     async fn add(&self, room: RoomId, message: &Message) -> Result<(), Unavailable> {
-        let mut call = self.op("add", Some(room));
-        call.arg(self.capacity)
-            .arg(message.seq.get())
-            .arg(encode(message));
+        let call = self.put_call("add", room, message);
+        self.run::<()>(&call).await
+    }
+
+    async fn update(&self, room: RoomId, message: &Message) -> Result<(), Unavailable> {
+        let mut call = self.put_call("update", room, message);
+        let as_target = serde_json::to_string(&reply_entry(&ReplyRef::to(message)))
+            .expect("a reply serializes");
+        call.arg(message.id).arg(as_target);
         self.run::<()>(&call).await
     }
 }
