@@ -24,6 +24,12 @@ port_suite! {
         the_cache_keeps_the_newest_messages_and_tolerates_repeats,
         after_answers_only_when_the_cache_is_complete,
         cached_messages_come_back_exactly,
+        an_update_replaces_the_cached_state,
+        an_update_older_than_the_cached_state_changes_nothing,
+        an_update_of_an_uncached_message_adds_nothing,
+        a_late_fill_keeps_the_newer_state,
+        an_update_while_the_cache_fills_is_not_lost_to_the_fill,
+        a_tombstone_replaces_the_text_in_the_cache,
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         a_storm_of_joins_leaves_and_sends_keeps_the_cache_exact,
     }
@@ -241,6 +247,191 @@ async fn cached_messages_come_back_exactly(f: RoomStates) {
         f.state.after(ROOM, seq(0), 1).await.unwrap(),
         Some(vec![sent])
     );
+}
+
+/// `message(seq)` as changed later, at `rev`: edited to `body`, with a reaction.
+fn edited(seq: i64, rev: i64, body: &str) -> Message {
+    let mut changed = message(seq);
+    changed.body = body.into();
+    changed.rev = Rev::new(rev).unwrap();
+    changed.edited_at = Some(DateTime::from_timestamp_millis(1_700_000_100_000 + rev).unwrap());
+    changed.reactions = vec![Reaction {
+        emoji: "👍".into(),
+        users: vec!["bob".into()],
+    }];
+    changed
+}
+
+/// The cached state of the message `seq`, as `latest` returns it.
+async fn cached(state: &dyn RoomState, seq: i64) -> Option<Message> {
+    let all = state.latest(ROOM, CAPACITY).await.unwrap()?;
+    all.into_iter().find(|m| m.seq.get() == seq)
+}
+
+async fn an_update_replaces_the_cached_state(f: RoomStates) {
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
+    f.state
+        .fill(ROOM, &[message(1), message(2), message(3)])
+        .await
+        .unwrap();
+    let now = edited(2, 10, "m2, corrected");
+    f.state.update(ROOM, &now).await.unwrap();
+    // A later joiner, on any process, is served the edit.
+    for process in &f.processes {
+        assert_eq!(
+            process.latest(ROOM, 5).await.unwrap(),
+            Some(vec![message(1), now.clone(), message(3)])
+        );
+        assert_eq!(
+            process.after(ROOM, seq(1), 5).await.unwrap(),
+            Some(vec![now.clone(), message(3)])
+        );
+    }
+    let again = edited(2, 11, "m2, corrected twice");
+    f.processes
+        .last()
+        .unwrap()
+        .update(ROOM, &again)
+        .await
+        .unwrap();
+    assert_eq!(cached(&*f.state, 2).await, Some(again));
+}
+
+async fn an_update_older_than_the_cached_state_changes_nothing(f: RoomStates) {
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
+    f.state.fill(ROOM, &[message(1), message(2)]).await.unwrap();
+    let newer = edited(2, 12, "newer");
+    // Two processes change one message: the newer change reaches the cache first.
+    f.state.update(ROOM, &newer).await.unwrap();
+    let other = f.processes.last().unwrap();
+    other.update(ROOM, &edited(2, 11, "older")).await.unwrap();
+    assert_eq!(cached(&*f.state, 2).await, Some(newer.clone()));
+    // The same state again, and the message's first state (a late `add`): nothing.
+    other.update(ROOM, &newer).await.unwrap();
+    other.add(ROOM, &message(2)).await.unwrap();
+    assert_eq!(
+        f.state.latest(ROOM, 5).await.unwrap(),
+        Some(vec![message(1), newer])
+    );
+}
+
+async fn an_update_of_an_uncached_message_adds_nothing(f: RoomStates) {
+    // A room without members has no cache to update.
+    f.state
+        .update(ROOM, &edited(1, 20, "nobody"))
+        .await
+        .unwrap();
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
+    assert_eq!(seqs(f.state.latest(ROOM, 5).await.unwrap()), None);
+
+    let tail: Vec<Message> = (3..=7).map(message).collect();
+    f.state.fill(ROOM, &tail).await.unwrap();
+    // 1 and 2 fell out of the cache (or were never in it): the store has them.
+    for old in [1, 2] {
+        f.state
+            .update(ROOM, &edited(old, 20 + old, "old"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(f.state.latest(ROOM, 10).await.unwrap(), Some(tail.clone()));
+    assert_eq!(
+        seqs(f.state.after(ROOM, seq(1), 10).await.unwrap()),
+        None,
+        "still cannot prove it holds seq 2"
+    );
+    assert_eq!(
+        seqs(f.state.after(ROOM, seq(2), 10).await.unwrap()),
+        Some(vec![3, 4, 5, 6, 7])
+    );
+    // The capacity trim counts only what is cached.
+    f.state.add(ROOM, &message(8)).await.unwrap();
+    assert_eq!(
+        seqs(f.state.latest(ROOM, 10).await.unwrap()),
+        Some(vec![4, 5, 6, 7, 8])
+    );
+}
+
+async fn a_late_fill_keeps_the_newer_state(f: RoomStates) {
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
+    // Another joiner (here: another process) read the store's tail before the edit...
+    let read_before_the_edit = [message(1), message(2), message(3)];
+    f.state.fill(ROOM, &read_before_the_edit).await.unwrap();
+    let now = edited(2, 10, "edited meanwhile");
+    f.state.update(ROOM, &now).await.unwrap();
+    // ...and its fill arrives after the edit's update.
+    f.processes
+        .last()
+        .unwrap()
+        .fill(ROOM, &read_before_the_edit)
+        .await
+        .unwrap();
+    for process in &f.processes {
+        assert_eq!(
+            process.latest(ROOM, 5).await.unwrap(),
+            Some(vec![message(1), now.clone(), message(3)])
+        );
+    }
+}
+
+async fn an_update_while_the_cache_fills_is_not_lost_to_the_fill(f: RoomStates) {
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
+    // The first joiner reads the store's tail: 3..=6, message 4 as first sent (shorter than
+    // the capacity, so only the fill, not the trim, can keep 1 out).
+    let tail: Vec<Message> = (3..=6).map(message).collect();
+    // Meanwhile 4 is edited (and 1, older than the tail, too); neither is cached yet.
+    let now = edited(4, 10, "edited during the fill");
+    f.state.update(ROOM, &now).await.unwrap();
+    f.state.update(ROOM, &edited(1, 11, "old")).await.unwrap();
+    assert_eq!(seqs(f.state.latest(ROOM, 5).await.unwrap()), None);
+    // The fill arrives with 4's older state: the edit stays, 1 goes.
+    f.state.fill(ROOM, &tail).await.unwrap();
+    let mut want = tail.clone();
+    want[1] = now;
+    assert_eq!(f.state.latest(ROOM, 10).await.unwrap(), Some(want.clone()));
+    assert_eq!(
+        seqs(f.state.after(ROOM, seq(1), 10).await.unwrap()),
+        None,
+        "1 is not kept apart from the run 3..=6"
+    );
+    assert_eq!(f.state.after(ROOM, seq(2), 10).await.unwrap(), Some(want));
+}
+
+/// The text the tombstone behaviour deletes.
+const SECRET: &str = "the launch code is 0451";
+
+async fn a_tombstone_replaces_the_text_in_the_cache(f: RoomStates) {
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
+    let mut said = message(1);
+    said.body = SECRET.into();
+    let mut quoting = message(2);
+    quoting.reply_to = Some(ReplyRef::to(&said));
+    f.state.fill(ROOM, &[said.clone()]).await.unwrap();
+    f.state.add(ROOM, &quoting).await.unwrap();
+    let edit = edited(1, 3, &format!("{SECRET}!"));
+    f.state.update(ROOM, &edit).await.unwrap();
+    // A reply's excerpt is its target's current body; the reply's own `rev` stays.
+    let mut quoting_now = quoting.clone();
+    quoting_now.reply_to = Some(ReplyRef::to(&edit));
+    assert_eq!(cached(&*f.state, 2).await, Some(quoting_now.clone()));
+
+    let mut tombstone = message(1);
+    tombstone.body = String::new();
+    tombstone.rev = Rev::new(4).unwrap();
+    tombstone.deleted_by = Some("mod".into());
+    f.processes
+        .last()
+        .unwrap()
+        .update(ROOM, &tombstone)
+        .await
+        .unwrap();
+    // The edit's update again, late (another process): the text does not come back.
+    f.state.update(ROOM, &edit).await.unwrap();
+    quoting_now.reply_to = Some(ReplyRef::to(&tombstone));
+    for process in &f.processes {
+        let now = process.latest(ROOM, 5).await.unwrap().unwrap();
+        assert_eq!(now, vec![tombstone.clone(), quoting_now.clone()]);
+        assert_eq!(quoting_now.reply_to.as_ref().unwrap().excerpt, "");
+    }
 }
 
 /// Several processes on one Redis: each `RedisRoomState` value is one process.
@@ -473,6 +664,47 @@ mod redis_across_processes {
         );
         assert_eq!(other.members(ROOM).await.unwrap(), vec!["bob"]);
         cut_off.ping().await.unwrap();
+    }
+
+    /// After a delete, the deleted text is in no value under the prefix: the tombstone
+    /// replaced the entry, it did not sit beside it.
+    #[tokio::test]
+    #[ignore = "needs TEST_REDIS_URL"]
+    async fn a_deleted_text_is_nowhere_in_redis() {
+        let fixture = RedisRoomStateFixture::make().await;
+        super::a_tombstone_replaces_the_text_in_the_cache(fixture.port()).await;
+        let redis = &fixture.redis;
+        let mut raw = redis.connection().unwrap();
+        let keys = redis.keys().unwrap();
+        assert!(
+            keys.iter().any(|k| k.ends_with(":messages")),
+            "the cache is there: {keys:?}"
+        );
+        for key in keys {
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut raw).unwrap();
+            let values: Vec<String> = match kind.as_str() {
+                "string" => vec![redis::cmd("GET").arg(&key).query(&mut raw).unwrap()],
+                "hash" => redis::cmd("HGETALL").arg(&key).query(&mut raw).unwrap(),
+                "set" => redis::cmd("SMEMBERS").arg(&key).query(&mut raw).unwrap(),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query(&mut raw)
+                    .unwrap(),
+                "list" => redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query(&mut raw)
+                    .unwrap(),
+                other => panic!("{key} is a {other}: read it here too"),
+            };
+            assert!(
+                values.iter().all(|v| !v.contains(super::SECRET)),
+                "{key} still holds the deleted text: {values:?}"
+            );
+        }
     }
 
     /// A storm on Redis leaves no key of the room behind once everyone left.
