@@ -51,10 +51,20 @@ pub enum ErrorCode {
     InvalidRole,
     /// A `reply_to` that is not a message of the room (CONTRACT §10).
     InvalidReply,
+    /// A `message_id` that is not a message of the room (CONTRACT §10).
+    UnknownMessage,
+    /// Changing a deleted message.
+    MessageDeleted,
+    /// Editing after `EDIT_WINDOW_SECONDS`.
+    EditWindowPassed,
+    /// A reaction that is not one emoji.
+    InvalidEmoji,
+    /// A new emoji on a message that has 20.
+    TooManyReactions,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 32] = [
         ErrorCode::InvalidUsername,
         ErrorCode::InvalidPassword,
         ErrorCode::PasswordMismatch,
@@ -82,6 +92,11 @@ impl ErrorCode {
         ErrorCode::OwnerCannotLeave,
         ErrorCode::InvalidRole,
         ErrorCode::InvalidReply,
+        ErrorCode::UnknownMessage,
+        ErrorCode::MessageDeleted,
+        ErrorCode::EditWindowPassed,
+        ErrorCode::InvalidEmoji,
+        ErrorCode::TooManyReactions,
     ];
 
     /// The code as the contract spells it.
@@ -114,6 +129,11 @@ impl ErrorCode {
             ErrorCode::OwnerCannotLeave => "owner_cannot_leave",
             ErrorCode::InvalidRole => "invalid_role",
             ErrorCode::InvalidReply => "invalid_reply",
+            ErrorCode::UnknownMessage => "unknown_message",
+            ErrorCode::MessageDeleted => "message_deleted",
+            ErrorCode::EditWindowPassed => "edit_window_passed",
+            ErrorCode::InvalidEmoji => "invalid_emoji",
+            ErrorCode::TooManyReactions => "too_many_reactions",
         }
     }
 }

@@ -62,6 +62,16 @@ pub enum ChatError {
     InvalidRole,
     #[error("reply_to is not a message of this room")]
     InvalidReply,
+    #[error("no such message in this room")]
+    UnknownMessage,
+    #[error("that message was deleted")]
+    MessageDeleted,
+    #[error("a message can be edited only within the edit window after it was sent")]
+    EditWindowPassed,
+    #[error("{0}")]
+    InvalidEmoji(ValueError),
+    #[error("a message carries at most 20 different emoji")]
+    TooManyReactions,
     #[error("the service is unavailable right now; try again")]
     Unavailable(#[source] BoxError),
 }
@@ -95,6 +105,11 @@ impl ChatError {
             ChatError::OwnerCannotLeave => ErrorCode::OwnerCannotLeave,
             ChatError::InvalidRole => ErrorCode::InvalidRole,
             ChatError::InvalidReply => ErrorCode::InvalidReply,
+            ChatError::UnknownMessage => ErrorCode::UnknownMessage,
+            ChatError::MessageDeleted => ErrorCode::MessageDeleted,
+            ChatError::EditWindowPassed => ErrorCode::EditWindowPassed,
+            ChatError::InvalidEmoji(_) => ErrorCode::InvalidEmoji,
+            ChatError::TooManyReactions => ErrorCode::TooManyReactions,
             ChatError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }

@@ -24,6 +24,10 @@ pub struct Limits {
     /// New rooms per user (CONTRACT §9): public rooms with a new slug, private rooms and
     /// new DMs together, in any trailing hour, across processes.
     pub room_creates: Rule,
+    /// Edits, deletes and reactions per user (CONTRACT §10).
+    pub changes: Rule,
+    /// How long after sending a message its author may edit it; zero: always.
+    pub edit_window: Duration,
     /// Most rooms one listing returns; more say `truncated`.
     pub room_list_max: usize,
     /// History pages one user may read over HTTP per second (a WebSocket's `history`
@@ -41,6 +45,8 @@ impl Default for Limits {
             login_failure_window: Duration::from_secs(15 * 60),
             registrations_per_address_per_hour: 20,
             room_creates: Rule::ROOM_CREATES,
+            changes: Rule::CHANGES,
+            edit_window: Duration::ZERO,
             room_list_max: 500,
             history_reads_per_second: 20,
         }

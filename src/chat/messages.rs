@@ -11,11 +11,14 @@ use bytes::Bytes;
 use super::budget::Budget;
 use super::limiter::Limiter;
 use super::{store_call, ChatError, Limits};
+use chrono::Utc;
+
+use super::access::RoomAccess;
 use crate::domain::{
-    ClientId, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, ReplyRef, Room, User,
-    UserId,
+    ClientId, Emoji, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, ReplyRef,
+    Room, User, UserId,
 };
-use crate::ports::{Bus, BusEvent, MessageCache, Rule, Store};
+use crate::ports::{Bus, BusEvent, Changed, MessageCache, MessageChange, Rule, Store};
 use crate::protocol::{MessageView, ServerFrame};
 use crate::telemetry::Metrics;
 
@@ -27,11 +30,16 @@ pub struct Messages {
     limiter: Limiter,
     /// [`Limits::sends`].
     sends: Rule,
+    /// [`Limits::changes`].
+    changes: Rule,
+    /// [`Limits::edit_window`].
+    edit_window: Duration,
     /// REST history reads per user (CONTRACT §7a).
     history_reads: Budget<UserId>,
-    /// Stored messages the cache did not take (its service was down); retried by
-    /// [`Messages::retry_uncached`] so an active room's cache does not keep a hole.
-    uncached: Mutex<Vec<Message>>,
+    /// Stored messages and changes the cache did not take (its service was down); retried
+    /// by [`Messages::retry_uncached`] so an active room's cache keeps no hole and no state
+    /// older than the store's (a deleted text included).
+    uncached: Mutex<Vec<(CacheWrite, Message)>>,
     metrics: Metrics,
 }
 
@@ -41,6 +49,24 @@ pub struct Sent {
     pub message: Message,
     /// `false` for a resend of a message already stored (nothing new was stored).
     pub fresh: bool,
+}
+
+/// What a user asks to change of a message (CONTRACT §10).
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    Edit { body: &'a str },
+    Delete,
+    React { emoji: &'a str },
+    Unreact { emoji: &'a str },
+}
+
+/// What the cache is to do with a stored message.
+#[derive(Debug, Clone, Copy)]
+enum CacheWrite {
+    /// A new message: [`MessageCache::add`].
+    Add,
+    /// A changed one: [`MessageCache::update`].
+    Update,
 }
 
 /// Most failed cache additions kept for another try.
@@ -70,6 +96,8 @@ impl Messages {
             bus: ports.bus.clone(),
             limiter: Limiter::new(ports),
             sends: limits.sends,
+            changes: limits.changes,
+            edit_window: limits.edit_window,
             history_reads: Budget::new(limits.history_reads_per_second, Duration::from_secs(1)),
             uncached: Mutex::new(Vec::new()),
             metrics,
@@ -153,13 +181,7 @@ impl Messages {
 
     /// Cache, then bus: a joiner either read the message from the cache or store, or hears it.
     async fn publish_message(&self, message: &Message) {
-        if let Err(e) = self.cache.add(message.room_id, message).await {
-            tracing::warn!(error = %e, "message stored but not cached; will retry");
-            self.uncached
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(message.clone());
-        }
+        self.cache_write(CacheWrite::Add, message).await;
         let frame = Bytes::from(ServerFrame::Message(MessageView::from(message)).to_json());
         let event = BusEvent::Room {
             room: message.room_id,
@@ -172,13 +194,112 @@ impl Messages {
         }
     }
 
-    /// Caches what [`Self::publish_message`] could not; keeps what still fails.
+    /// Changes message `id` of the room `access` lets `user` into, and answers with its
+    /// current state: edits by the author only (within the edit window), deletes by the
+    /// author or the room's owner, moderators and admins, reactions by anyone in the room.
+    /// Asking for what is already so (the same body, a reaction there or absent) changes
+    /// nothing and answers the message as it is.
+    pub async fn change(
+        &self,
+        user: &User,
+        access: &RoomAccess,
+        id: i64,
+        change: Change<'_>,
+    ) -> Result<Message, ChatError> {
+        let room = &access.room;
+        let body = match change {
+            Change::Edit { body } => {
+                Some(MessageBody::parse(body).map_err(ChatError::InvalidBody)?)
+            }
+            _ => None,
+        };
+        let emoji = match change {
+            Change::React { emoji } | Change::Unreact { emoji } => {
+                Some(Emoji::parse(emoji).map_err(ChatError::InvalidEmoji)?)
+            }
+            _ => None,
+        };
+        let target = store_call(self.store.message(room, id))
+            .await?
+            .ok_or(ChatError::UnknownMessage)?;
+        if target.is_deleted() {
+            return Err(ChatError::MessageDeleted);
+        }
+        let own = target.user_id == user.id;
+        let change = match (change, &body, &emoji) {
+            (Change::Edit { .. }, Some(body), _) => {
+                if !own {
+                    return Err(ChatError::Forbidden("only its author edits a message"));
+                }
+                let now = Utc::now();
+                let sent_ago = (now - target.sent_at).to_std().unwrap_or_default();
+                if !self.edit_window.is_zero() && sent_ago > self.edit_window {
+                    return Err(ChatError::EditWindowPassed);
+                }
+                MessageChange::Edit { body, at: now }
+            }
+            (Change::Delete, _, _) => {
+                if !own && !access.moderates() {
+                    return Err(ChatError::Forbidden(
+                        "only its author, the room's owner and moderators delete a message",
+                    ));
+                }
+                MessageChange::Delete { by: user.id }
+            }
+            (Change::React { .. }, _, Some(emoji)) => MessageChange::React {
+                user: user.id,
+                emoji,
+            },
+            (Change::Unreact { .. }, _, Some(emoji)) => MessageChange::Unreact {
+                user: user.id,
+                emoji,
+            },
+            _ => unreachable!("each change's input was parsed above"),
+        };
+        // The slot is kept whatever the store answers: the limit counts requests.
+        let _counted = self.limiter.acquire(&self.changes, user.id).await?;
+        match store_call(self.store.change_message(room, id, change)).await? {
+            Changed::Changed(message) => {
+                self.cache_write(CacheWrite::Update, &message).await;
+                Ok(message)
+            }
+            Changed::Unchanged(message) => Ok(message),
+            Changed::UnknownMessage => Err(ChatError::UnknownMessage),
+            Changed::Deleted => Err(ChatError::MessageDeleted),
+            Changed::TooManyReactions => Err(ChatError::TooManyReactions),
+        }
+    }
+
+    /// Writes a stored message or change to the cache; keeps it for another try when the
+    /// cache's service is down.
+    async fn cache_write(&self, write: CacheWrite, message: &Message) {
+        if let Err(e) = self.try_cache_write(write, message).await {
+            tracing::warn!(error = %e, "stored but not cached; will retry");
+            self.uncached
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((write, message.clone()));
+        }
+    }
+
+    async fn try_cache_write(
+        &self,
+        write: CacheWrite,
+        message: &Message,
+    ) -> Result<(), crate::ports::Unavailable> {
+        match write {
+            CacheWrite::Add => self.cache.add(message.room_id, message).await,
+            CacheWrite::Update => self.cache.update(message.room_id, message).await,
+        }
+    }
+
+    /// Caches what [`Self::cache_write`] could not; keeps what still fails.
     pub(super) async fn retry_uncached(&self) {
         let waiting = std::mem::take(&mut *self.uncached.lock().unwrap_or_else(|e| e.into_inner()));
         let mut failed = Vec::new();
-        for message in waiting {
-            if self.cache.add(message.room_id, &message).await.is_err() {
-                failed.push(message);
+        for (write, message) in waiting {
+            if self.try_cache_write(write, &message).await.is_err() {
+                failed.push((write, message));
             }
         }
         if !failed.is_empty() {

@@ -46,6 +46,23 @@ pub(super) fn parse_limits(get: &impl Fn(&str) -> Option<String>) -> Result<Limi
             )?,
             ..default.room_creates
         },
+        changes: Rule {
+            per_window: parse_number(
+                get,
+                "CHANGES_PER_MINUTE",
+                default.changes.per_window,
+                1,
+                10_000,
+            )?,
+            ..default.changes
+        },
+        edit_window: Duration::from_secs(parse_number(
+            get,
+            "EDIT_WINDOW_SECONDS",
+            default.edit_window.as_secs() as usize,
+            0,
+            10 * 365 * 24 * 3600,
+        )? as u64),
         room_list_max: number("ROOM_LIST_MAX", default.room_list_max)?,
         history_reads_per_second: number(
             "HISTORY_READS_PER_SECOND",

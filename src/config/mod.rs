@@ -228,6 +228,13 @@ mod tests {
                     per_window: 10,
                     window: Duration::from_secs(3600),
                 },
+                changes: crate::ports::Rule {
+                    name: "change",
+                    min_gap: Duration::from_millis(1),
+                    per_window: 60,
+                    window: Duration::from_secs(60),
+                },
+                edit_window: Duration::ZERO,
                 room_list_max: 500,
                 history_reads_per_second: 20,
             }
@@ -245,6 +252,8 @@ mod tests {
             ("ROOM_LIST_MAX", "2"),
             ("ROOM_CREATE_LIMIT", "4"),
             ("HISTORY_READS_PER_SECOND", "9"),
+            ("CHANGES_PER_MINUTE", "30"),
+            ("EDIT_WINDOW_SECONDS", "900"),
             ("WS_FRAMES_PER_SECOND", "11"),
             ("WS_MAX_HISTORY_BYTES", "65536"),
         ])
@@ -262,6 +271,11 @@ mod tests {
                     per_window: 4,
                     ..crate::ports::Rule::ROOM_CREATES
                 },
+                changes: crate::ports::Rule {
+                    per_window: 30,
+                    ..crate::ports::Rule::CHANGES
+                },
+                edit_window: Duration::from_secs(900),
                 room_list_max: 2,
                 history_reads_per_second: 9,
             }
@@ -275,6 +289,8 @@ mod tests {
             ("LOGIN_FAILURE_WINDOW", "x"),
             ("WS_MAX_HISTORY_BYTES", "1024"),
             ("WS_FRAMES_PER_SECOND", "-1"),
+            ("CHANGES_PER_MINUTE", "0"),
+            ("EDIT_WINDOW_SECONDS", "soon"),
         ] {
             let e = config(&[(variable, bad)]).unwrap_err();
             assert_eq!(e.variable, variable);

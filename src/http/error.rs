@@ -55,15 +55,22 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::NotAllowedInDm
         | ErrorCode::OwnerCannotLeave
         | ErrorCode::InvalidRole
-        | ErrorCode::InvalidReply => StatusCode::BAD_REQUEST,
-        ErrorCode::UsernameTaken | ErrorCode::ClientIdReused => StatusCode::CONFLICT,
+        | ErrorCode::InvalidReply
+        | ErrorCode::InvalidEmoji => StatusCode::BAD_REQUEST,
+        ErrorCode::UsernameTaken
+        | ErrorCode::ClientIdReused
+        | ErrorCode::MessageDeleted
+        | ErrorCode::TooManyReactions => StatusCode::CONFLICT,
         ErrorCode::InvalidCredentials | ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::TooManyAttempts | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::RoomNotFound | ErrorCode::NotFound | ErrorCode::UnknownUser => {
-            StatusCode::NOT_FOUND
-        }
+        ErrorCode::RoomNotFound
+        | ErrorCode::NotFound
+        | ErrorCode::UnknownUser
+        | ErrorCode::UnknownMessage => StatusCode::NOT_FOUND,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::Forbidden | ErrorCode::Banned => StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden | ErrorCode::Banned | ErrorCode::EditWindowPassed => {
+            StatusCode::FORBIDDEN
+        }
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::FrameTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
     }

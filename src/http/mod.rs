@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod hosts;
 mod members;
+mod messages;
 mod ops;
 mod pages;
 mod rooms;
@@ -69,6 +70,7 @@ pub fn router(state: AppState, edge: EdgeRules) -> Router {
         .merge(accounts::router())
         .merge(rooms::router())
         .merge(members::router())
+        .merge(messages::router())
         .merge(ws::router())
         .merge(ops::router())
         .fallback(error::not_found)

@@ -1,7 +1,7 @@
 //! Rooms: the create-or-join form, and the rooms, DMs and history API.
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -17,8 +17,8 @@ use super::security::verify_csrf;
 use super::views::SideForm;
 use super::AppState;
 use crate::chat::ChatError;
-use crate::domain::{HistoryRequest, Role, Room, RoomKind, RoomScope, User};
-use crate::protocol::{MessageView, RoomView};
+use crate::domain::{Role, Room, RoomKind, RoomScope, User};
+use crate::protocol::RoomView;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -26,10 +26,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/dms", post(dm_submit))
         .route("/api/rooms", get(api_list).post(api_create))
         .route("/api/dms", post(api_open_dm))
-        .route(
-            "/api/rooms/{slug}/messages",
-            get(api_messages).post(api_post_message),
-        )
 }
 
 fn room_json(room: &Room) -> serde_json::Value {
@@ -276,73 +272,4 @@ fn room_made((room, created): (Room, bool)) -> Response {
         StatusCode::OK
     };
     (status, Json(json!({"room": room_json(&room)}))).into_response()
-}
-
-#[derive(Deserialize)]
-struct MessagesQuery {
-    before: Option<i64>,
-    limit: Option<i64>,
-}
-
-async fn api_messages(
-    State(state): State<AppState>,
-    session: Result<ApiSession, ApiError>,
-    Path(slug): Path<String>,
-    query: Result<ApiQuery<MessagesQuery>, ApiError>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let ApiSession(session) = session?;
-    let ApiQuery(query) = query?;
-    let request = HistoryRequest::latest_or_before(query.before, query.limit)
-        .map_err(|e| Refusal::bad_request(e.to_string(), Wants::Json))?;
-    let room = state.chat.rooms().visible(&session.user, &slug).await?.room;
-    let (messages, truncated) = state
-        .chat
-        .messages()
-        .read_history(&session.user, &room, request)
-        .await?;
-    let messages: Vec<_> = messages.iter().map(MessageView::from).collect();
-    let mut body = json!({ "messages": messages });
-    if truncated {
-        body["truncated"] = json!(true);
-    }
-    Ok(Json(body))
-}
-
-#[derive(Deserialize)]
-struct PostMessage {
-    body: String,
-    client_id: Option<String>,
-    reply_to: Option<i64>,
-}
-
-/// A send over HTTP, for bots and scripts (CONTRACT §10): the rules, limits and
-/// idempotency of the `send` frame; like opening the room's socket, it makes the sender
-/// a member of a public room.
-async fn api_post_message(
-    State(state): State<AppState>,
-    session: Result<ApiSession, ApiError>,
-    Path(slug): Path<String>,
-    ApiJson(post): ApiJson<PostMessage>,
-) -> Result<Response, ApiError> {
-    let ApiSession(session) = session?;
-    let mut entry = state.chat.rooms().enter(&session.user, &slug).await?;
-    entry.start_recording();
-    let sent = state
-        .chat
-        .messages()
-        .send(
-            &session.user,
-            &entry.access.room,
-            &post.body,
-            post.client_id.as_deref(),
-            post.reply_to,
-        )
-        .await?;
-    let status = if sent.fresh {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let body = json!({ "message": MessageView::from(&sent.message) });
-    Ok((status, Json(body)).into_response())
 }

@@ -55,6 +55,15 @@ impl Rule {
         window: Duration::from_secs(3600),
     };
 
+    /// CONTRACT §10: edits, deletes and reactions together, 60 per user in any trailing
+    /// minute, across processes; not `send`s.
+    pub const CHANGES: Rule = Rule {
+        name: "change",
+        min_gap: Duration::from_millis(1),
+        per_window: 60,
+        window: Duration::from_secs(60),
+    };
+
     pub fn min_gap_ms(&self) -> i64 {
         (self.min_gap.as_millis() as i64).max(1)
     }

@@ -2,6 +2,7 @@
 //! a send may reply to a message of its room, and bots send over HTTP with the frame's
 //! rules and idempotency.
 
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use natter_test_support::{after_the_quick_gap, TestApp, TestUser, Ws, QUICK_SENDS};
@@ -189,8 +190,229 @@ async fn bots_send_over_http_with_the_frames_rules() {
     assert_eq!((status, code(&hidden)), (404, "room_not_found"));
 }
 
+async fn call(user: &TestUser, method: Method, path: String, body: Option<Value>) -> (u16, Value) {
+    user.call(method, &path, body.as_ref()).await
+}
+
+/// Sends `body` over HTTP as `user` and returns the stored message.
+async fn posted(user: &TestUser, slug: &str, body: &str) -> Value {
+    let (status, posted) = user
+        .post_json(
+            &format!("/api/rooms/{slug}/messages"),
+            &json!({ "body": body }),
+        )
+        .await;
+    assert_eq!(status, 201, "{posted}");
+    posted["message"].clone()
+}
+
+async fn edits_deletes_and_reactions_follow_the_rules() {
+    let app = TestApp::spawn_with(&QUICK_SENDS).await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let slug = alice.create_room("general").await;
+    let hello = posted(&alice, &slug, "hello").await;
+    after_the_quick_gap().await;
+    let theirs = posted(&bob, &slug, "bob here").await;
+    let path = |id: &Value| format!("/api/rooms/{slug}/messages/{id}");
+    let reaction =
+        |id: &Value, emoji: &str| format!("/api/rooms/{slug}/messages/{id}/reactions/{emoji}");
+    let code_of = |(status, body): (u16, Value)| (status, code(&body).to_owned());
+
+    // Edits: the author only; the same body again changes nothing.
+    let edit = |text: &str| Some(json!({ "body": text }));
+    assert_eq!(
+        code_of(call(&bob, Method::PATCH, path(&hello["id"]), edit("mine now")).await),
+        (403, "forbidden".into())
+    );
+    let (status, edited) = call(
+        &alice,
+        Method::PATCH,
+        path(&hello["id"]),
+        edit("hello, all"),
+    )
+    .await;
+    assert_eq!(status, 200, "{edited}");
+    let edited = &edited["message"];
+    assert_eq!(
+        (&edited["body"], &edited["rev"]),
+        (&json!("hello, all"), &json!(3))
+    );
+    assert!(edited["edited_at"].is_string(), "{edited}");
+    let (_, again) = call(
+        &alice,
+        Method::PATCH,
+        path(&hello["id"]),
+        edit("hello, all"),
+    )
+    .await;
+    assert_eq!(again["message"]["rev"], 3, "unchanged: no new rev");
+    assert_eq!(
+        code_of(call(&alice, Method::PATCH, path(&hello["id"]), edit("  ")).await),
+        (400, "empty_body".into())
+    );
+
+    // Reactions: one per user and emoji, users sorted, emoji percent-encoded or not.
+    let (status, reacted) = call(
+        &bob,
+        Method::PUT,
+        reaction(&hello["id"], "%F0%9F%91%8D"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{reacted}");
+    let (_, twice) = call(&bob, Method::PUT, reaction(&hello["id"], "👍"), None).await;
+    assert_eq!(
+        twice["message"]["rev"], reacted["message"]["rev"],
+        "reacting twice changes nothing"
+    );
+    let (_, both) = call(&alice, Method::PUT, reaction(&hello["id"], "👍"), None).await;
+    assert_eq!(
+        both["message"]["reactions"],
+        json!([{"emoji": "👍", "count": 2, "users": ["alice", "bob"]}])
+    );
+    let (_, absent) = call(&alice, Method::DELETE, reaction(&hello["id"], "🎉"), None).await;
+    assert_eq!(
+        absent["message"]["rev"], both["message"]["rev"],
+        "removing nothing changes nothing"
+    );
+    assert_eq!(
+        code_of(call(&alice, Method::PUT, reaction(&hello["id"], "ok"), None).await),
+        (400, "invalid_emoji".into())
+    );
+    let (_, one_left) = call(&bob, Method::DELETE, reaction(&hello["id"], "👍"), None).await;
+    assert_eq!(
+        one_left["message"]["reactions"],
+        json!([{"emoji": "👍", "count": 1, "users": ["alice"]}])
+    );
+
+    // Messages that are not this room's, or not messages at all.
+    for missing in [json!(999_999), json!("nine")] {
+        assert_eq!(
+            code_of(call(&alice, Method::DELETE, path(&missing), None).await),
+            (404, "unknown_message".into())
+        );
+    }
+
+    // Deletes: the author, or the room's owner and moderators; a tombstone stays.
+    assert_eq!(
+        code_of(call(&bob, Method::DELETE, path(&hello["id"]), None).await),
+        (403, "forbidden".into())
+    );
+    let (status, deleted) = call(&alice, Method::DELETE, path(&theirs["id"]), None).await;
+    assert_eq!(status, 200, "the owner deletes anyone's: {deleted}");
+    let tombstone = &deleted["message"];
+    assert_eq!(
+        (
+            &tombstone["deleted"],
+            &tombstone["body"],
+            &tombstone["deleted_by"],
+            &tombstone["seq"]
+        ),
+        (&json!(true), &json!(""), &json!("alice"), &theirs["seq"])
+    );
+    for (method, target) in [
+        (Method::PATCH, path(&theirs["id"])),
+        (Method::DELETE, path(&theirs["id"])),
+        (Method::PUT, reaction(&theirs["id"], "👍")),
+    ] {
+        let body = (method == Method::PATCH).then(|| json!({"body": "back"}));
+        assert_eq!(
+            code_of(call(&bob, method, target, body).await),
+            (409, "message_deleted".into())
+        );
+    }
+
+    // The history says the same, and nothing of the deleted text is left in it.
+    let history = alice.get_json(&format!("/api/rooms/{slug}/messages")).await;
+    assert_eq!(history["messages"][0]["body"], "hello, all");
+    assert_eq!(
+        history["messages"][0]["reactions"][0]["users"],
+        json!(["alice"])
+    );
+    assert_eq!(history["messages"][1]["deleted"], true);
+    assert!(!history.to_string().contains("bob here"), "{history}");
+}
+
+async fn the_edit_window_and_the_change_limit_hold() {
+    let app =
+        TestApp::spawn_with(&[("EDIT_WINDOW_SECONDS", "1"), ("CHANGES_PER_MINUTE", "2")]).await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let hello = posted(&alice, &slug, "hello").await;
+    let path = format!("/api/rooms/{slug}/messages/{}", hello["id"]);
+    let (status, _) = alice
+        .call(Method::PATCH, &path, Some(&json!({"body": "hi"})))
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, late) = alice
+        .call(Method::PATCH, &path, Some(&json!({"body": "hey"})))
+        .await;
+    assert_eq!((status, code(&late)), (403, "edit_window_passed"), "{late}");
+    // Two changes in the minute (a refused edit is not one): the edit, then a reaction;
+    // a third is refused.
+    let (status, _) = alice
+        .call(Method::PUT, &format!("{path}/reactions/👍"), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, limited) = alice
+        .call(Method::PUT, &format!("{path}/reactions/🎉"), None)
+        .await;
+    assert_eq!((status, code(&limited)), (429, "rate_limited"), "{limited}");
+}
+
+/// One truth on every path: a joiner served from the cache (the room is open, so the
+/// cache is warm) sees the edit, the tombstone and the reaction the store has.
+async fn a_joiner_served_from_the_cache_sees_every_change() {
+    const FROM_CACHE: &str = "natter_history_loads_total{source=\"cache\"}";
+    let app = TestApp::spawn_with(&QUICK_SENDS).await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let _keeps_it_warm = alice.connect(&slug).await;
+    let kept = posted(&alice, &slug, "first words").await;
+    after_the_quick_gap().await;
+    let gone = posted(&alice, &slug, "regrettable words").await;
+    let path = |id: &Value| format!("/api/rooms/{slug}/messages/{id}");
+    let edit = Some(json!({"body": "better words"}));
+    assert_eq!(
+        call(&alice, Method::PATCH, path(&kept["id"]), edit).await.0,
+        200
+    );
+    let react = format!("{}/reactions/👍", path(&kept["id"]));
+    assert_eq!(call(&alice, Method::PUT, react, None).await.0, 200);
+    assert_eq!(
+        call(&alice, Method::DELETE, path(&gone["id"]), None)
+            .await
+            .0,
+        200
+    );
+
+    let cache_before = app.metric(FROM_CACHE).await;
+    let bob = app.user("bob").await;
+    let joined = bob.connect(&slug).await;
+    assert_eq!(
+        app.metric(FROM_CACHE).await,
+        cache_before + 1.0,
+        "served from the cache"
+    );
+    let history = joined.history.as_ref().unwrap()["messages"].clone();
+    let stored = alice.get_json(&format!("/api/rooms/{slug}/messages")).await["messages"].clone();
+    assert_eq!(history, stored, "the cache and the store agree");
+    assert_eq!(history[0]["body"], "better words");
+    assert_eq!(history[0]["reactions"][0]["users"], json!(["alice"]));
+    assert_eq!(
+        (&history[1]["deleted"], &history[1]["body"]),
+        (&json!(true), &json!(""))
+    );
+    assert!(!history.to_string().contains("regrettable"), "{history}");
+}
+
 api_tests!(
     every_message_carries_rev_and_its_state_and_acks_say_the_rev,
     a_reply_names_its_target_in_the_same_room_only,
     bots_send_over_http_with_the_frames_rules,
+    edits_deletes_and_reactions_follow_the_rules,
+    the_edit_window_and_the_change_limit_hold,
+    a_joiner_served_from_the_cache_sees_every_change,
 );
