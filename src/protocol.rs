@@ -265,16 +265,23 @@ pub enum ServerFrame {
         truncated: bool,
     },
     Message(MessageView),
+    /// A message changed (CONTRACT §10): its current state.
+    MessageUpdated(MessageView),
+    /// A send's (with `room` and `seq`) or a change's (without) durable acceptance.
     Ack {
-        room: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
         id: i64,
-        seq: Seq,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<Seq>,
         rev: Rev,
     },
     Resync {
         after: Seq,
+        /// The last `rev` sent on this connection.
+        rev: Rev,
     },
     MemberJoined {
         user: String,
@@ -311,6 +318,29 @@ pub enum ClientFrame {
         /// The id of the message this one answers (CONTRACT §10).
         #[serde(default)]
         reply_to: Option<i64>,
+    },
+    Edit {
+        message_id: i64,
+        body: String,
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    Delete {
+        message_id: i64,
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    React {
+        message_id: i64,
+        emoji: String,
+        #[serde(default)]
+        client_id: Option<String>,
+    },
+    Unreact {
+        message_id: i64,
+        emoji: String,
+        #[serde(default)]
+        client_id: Option<String>,
     },
     History {
         // Plain numbers: a negative one is refused by `HistoryRequest` with its own

@@ -18,7 +18,7 @@ use crate::domain::{
     ClientId, Emoji, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, ReplyRef,
     Room, User, UserId,
 };
-use crate::ports::{Bus, BusEvent, Changed, MessageCache, MessageChange, Rule, Store};
+use crate::ports::{Bus, BusEvent, Changed, MessageCache, MessageChange, Order, Rule, Store};
 use crate::protocol::{MessageView, ServerFrame};
 use crate::telemetry::Metrics;
 
@@ -182,15 +182,31 @@ impl Messages {
     /// Cache, then bus: a joiner either read the message from the cache or store, or hears it.
     async fn publish_message(&self, message: &Message) {
         self.cache_write(CacheWrite::Add, message).await;
-        let frame = Bytes::from(ServerFrame::Message(MessageView::from(message)).to_json());
+        self.fan_out(message, true).await;
+    }
+
+    /// Publishes a stored message (`new`) or a change of one to every process, in the
+    /// room's `rev` order.
+    async fn fan_out(&self, message: &Message, new: bool) {
+        let view = MessageView::from(message);
+        let frame = if new {
+            ServerFrame::Message(view)
+        } else {
+            ServerFrame::MessageUpdated(view)
+        };
         let event = BusEvent::Room {
             room: message.room_id,
-            seq: Some(message.seq),
-            frame,
+            order: Some(Order {
+                rev: message.rev,
+                seq: message.seq,
+                new,
+            }),
+            frame: Bytes::from(frame.to_json()),
         };
         if let Err(e) = self.bus.publish(event).await {
-            // Stored and acked; members get it through `history` when they notice the gap.
-            tracing::warn!(error = %e, "message stored but not fanned out");
+            // Stored and acked; members get it through `history`/`updates` when they
+            // notice the gap.
+            tracing::warn!(error = %e, "stored but not fanned out");
         }
     }
 
@@ -261,6 +277,7 @@ impl Messages {
         match store_call(self.store.change_message(room, id, change)).await? {
             Changed::Changed(message) => {
                 self.cache_write(CacheWrite::Update, &message).await;
+                self.fan_out(&message, false).await;
                 Ok(message)
             }
             Changed::Unchanged(message) => Ok(message),

@@ -129,8 +129,11 @@ impl Visits {
             .ready
             .get_or_try_init(|| async {
                 self.bus.subscribe(room.id).await?;
+                // The rev first: a message stored between the two reads then has a rev
+                // the hub still waits for (a seq read first would let the hub skip it).
+                let last_rev = store_call(self.store.last_rev(room.id)).await?;
                 let last_seq = store_call(self.store.last_seq(room.id)).await?;
-                self.hub.start_ordering(room.id, last_seq);
+                self.hub.start_ordering(room.id, last_rev, last_seq);
                 Ok::<_, ChatError>(())
             })
             .await?;
@@ -278,7 +281,7 @@ impl Visits {
     async fn announce(&self, room: RoomId, frame: ServerFrame) {
         let event = BusEvent::Room {
             room,
-            seq: None,
+            order: None,
             frame: Bytes::from(frame.to_json()),
         };
         if let Err(e) = self.bus.publish(event).await {

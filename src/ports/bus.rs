@@ -6,14 +6,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::Unavailable;
-use crate::domain::{RoomId, Seq, UserId};
+use crate::domain::{Rev, RoomId, Seq, UserId};
 
 #[derive(Debug, Clone)]
 pub enum BusEvent {
-    /// A frame for every member of a room: its JSON text, serialized once by the sender.
+    /// A frame for every member of a room: its JSON text, serialized once by the sender;
+    /// a `message` or `message_updated` frame has its place in the room's order.
     Room {
         room: RoomId,
-        seq: Option<Seq>,
+        order: Option<Order>,
         frame: Bytes,
     },
     /// Frames for the room may have been lost on the way to some process (a publish that
@@ -25,6 +26,17 @@ pub enum BusEvent {
     /// must close with `4403`. Every process hears it, whatever rooms it subscribes to, so
     /// a socket still joining when it arrives is caught too.
     MemberRemoved { room: RoomId, user: UserId },
+}
+
+/// Where a frame that carries a `rev` (CONTRACT §10) goes in the room's order: every
+/// connection gets them in `rev` order, and the message's `seq` tells a new one from a
+/// change of one it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Order {
+    pub rev: Rev,
+    pub seq: Seq,
+    /// `message` (a new message) rather than `message_updated`.
+    pub new: bool,
 }
 
 /// Receives what the bus delivers to this process.
@@ -48,7 +60,7 @@ pub trait Bus: Send + Sync + 'static {
     ///
     /// `Unavailable` means the other processes may not have it. The adapter has then
     /// handed it to this process's listener itself (so local sockets still get it, in
-    /// `seq` order), and for a room event it publishes [`BusEvent::Resync`] for that room
+    /// `rev` order), and for a room event it publishes [`BusEvent::Resync`] for that room
     /// once it can publish again, so no other process's socket is left with a silent hole.
     async fn publish(&self, event: BusEvent) -> Result<(), Unavailable>;
     /// Returns once deliveries for the room reach this process.

@@ -10,7 +10,7 @@ pub mod rate_limiter;
 pub mod room_state;
 pub mod store;
 
-pub use bus::{Bus, BusEvent, BusListener};
+pub use bus::{Bus, BusEvent, BusListener, Order};
 pub use message_cache::MessageCache;
 pub use presence::{Departure, Joined, Presence, MAINTAIN_EVERY};
 pub use rate_limiter::{Admission, RateLimiter, Rule, SendSlot};

@@ -408,6 +408,128 @@ async fn a_joiner_served_from_the_cache_sees_every_change() {
     assert!(!history.to_string().contains("regrettable"), "{history}");
 }
 
+/// Sends a change frame and returns its `ack` or the `error` refusing it.
+async fn change(ws: &mut Ws, mut frame: Value, client_id: &str) -> Value {
+    frame["client_id"] = json!(client_id);
+    ws.send(frame).await;
+    loop {
+        let frame = ws.next_frame().await;
+        if (frame["type"] == "ack" || frame["type"] == "error") && frame["client_id"] == client_id {
+            return frame;
+        }
+    }
+}
+
+async fn changes_over_the_socket_reach_everyone_in_rev_order() {
+    let app = TestApp::spawn_with(&QUICK_SENDS).await;
+    let (alice, bob, slug) = app.two_in_a_room("general").await;
+    let mut alices = alice.connect(&slug).await;
+    let mut bobs = bob.connect(&slug).await;
+    let sent = alices.say("hello", "a1").await;
+    let id = sent["id"].clone();
+    assert_eq!(bobs.next_of_type("message").await["rev"], 1);
+
+    let ack = change(
+        &mut alices,
+        json!({"type": "edit", "message_id": id, "body": "hello!"}),
+        "e1",
+    )
+    .await;
+    assert_eq!(
+        ack,
+        json!({"type": "ack", "client_id": "e1", "id": id, "rev": 2})
+    );
+    let updated = bobs.next_of_type("message_updated").await;
+    assert_eq!(
+        (&updated["body"], &updated["rev"], &updated["id"]),
+        (&json!("hello!"), &json!(2), &id)
+    );
+    assert!(updated["edited_at"].is_string(), "{updated}");
+
+    let ack = change(
+        &mut bobs,
+        json!({"type": "react", "message_id": id, "emoji": "👍"}),
+        "r1",
+    )
+    .await;
+    assert_eq!(ack["rev"], 3, "{ack}");
+    // The author's own connection hears its edit and the reaction, in rev order.
+    assert_eq!(alices.next_of_type("message_updated").await["rev"], 2);
+    let reacted = alices.next_of_type("message_updated").await;
+    assert_eq!(
+        (&reacted["rev"], &reacted["reactions"]),
+        (
+            &json!(3),
+            &json!([{"emoji": "👍", "count": 1, "users": ["bob"]}])
+        )
+    );
+    // Reacting again is acked with the current rev and tells no one.
+    let again = change(
+        &mut bobs,
+        json!({"type": "react", "message_id": id, "emoji": "👍"}),
+        "r2",
+    )
+    .await;
+    assert_eq!((&again["type"], &again["rev"]), (&json!("ack"), &json!(3)));
+
+    for (frame, client_id, expected) in [
+        (
+            json!({"type": "delete", "message_id": id}),
+            "d1",
+            "forbidden",
+        ),
+        (
+            json!({"type": "edit", "message_id": id, "body": "mine"}),
+            "e2",
+            "forbidden",
+        ),
+        (
+            json!({"type": "react", "message_id": id, "emoji": "no"}),
+            "r3",
+            "invalid_emoji",
+        ),
+        (
+            json!({"type": "delete", "message_id": 999_999}),
+            "d2",
+            "unknown_message",
+        ),
+    ] {
+        let refused = change(&mut bobs, frame, client_id).await;
+        assert_eq!(refused["code"], expected, "{refused}");
+    }
+    let ack = change(
+        &mut alices,
+        json!({"type": "delete", "message_id": id}),
+        "d3",
+    )
+    .await;
+    assert_eq!(ack["rev"], 4, "{ack}");
+    let tombstone = loop {
+        let frame = bobs.next_of_type("message_updated").await;
+        if frame["rev"] == 4 {
+            break frame;
+        }
+    };
+    assert_eq!(
+        (
+            &tombstone["deleted"],
+            &tombstone["body"],
+            &tombstone["reactions"]
+        ),
+        (&json!(true), &json!(""), &json!([]))
+    );
+    let late = change(
+        &mut alices,
+        json!({"type": "edit", "message_id": id, "body": "back"}),
+        "e3",
+    )
+    .await;
+    assert_eq!(late["code"], "message_deleted", "{late}");
+    // A new message after the changes takes the next rev.
+    after_the_quick_gap().await;
+    assert_eq!(alices.say("later", "a2").await["rev"], 5);
+}
+
 api_tests!(
     every_message_carries_rev_and_its_state_and_acks_say_the_rev,
     a_reply_names_its_target_in_the_same_room_only,
@@ -415,4 +537,5 @@ api_tests!(
     edits_deletes_and_reactions_follow_the_rules,
     the_edit_window_and_the_change_limit_hold,
     a_joiner_served_from_the_cache_sees_every_change,
+    changes_over_the_socket_reach_everyone_in_rev_order,
 );

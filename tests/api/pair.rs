@@ -25,6 +25,19 @@ async fn two_apps_on_one_postgres_and_redis_are_one_service() {
         (&json!("hello across"), &ack["seq"])
     );
 
+    // A change made through one app reaches the other in rev order (CONTRACT §10).
+    alice_ws
+        .send(json!({"type": "edit", "message_id": ack["id"], "body": "edited across", "client_id": "e1"}))
+        .await;
+    let updated = bob_ws.next_of_type("message_updated").await;
+    assert_eq!(
+        (&updated["body"], &updated["rev"]),
+        (
+            &json!("edited across"),
+            &json!(ack["rev"].as_i64().unwrap() + 1)
+        )
+    );
+
     // A room made through a form on one app is listed by the other.
     let created = bob_on_b
         .post_form("/rooms", &[("name", "Second room")])

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use futures_util::future::maybe_done;
 use natter::adapters::memory::MemoryBus;
 use natter::adapters::redis::RedisBus;
-use natter::domain::{RoomId, Seq, UserId};
-use natter::ports::{Bus, BusEvent, BusListener};
+use natter::domain::{Rev, RoomId, Seq, UserId};
+use natter::ports::{Bus, BusEvent, BusListener, Order};
 use tokio::sync::Notify;
 
 use crate::fixtures::PortFixture;
@@ -43,7 +43,7 @@ port_suite! {
 enum Heard {
     Room {
         room: RoomId,
-        seq: Option<Seq>,
+        order: Option<Order>,
         frame: Bytes,
     },
     Resync(RoomId),
@@ -93,7 +93,7 @@ impl Recorder {
 impl BusListener for Recorder {
     fn deliver(&self, event: BusEvent) {
         self.record(match event {
-            BusEvent::Room { room, seq, frame } => Heard::Room { room, seq, frame },
+            BusEvent::Room { room, order, frame } => Heard::Room { room, order, frame },
             BusEvent::Resync { room } => Heard::Resync(room),
             BusEvent::SessionEnded { token_hash } => Heard::SessionEnded(token_hash),
             BusEvent::MemberRemoved { room, user } => Heard::MemberRemoved(room, user),
@@ -204,16 +204,26 @@ async fn redis_buses_at(url: &str, sender_url: &str) -> RedisBuses {
     }
 }
 
+/// A room event; with a `seq`, a new message's (its `rev` the same number).
 fn room_event(room: i64, seq: Option<Seq>, frame: &'static [u8]) -> (BusEvent, Heard) {
+    let order = seq.map(|seq| Order {
+        rev: Rev::new(seq.get()).unwrap(),
+        seq,
+        new: true,
+    });
+    ordered_event(room, order, frame)
+}
+
+fn ordered_event(room: i64, order: Option<Order>, frame: &'static [u8]) -> (BusEvent, Heard) {
     let frame = Bytes::from_static(frame);
     let room = RoomId(room);
     (
         BusEvent::Room {
             room,
-            seq,
+            order,
             frame: frame.clone(),
         },
-        Heard::Room { room, seq, frame },
+        Heard::Room { room, order, frame },
     )
 }
 
@@ -243,6 +253,15 @@ async fn a_frame_without_seq_keeps_no_seq(pair: Pair) {
     pair.sender.publish(event).await.unwrap();
     pair.heard.wait_for(&heard).await;
     let (event, heard) = room_event(2, Seq::new(0), b"");
+    pair.sender.publish(event).await.unwrap();
+    pair.heard.wait_for(&heard).await;
+    // A change of a message: its rev and its message's seq apart, and not new.
+    let change = Order {
+        rev: Rev::new(9).unwrap(),
+        seq: Seq::new(3).unwrap(),
+        new: false,
+    };
+    let (event, heard) = ordered_event(2, Some(change), b"{\"type\":\"message_updated\"}");
     pair.sender.publish(event).await.unwrap();
     pair.heard.wait_for(&heard).await;
 }

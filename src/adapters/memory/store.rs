@@ -24,7 +24,8 @@ use crate::ports::{
 #[derive(Default, Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
-    /// History reads never answer: for tests of what the rules do with a stalled store.
+    /// History reads (`messages`, `changes`) never answer: for tests of what the rules do
+    /// with a stalled store.
     history_stalled: AtomicBool,
 }
 
@@ -613,6 +614,9 @@ impl Store for MemoryStore {
         up_to: Seq,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
+        if self.history_stalled.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
         let state = self.state();
         let Some(row) = state.room(room.id) else {
             return Ok(Vec::new());

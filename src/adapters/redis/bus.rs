@@ -30,9 +30,10 @@
 //!   was also down resyncs every socket on `link_restored` anyway.)
 //! - The tasks stop when the `RedisBus` is dropped; their connections close with them.
 //!
-//! Payloads. A room event is a 9-byte header — a flag byte (`0`: no `seq`, `1`: `seq`
-//! present, `2`: a resync, no frame) and the `seq` as 8 bytes big-endian (zero when absent)
-//! — followed by the frame's bytes exactly as the sender serialized them; the receiver hands
+//! Payloads. A room event is a 17-byte header — a flag byte (`0`: unordered, `1`: a new
+//! message, `3`: a change of one, `2`: a resync, no frame), then the `rev` and the `seq` as
+//! 8 bytes big-endian each (zero when unordered) — followed by the frame's bytes exactly as
+//! the sender serialized them; the receiver hands
 //! a slice of the received buffer to the listener, so nothing is re-encoded. A session end
 //! is the token hash bytes. Malformed payloads are logged and dropped.
 
@@ -51,8 +52,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::AbortHandle;
 
 use super::connection::{unavailable, IO_TIMEOUT};
-use crate::domain::{RoomId, Seq, UserId};
-use crate::ports::{BoxError, Bus, BusEvent, BusListener, Unavailable};
+use crate::domain::{Rev, RoomId, Seq, UserId};
+use crate::ports::{BoxError, Bus, BusEvent, BusListener, Order, Unavailable};
 
 /// A publish (both of its tries) answers within this, even while Redis is down.
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(2500);
@@ -63,10 +64,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// The subscriber pings this often, so a silently dead link is noticed.
 const PING_EVERY: Duration = Duration::from_secs(10);
 
-const HEADER: usize = 9;
-const NO_SEQ: u8 = 0;
-const HAS_SEQ: u8 = 1;
+const HEADER: usize = 17;
+const UNORDERED: u8 = 0;
+const NEW_MESSAGE: u8 = 1;
 const RESYNC: u8 = 2;
+const CHANGE: u8 = 3;
 
 pub struct RedisBus {
     publisher: Arc<Publisher>,
@@ -535,14 +537,11 @@ impl Channels {
     /// The channel and payload an event is published as.
     fn encode(&self, event: &BusEvent) -> (String, Vec<u8>) {
         match event {
-            BusEvent::Room { room, seq, frame } => {
-                let flag = if seq.is_some() { HAS_SEQ } else { NO_SEQ };
-                (
-                    self.room(*room),
-                    encode_room(flag, seq.unwrap_or(Seq::ZERO), frame),
-                )
-            }
-            BusEvent::Resync { room } => (self.room(*room), encode_room(RESYNC, Seq::ZERO, b"")),
+            BusEvent::Room { room, order, frame } => (
+                self.room(*room),
+                encode_room(order_flag(order), *order, frame),
+            ),
+            BusEvent::Resync { room } => (self.room(*room), encode_room(RESYNC, None, b"")),
             BusEvent::SessionEnded { token_hash } => (self.sessions.clone(), token_hash.to_vec()),
             BusEvent::MemberRemoved { room, user } => {
                 let mut payload = room.0.to_be_bytes().to_vec();
@@ -577,10 +576,20 @@ impl Channels {
     }
 }
 
-fn encode_room(flag: u8, seq: Seq, frame: &[u8]) -> Vec<u8> {
+fn order_flag(order: &Option<Order>) -> u8 {
+    match order {
+        None => UNORDERED,
+        Some(Order { new: true, .. }) => NEW_MESSAGE,
+        Some(Order { new: false, .. }) => CHANGE,
+    }
+}
+
+fn encode_room(flag: u8, order: Option<Order>, frame: &[u8]) -> Vec<u8> {
+    let (rev, seq) = order.map_or((0, 0), |o| (o.rev.get(), o.seq.get()));
     let mut payload = Vec::with_capacity(HEADER + frame.len());
     payload.push(flag);
-    payload.extend_from_slice(&seq.get().to_be_bytes());
+    payload.extend_from_slice(&rev.to_be_bytes());
+    payload.extend_from_slice(&seq.to_be_bytes());
     payload.extend_from_slice(frame);
     payload
 }
@@ -589,16 +598,29 @@ fn decode_room(room: RoomId, payload: Bytes) -> Result<BusEvent, &'static str> {
     let header = payload
         .get(..HEADER)
         .ok_or("payload shorter than its header")?;
-    let seq = i64::from_be_bytes(header[1..].try_into().map_err(|_| "bad header")?);
-    let seq = match header[0] {
-        NO_SEQ => None,
-        HAS_SEQ => Some(Seq::new(seq).ok_or("negative seq")?),
+    let number = |at: usize| {
+        header[at..at + 8]
+            .try_into()
+            .map(i64::from_be_bytes)
+            .map_err(|_| "bad header")
+    };
+    let ordered = |new| -> Result<Option<Order>, &'static str> {
+        Ok(Some(Order {
+            rev: Rev::new(number(1)?).ok_or("negative rev")?,
+            seq: Seq::new(number(9)?).ok_or("negative seq")?,
+            new,
+        }))
+    };
+    let order = match header[0] {
+        UNORDERED => None,
+        NEW_MESSAGE => ordered(true)?,
+        CHANGE => ordered(false)?,
         RESYNC => return Ok(BusEvent::Resync { room }),
         _ => return Err("unknown header flag"),
     };
     Ok(BusEvent::Room {
         room,
-        seq,
+        order,
         frame: payload.slice(HEADER..),
     })
 }
@@ -624,22 +646,33 @@ mod tests {
     }
 
     #[test]
-    fn room_payloads_round_trip_with_and_without_seq() {
-        for seq in [None, Seq::new(0), Seq::new(42), Some(Seq::MAX)] {
+    fn room_payloads_round_trip_with_and_without_order() {
+        let order = |rev, seq, new| {
+            Some(Order {
+                rev: Rev::new(rev).unwrap(),
+                seq: Seq::new(seq).unwrap(),
+                new,
+            })
+        };
+        for sent in [
+            None,
+            order(0, 0, true),
+            order(42, 40, true),
+            order(43, 7, false),
+            order(i64::MAX, i64::MAX, false),
+        ] {
             let event = round_trip(&BusEvent::Room {
                 room: RoomId(7),
-                seq,
+                order: sent,
                 frame: Bytes::from_static(b"{\"a\":1}"),
             });
-            let BusEvent::Room {
-                room,
-                seq: got,
-                frame,
-            } = event
-            else {
+            let BusEvent::Room { room, order, frame } = event else {
                 panic!("not a room event")
             };
-            assert_eq!((room, got, &frame[..]), (RoomId(7), seq, &b"{\"a\":1}"[..]));
+            assert_eq!(
+                (room, order, &frame[..]),
+                (RoomId(7), sent, &b"{\"a\":1}"[..])
+            );
         }
     }
 
@@ -661,7 +694,12 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_refused() {
-        let ok = || Bytes::from(encode_room(HAS_SEQ, Seq::ZERO.next(), b"x"));
+        let order = Order {
+            rev: Rev::ZERO.next(),
+            seq: Seq::ZERO.next(),
+            new: true,
+        };
+        let ok = || Bytes::from(encode_room(NEW_MESSAGE, Some(order), b"x"));
         let c = channels();
         assert!(c
             .decode(b"p:bus:room:7", Bytes::from_static(b"short"))

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
-use crate::domain::{Room, RoomId, RoomKind, Seq, UserId};
-use crate::ports::{BusEvent, BusListener, Store};
+use crate::domain::{Rev, Room, RoomId, RoomKind, Seq, UserId};
+use crate::ports::{BusEvent, BusListener, Order, Store};
 use crate::telemetry::Metrics;
 
 /// Frames a room's ring holds; a socket further behind than this gets `resync`.
@@ -41,8 +41,11 @@ const ROOM_RING: usize = 1024;
 /// What every socket of a room receives.
 #[derive(Debug, Clone)]
 pub enum Delivery {
-    /// A `message` frame, shared by every socket.
-    Message { seq: Seq, frame: Arc<SharedFrame> },
+    /// A `message` or `message_updated` frame, shared by every socket.
+    Message {
+        order: Order,
+        frame: Arc<SharedFrame>,
+    },
     /// Presence frames, in the order they happened (one, or a burst's worth).
     Presence(Arc<[Arc<SharedFrame>]>),
     /// Frames may have been lost on the way here (the bus link dropped, or another process
@@ -78,9 +81,12 @@ struct RoomEntry {
     channel: Arc<RoomChannel>,
     /// Local connections per user.
     users: HashMap<UserId, usize>,
-    /// `None` until the room's last stored `seq` is known; messages wait in `pending`.
-    next_seq: Option<Seq>,
-    pending: BTreeMap<Seq, Bytes>,
+    /// `None` until the room's last stored `rev` is known; frames wait in `pending`.
+    next_rev: Option<Rev>,
+    pending: BTreeMap<Rev, (Order, Bytes)>,
+    /// The highest `seq` sent as a new message (a hole filled from the store sends what
+    /// is above it as new messages, the rest as changes).
+    last_seq: Seq,
     gap_timer_armed: bool,
     /// Presence frames waiting for the [`PRESENCE_WINDOW`](presence::PRESENCE_WINDOW) to close.
     presence: Vec<Arc<SharedFrame>>,
@@ -182,8 +188,9 @@ impl Hub {
                     fill: tokio::sync::Mutex::new(()),
                 }),
                 users: HashMap::new(),
-                next_seq: None,
+                next_rev: None,
                 pending: BTreeMap::new(),
+                last_seq: Seq::ZERO,
                 gap_timer_armed: false,
                 presence: Vec::new(),
                 presence_window_open: false,
@@ -274,12 +281,12 @@ impl BusListener for Hub {
         match event {
             BusEvent::Room {
                 room,
-                seq: Some(seq),
+                order: Some(order),
                 frame,
-            } => self.deliver_ordered(room, seq, frame),
+            } => self.deliver_ordered(room, order, frame),
             BusEvent::Room {
                 room,
-                seq: None,
+                order: None,
                 frame,
             } => self.deliver_presence(room, frame),
             BusEvent::Resync { room } => {
@@ -375,10 +382,15 @@ mod tests {
         Seq::new(n).unwrap()
     }
 
+    /// A room event; with a `seq`, a new message's (its `rev` the same number).
     fn event(room: &Room, seq: Option<Seq>, json: &str) -> BusEvent {
         BusEvent::Room {
             room: room.id,
-            seq,
+            order: seq.map(|seq| Order {
+                rev: Rev::new(seq.get()).unwrap(),
+                seq,
+                new: true,
+            }),
             frame: Bytes::from(json.to_owned()),
         }
     }
@@ -388,7 +400,7 @@ mod tests {
     fn received(receiver: &mut broadcast::Receiver<Delivery>) -> Vec<String> {
         std::iter::from_fn(|| receiver.try_recv().ok())
             .map(|delivery| match delivery {
-                Delivery::Message { seq, .. } => seq.to_string(),
+                Delivery::Message { order, .. } => order.rev.to_string(),
                 Delivery::Presence(frames) => {
                     let texts: Vec<_> = frames
                         .iter()
@@ -410,7 +422,7 @@ mod tests {
             &Bytes::from_static(b"session"),
             Instant::now(),
         );
-        hub.start_ordering(room.id, Seq::ZERO);
+        hub.start_ordering(room.id, Rev::ZERO, Seq::ZERO);
         let overflow = 10;
         for n in 1..=ROOM_RING + overflow {
             hub.deliver(event(&room, Some(Seq::nth(n)), "{}"));
@@ -423,7 +435,7 @@ mod tests {
             other => panic!("expected a lag, got {other:?}"),
         }
         match slow.receiver.recv().await {
-            Ok(Delivery::Message { seq, .. }) => assert_eq!(seq, Seq::nth(overflow + 1)),
+            Ok(Delivery::Message { order, .. }) => assert_eq!(order.seq, Seq::nth(overflow + 1)),
             other => panic!("expected the oldest kept message, got {other:?}"),
         }
     }
@@ -438,7 +450,7 @@ mod tests {
             &Bytes::from_static(b"session"),
             Instant::now(),
         );
-        hub.start_ordering(room.id, Seq::ZERO);
+        hub.start_ordering(room.id, Rev::ZERO, Seq::ZERO);
 
         // The first goes at once; the rest of the burst waits for the window.
         for who in ["a", "b", "c"] {
@@ -476,7 +488,7 @@ mod tests {
             &Bytes::from_static(b"session"),
             Instant::now(),
         );
-        hub.start_ordering(room.id, Seq::ZERO);
+        hub.start_ordering(room.id, Rev::ZERO, Seq::ZERO);
         hub.deliver(event(&room, Some(seq(1)), "{}"));
         hub.deliver(event(&room, Some(seq(3)), "{}"));
         assert_eq!(received(&mut socket.receiver), ["1"]);
@@ -485,6 +497,79 @@ mod tests {
         assert_eq!(received(&mut socket.receiver), Vec::<String>::new());
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(received(&mut socket.receiver), ["3"]);
+    }
+
+    /// Frames go out in `rev` order, changes among messages; a hole is filled from the
+    /// store's changes, a message new to the sockets as `message`.
+    #[tokio::test(start_paused = true)]
+    async fn a_hole_in_the_revs_is_filled_from_the_stores_changes() {
+        use crate::domain::{MessageBody, NewMessage, RoomName, Slug, Username};
+        use crate::ports::{MessageChange, NewRoom};
+        let store = Arc::new(MemoryStore::new());
+        let alice = store
+            .create_user(&Username::parse("alice").unwrap(), "hash")
+            .await
+            .unwrap();
+        let (slug, name) = (
+            Slug::parse("general").unwrap(),
+            RoomName::parse("General").unwrap(),
+        );
+        let new_room = NewRoom {
+            slug: &slug,
+            name: &name,
+            kind: crate::domain::RoomKind::Public,
+            owner: alice.id,
+        };
+        let room = store.create_room(new_room).await.unwrap().0;
+        let send = |body: &str| NewMessage {
+            room: room.clone(),
+            user: alice.clone(),
+            body: MessageBody::parse(body).unwrap(),
+            client_id: None,
+            reply_to: None,
+        };
+        let first = store.append_message(send("one")).await.unwrap().message;
+        store.append_message(send("two")).await.unwrap();
+        let body = MessageBody::parse("one, edited").unwrap();
+        let edit = MessageChange::Edit {
+            body: &body,
+            at: chrono::Utc::now(),
+        };
+        store.change_message(&room, first.id, edit).await.unwrap();
+
+        let hub = Hub::new(store.clone(), Metrics::new());
+        let mut socket = hub.attach(&room, alice.id, &Bytes::from_static(b"s"), Instant::now());
+        hub.start_ordering(room.id, Rev::ZERO, Seq::ZERO);
+        hub.deliver(event(&room, Some(seq(1)), "{}"));
+        hub.deliver(BusEvent::Room {
+            room: room.id,
+            order: Some(Order {
+                rev: Rev::new(3).unwrap(),
+                seq: seq(1),
+                new: false,
+            }),
+            frame: Bytes::from_static(b"{\"type\":\"message_updated\"}"),
+        });
+        tokio::time::sleep(GAP_WAIT * 2).await;
+        let delivered: Vec<(i64, bool, String)> =
+            std::iter::from_fn(|| socket.receiver.try_recv().ok())
+                .filter_map(|delivery| match delivery {
+                    Delivery::Message { order, frame } => {
+                        let json: serde_json::Value = serde_json::from_slice(frame.json()).unwrap();
+                        let kind = json["type"].as_str().unwrap_or_default().to_owned();
+                        Some((order.rev.get(), order.new, kind))
+                    }
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(
+            delivered,
+            [
+                (1, true, String::new()),
+                (2, true, "message".into()),
+                (3, false, "message_updated".into())
+            ]
+        );
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use super::super::frames::{self, Keep};
 use super::super::MAX_FRAME_BYTES;
 use super::outbound::{error_frame, rate_limited};
 use super::{End, Socket, CLOSE_TOO_BIG};
-use crate::chat::{ChatError, Visit};
+use crate::chat::{Change, ChatError, Visit};
 use crate::domain::{HistoryRange, HistoryRequest};
 use crate::http::strict_json;
 use crate::http::AppState;
@@ -75,6 +75,40 @@ impl Socket {
                 client_id,
                 reply_to,
             }) => self.on_send(state, visit, &body, client_id, reply_to).await,
+            Ok(ClientFrame::Edit {
+                message_id,
+                body,
+                client_id,
+            }) => {
+                let change = Change::Edit { body: &body };
+                self.on_change(state, visit, message_id, change, client_id)
+                    .await
+            }
+            Ok(ClientFrame::Delete {
+                message_id,
+                client_id,
+            }) => {
+                self.on_change(state, visit, message_id, Change::Delete, client_id)
+                    .await
+            }
+            Ok(ClientFrame::React {
+                message_id,
+                emoji,
+                client_id,
+            }) => {
+                let change = Change::React { emoji: &emoji };
+                self.on_change(state, visit, message_id, change, client_id)
+                    .await
+            }
+            Ok(ClientFrame::Unreact {
+                message_id,
+                emoji,
+                client_id,
+            }) => {
+                let change = Change::Unreact { emoji: &emoji };
+                self.on_change(state, visit, message_id, change, client_id)
+                    .await
+            }
             Ok(ClientFrame::Ping) => self.on_ping().await,
             Ok(ClientFrame::History {
                 before,
@@ -109,10 +143,49 @@ impl Socket {
             Ok(sent) => {
                 let message = sent.message;
                 self.send_frame(&ServerFrame::Ack {
-                    room: message.room_slug,
+                    room: Some(message.room_slug),
                     client_id: message.client_id,
                     id: message.id,
-                    seq: message.seq,
+                    seq: Some(message.seq),
+                    rev: message.rev,
+                })
+                .await
+            }
+            Err(e) => self.refuse(&e, client_id).await,
+        }
+    }
+
+    /// `edit`, `delete`, `react`, `unreact` (CONTRACT §10): the rules change the message
+    /// (or refuse) with the user's standing in the room as it is now; the answer is an
+    /// `ack` with the message's `rev` or an `error`. Everyone in the room, this
+    /// connection included, hears `message_updated` when something changed.
+    async fn on_change(
+        &mut self,
+        state: &AppState,
+        visit: &Visit,
+        message_id: i64,
+        change: Change<'_>,
+        client_id: Option<String>,
+    ) -> Result<(), End> {
+        let changed = async {
+            let access = state
+                .chat
+                .rooms()
+                .visible(&visit.user, &visit.room.slug)
+                .await?;
+            state
+                .chat
+                .messages()
+                .change(&visit.user, &access, message_id, change)
+                .await
+        };
+        match changed.await {
+            Ok(message) => {
+                self.send_frame(&ServerFrame::Ack {
+                    room: None,
+                    client_id,
+                    id: message.id,
+                    seq: None,
                     rev: message.rev,
                 })
                 .await

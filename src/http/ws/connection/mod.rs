@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::frames::{self, Keep};
 use super::handshake::Socket as WebSocket;
 use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Entry, Visit};
-use crate::domain::Seq;
+use crate::domain::{Rev, Seq};
 use crate::http::AppState;
 use crate::protocol::{RoomView, ServerFrame, UserView};
 
@@ -75,6 +75,7 @@ pub async fn run(
     let mut socket = Socket {
         ws,
         last_seq: visit.since.unwrap_or(Seq::ZERO),
+        last_rev: Rev::ZERO,
         budget: FrameBudget::new(state.ws.frames_per_second),
         own_arrival: Bytes::from(
             ServerFrame::MemberJoined {
@@ -150,6 +151,8 @@ struct Socket {
     ws: WebSocket,
     /// The highest `seq` this client has been sent.
     last_seq: Seq,
+    /// The last `rev` sent on this connection (for `resync`).
+    last_rev: Rev,
     budget: FrameBudget,
     /// The `member_joined` this socket's own arrival caused: the joiner knows already.
     own_arrival: Bytes,

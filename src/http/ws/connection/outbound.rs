@@ -16,12 +16,15 @@ use crate::protocol::ServerFrame;
 impl Socket {
     pub(super) async fn queue_delivery(&mut self, delivery: Delivery) -> Result<(), End> {
         match delivery {
-            Delivery::Message { seq, frame } => {
-                // Already in the history this client was sent.
-                if seq <= self.last_seq {
-                    return Ok(());
+            Delivery::Message { order, frame } => {
+                if order.new {
+                    // Already in the history this client was sent.
+                    if order.seq <= self.last_seq {
+                        return Ok(());
+                    }
+                    self.last_seq = order.seq;
                 }
-                self.last_seq = seq;
+                self.last_rev = self.last_rev.max(order.rev);
                 self.queue_shared(&frame).await
             }
             Delivery::Presence(frames) => {
@@ -53,6 +56,7 @@ impl Socket {
     pub(super) async fn queue_resync(&mut self) -> Result<(), End> {
         let resync = ServerFrame::Resync {
             after: self.last_seq,
+            rev: self.last_rev,
         };
         self.queue(frames::text(resync.to_json().as_bytes())).await
     }
