@@ -342,6 +342,10 @@ pub enum ClientFrame {
         #[serde(default)]
         client_id: Option<String>,
     },
+    /// Every change after `after_rev` (CONTRACT §10).
+    Updates {
+        after_rev: i64,
+    },
     History {
         // Plain numbers: a negative one is refused by `HistoryRequest` with its own
         // message, not as an unreadable frame.

@@ -15,8 +15,8 @@ use chrono::Utc;
 
 use super::access::RoomAccess;
 use crate::domain::{
-    ClientId, Emoji, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, ReplyRef,
-    Room, User, UserId,
+    ClientId, Emoji, HistoryRange, HistoryRequest, Message, MessageBody, NewMessage, ReplyRef, Rev,
+    Room, Seq, User, UserId,
 };
 use crate::ports::{Bus, BusEvent, Changed, MessageCache, MessageChange, Order, Rule, Store};
 use crate::protocol::{MessageView, ServerFrame};
@@ -67,6 +67,45 @@ enum CacheWrite {
     Add,
     /// A changed one: [`MessageCache::update`].
     Update,
+}
+
+/// The answer to `updates` (CONTRACT §10): the current state of the messages changed
+/// after a `rev`, each once, in `rev` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Updates {
+    pub messages: Vec<Message>,
+    /// More changed than [`UPDATES_MAX`]: the client asks again after `rev`.
+    pub truncated: bool,
+    /// The `rev` the client has reached with these.
+    pub rev: Rev,
+}
+
+/// Most messages one `updates` answer holds.
+pub const UPDATES_MAX: usize = 1000;
+
+/// The messages of `room` changed after `after` whose `seq` is at most `up_to`.
+pub(super) async fn changes_after(
+    store: &dyn Store,
+    room: &Room,
+    after: Rev,
+    up_to: Seq,
+) -> Result<Updates, ChatError> {
+    // Read first: a change committed after it is in the list or arrives live.
+    let current = store_call(store.last_rev(room.id)).await?;
+    let wanted = UPDATES_MAX as u32 + 1;
+    let mut messages = store_call(store.changes(room, after, up_to, wanted)).await?;
+    let truncated = messages.len() > UPDATES_MAX;
+    messages.truncate(UPDATES_MAX);
+    let listed = messages.iter().map(|m| m.rev).max();
+    let rev = match (truncated, listed) {
+        (true, Some(last)) => last,
+        (_, listed) => listed.unwrap_or(after).max(current).max(after),
+    };
+    Ok(Updates {
+        messages,
+        truncated,
+        rev,
+    })
 }
 
 /// Most failed cache additions kept for another try.
@@ -328,6 +367,11 @@ impl Messages {
                 .unwrap_or_else(|e| e.into_inner())
                 .extend(failed);
         }
+    }
+
+    /// Every change in `room` after `after` (the `updates` frame).
+    pub async fn updates(&self, room: &Room, after: Rev) -> Result<Updates, ChatError> {
+        changes_after(&*self.store, room, after, Seq::MAX).await
     }
 
     /// [`Self::history`] for `user` over HTTP, within their per-second budget.

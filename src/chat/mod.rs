@@ -31,7 +31,7 @@ pub use error::ChatError;
 pub use hub::{CloseReason, Delivery, SharedFrame};
 pub use limits::Limits;
 pub use members::{BanListing, MemberListing, Members};
-pub use messages::{Change, Messages, Sent};
+pub use messages::{Change, Messages, Sent, Updates};
 pub use rooms::{Entry, RoomList, RoomListing, Rooms};
 pub use visits::{Visit, Visits};
 

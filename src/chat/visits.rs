@@ -13,9 +13,9 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
 use super::hub::{Hub, RoomChannel};
-use super::messages::RESUME_MAX;
+use super::messages::{changes_after, Updates, RESUME_MAX};
 use super::{store_call, AuthSession, ChatError, CloseReason, Delivery, Entry};
-use crate::domain::{HistoryRange, Message, Room, RoomId, Seq, User};
+use crate::domain::{HistoryRange, Message, Rev, Room, RoomId, Seq, User};
 use crate::ports::{Bus, BusEvent, Departure, MessageCache, Presence, Store};
 use crate::protocol::ServerFrame;
 use crate::telemetry::Metrics;
@@ -47,6 +47,9 @@ pub struct Visit {
     /// The joiner's `?since=`, lowered to the room's last `seq` if it was above it
     /// (CONTRACT §7a): live messages after it are the client's.
     pub since: Option<Seq>,
+    /// With `?since=SEQ&rev=R`: what changed after `R` among the messages up to `SEQ`,
+    /// sent after the history (CONTRACT §10).
+    pub updates: Option<Updates>,
     /// Live frames for the room.
     pub deliveries: broadcast::Receiver<Delivery>,
     /// Becomes `Some` when the server must close the socket.
@@ -83,6 +86,7 @@ impl Visits {
         session: &AuthSession,
         mut entry: Entry,
         since: Option<Seq>,
+        rev: Option<Rev>,
     ) -> Result<Visit, ChatError> {
         entry.start_recording();
         let user = session.user.clone();
@@ -98,6 +102,7 @@ impl Visits {
             history: Vec::new(),
             truncated: false,
             since,
+            updates: None,
             deliveries: attachment.receiver,
             closed: attachment.closed,
             session: session.token_hash.clone(),
@@ -106,7 +111,7 @@ impl Visits {
         };
         self.metrics.ws_connections.inc();
         let entered = self
-            .enter(&mut visit, attachment.first_for_user, since)
+            .enter(&mut visit, attachment.first_for_user, since, rev)
             .await;
         match entered {
             Ok(()) => Ok(visit),
@@ -122,6 +127,7 @@ impl Visits {
         visit: &mut Visit,
         first_for_user: bool,
         since: Option<Seq>,
+        rev: Option<Rev>,
     ) -> Result<(), ChatError> {
         let room = visit.room.clone();
         visit
@@ -161,6 +167,9 @@ impl Visits {
                 let last = store_call(self.store.last_seq(room.id)).await?;
                 let since = since.min(last);
                 visit.since = Some(since);
+                if let Some(rev) = rev {
+                    visit.updates = Some(changes_after(&*self.store, &room, rev, since).await?);
+                }
                 self.history_since(&room, since).await?
             }
             None => (self.history_on_join(visit).await?, false),

@@ -530,6 +530,90 @@ async fn changes_over_the_socket_reach_everyone_in_rev_order() {
     assert_eq!(alices.say("later", "a2").await["rev"], 5);
 }
 
+/// `updates` and resuming with `?since=&rev=`: a client learns of every change it
+/// missed, each message once in its current state, without reloading.
+async fn a_client_catches_up_on_every_change_exactly_once() {
+    let app = TestApp::spawn_with(&QUICK_SENDS).await;
+    let (alice, bob, slug) = app.two_in_a_room("general").await;
+    let mut alices = alice.connect(&slug).await;
+    let mut ids = Vec::new();
+    for (n, body) in ["one", "two", "three"].iter().enumerate() {
+        if n > 0 {
+            after_the_quick_gap().await;
+        }
+        ids.push(alices.say(body, &format!("s{n}")).await["id"].clone());
+    }
+    // Bob has seen everything up to seq 3 and rev 3, then his connection drops.
+    let bobs = bob.connect(&slug).await;
+    assert_eq!(bobs.history_seqs(), [1, 2, 3]);
+    drop(bobs);
+
+    let edit = |id: &Value, body: &str| json!({"type": "edit", "message_id": id, "body": body});
+    change(&mut alices, edit(&ids[0], "one, edited"), "e1").await; // rev 4
+    change(
+        &mut alices,
+        json!({"type": "react", "message_id": ids[1], "emoji": "🎉"}),
+        "r1",
+    )
+    .await; // rev 5
+    change(&mut alices, edit(&ids[0], "one, edited twice"), "e2").await; // rev 6
+    after_the_quick_gap().await;
+    alices.say("four", "s3").await; // seq 4, rev 7
+
+    // Back: the history brings the new message, `updates` the changes to the ones he had.
+    let mut back = bob
+        .connect_path(&format!("/ws/rooms/{slug}?since=3&rev=3"))
+        .await;
+    assert_eq!(back.history_seqs(), [4]);
+    let updates = back.next_frame().await;
+    assert_eq!(updates["type"], "updates", "{updates}");
+    let changed: Vec<(i64, i64, &str)> = updates["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["seq"].as_i64().unwrap(),
+                m["rev"].as_i64().unwrap(),
+                m["body"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [(2, 5, "two"), (1, 6, "one, edited twice")],
+        "each once, in rev order"
+    );
+    assert_eq!(updates["rev"], 7);
+
+    // The frame: every change after a rev, whatever the seq.
+    back.send(json!({"type": "updates", "after_rev": 5})).await;
+    let answer = back.next_of_type("updates").await;
+    let revs: Vec<&Value> = answer["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["rev"])
+        .collect();
+    assert_eq!(
+        (revs, &answer["rev"]),
+        (vec![&json!(6), &json!(7)], &json!(7))
+    );
+    back.send(json!({"type": "updates", "after_rev": 7})).await;
+    let none = back.next_of_type("updates").await;
+    assert_eq!((&none["messages"], &none["rev"]), (&json!([]), &json!(7)));
+    back.send(json!({"type": "updates", "after_rev": -1})).await;
+    assert_eq!(back.next_of_type("error").await["code"], "invalid_frame");
+
+    // `rev` without `since` is refused before the upgrade.
+    assert_eq!(
+        bob.open(&format!("/ws/rooms/{slug}?rev=3"), None)
+            .await
+            .err(),
+        Some(400)
+    );
+}
+
 api_tests!(
     every_message_carries_rev_and_its_state_and_acks_say_the_rev,
     a_reply_names_its_target_in_the_same_room_only,
@@ -538,4 +622,5 @@ api_tests!(
     the_edit_window_and_the_change_limit_hold,
     a_joiner_served_from_the_cache_sees_every_change,
     changes_over_the_socket_reach_everyone_in_rev_order,
+    a_client_catches_up_on_every_change_exactly_once,
 );

@@ -8,7 +8,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::domain::{Message, Seq};
+use crate::domain::{Message, Rev, Seq};
 use crate::protocol::MessageView;
 
 const OPCODE_TEXT: u8 = 0x1;
@@ -73,12 +73,43 @@ pub struct History {
 /// `{"type":"history","messages":[…]}` of `messages` (oldest first), at most `max` bytes,
 /// built message by message; `"truncated":true` when `truncated` or when some did not fit.
 pub fn history(messages: &[Message], truncated: bool, keep: Keep, max: usize) -> History {
-    const HEAD: &[u8] = br#"{"type":"history","messages":["#;
-    const TAIL: &[u8] = b"]}";
-    const TRUNCATED_TAIL: &[u8] = br#"],"truncated":true}"#;
-    // Room for the longer tail is kept from the start, so it can always be chosen.
-    let budget = max.saturating_sub(HEAD.len() + TRUNCATED_TAIL.len());
-    let mut pieces: Vec<(Vec<u8>, Seq)> = Vec::new();
+    let (json, last) = message_list("history", messages, truncated, keep, max, None);
+    History {
+        json,
+        last_seq: last.map(|m| m.seq),
+    }
+}
+
+/// `{"type":"updates","messages":[…],"rev":R}` (CONTRACT §10) of `changed` (in `rev`
+/// order), at most `max` bytes: `R` is `current` when every change fits, else the `rev`
+/// of the last one in the frame, after which the client asks again (`"truncated":true`).
+pub fn updates(changed: &[Message], truncated: bool, current: Rev, max: usize) -> Vec<u8> {
+    message_list(
+        "updates",
+        changed,
+        truncated,
+        Keep::Oldest,
+        max,
+        Some(current),
+    )
+    .0
+}
+
+/// A frame of `kind` listing `messages` within `max` bytes (and, for `updates`, the `rev`
+/// it brings the client to); the last message it holds, in the list's order.
+fn message_list<'m>(
+    kind: &str,
+    messages: &'m [Message],
+    truncated: bool,
+    keep: Keep,
+    max: usize,
+    current: Option<Rev>,
+) -> (Vec<u8>, Option<&'m Message>) {
+    let head = format!(r#"{{"type":"{kind}","messages":["#);
+    // Room for the longest tail is kept from the start, so it can always be chosen.
+    let longest_tail = r#"],"rev":9223372036854775807,"truncated":true}"#.len();
+    let budget = max.saturating_sub(head.len() + longest_tail);
+    let mut pieces: Vec<(Vec<u8>, &Message)> = Vec::new();
     let mut used = 0;
     let ordered: Box<dyn Iterator<Item = &Message>> = match keep {
         Keep::Oldest => Box::new(messages.iter()),
@@ -91,28 +122,38 @@ pub fn history(messages: &[Message], truncated: bool, keep: Keep, max: usize) ->
             break;
         }
         used += comma + piece.len();
-        pieces.push((piece, message.seq));
+        pieces.push((piece, message));
     }
     let left_out = pieces.len() < messages.len();
     if keep == Keep::Newest {
         pieces.reverse();
     }
-    let last_seq = pieces.last().map(|(_, seq)| *seq);
-    let tail = if truncated || left_out {
-        TRUNCATED_TAIL
-    } else {
-        TAIL
-    };
-    let mut json = Vec::with_capacity(HEAD.len() + used + tail.len());
-    json.extend_from_slice(HEAD);
+    let last = pieces.last().map(|(_, message)| *message);
+    let mut tail = String::from("]");
+    if let Some(current) = current {
+        let reached = match (left_out, last) {
+            (true, Some(last)) => last.rev,
+            // Not even the first fits (a message with a crowd's reactions, over the
+            // bound): it is skipped rather than asked for again and again.
+            (true, None) => messages.first().map_or(current, |m| m.rev),
+            (false, _) => current,
+        };
+        tail.push_str(&format!(r#","rev":{reached}"#));
+    }
+    if truncated || left_out {
+        tail.push_str(r#","truncated":true"#);
+    }
+    tail.push('}');
+    let mut json = Vec::with_capacity(head.len() + used + tail.len());
+    json.extend_from_slice(head.as_bytes());
     for (n, (piece, _)) in pieces.iter().enumerate() {
         if n > 0 {
             json.push(b',');
         }
         json.extend_from_slice(piece);
     }
-    json.extend_from_slice(tail);
-    History { json, last_seq }
+    json.extend_from_slice(tail.as_bytes());
+    (json, last)
 }
 
 #[cfg(test)]
@@ -209,5 +250,24 @@ mod tests {
         assert_eq!(&large[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
         assert_eq!(&close(1008, "bye")[..], b"\x88\x05\x03\xf0bye");
         assert_eq!(&ping()[..], b"\x89\x00");
+    }
+
+    #[test]
+    fn an_updates_frame_that_cannot_hold_every_change_says_how_far_it_got() {
+        let changed: Vec<Message> = (1..=5).map(|n| message(n, &"x".repeat(3000))).collect();
+        let all: Value =
+            serde_json::from_slice(&updates(&changed, false, Rev::new(9).unwrap(), 1 << 20))
+                .unwrap();
+        assert_eq!((all["rev"].as_i64(), all.get("truncated")), (Some(9), None));
+        assert_eq!(all["messages"].as_array().unwrap().len(), 5);
+
+        // Room for two: the client is at the second's rev, and asks again from there.
+        let two: Value =
+            serde_json::from_slice(&updates(&changed, false, Rev::new(9).unwrap(), 7000)).unwrap();
+        assert_eq!(two["messages"].as_array().unwrap().len(), 2, "{two}");
+        assert_eq!(
+            (two["rev"].as_i64(), &two["truncated"]),
+            (Some(2), &Value::Bool(true))
+        );
     }
 }

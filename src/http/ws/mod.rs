@@ -23,7 +23,7 @@ use super::extract::MaybeSession;
 use super::AppState;
 use crate::chat::ChatError;
 use crate::config::Config;
-use crate::domain::history;
+use crate::domain::{history, Rev};
 use quota::{Refused, SocketQuota};
 
 /// Client frames (and messages) above this are refused with `frame_too_large`.
@@ -99,6 +99,17 @@ async fn upgrade(
             _ => return (StatusCode::BAD_REQUEST, "since must be a whole number").into_response(),
         },
     };
+    // CONTRACT §10: `rev` resumes the changes too, of the messages up to `since`.
+    let rev = match query.as_ref().ok().and_then(|Query(q)| q.get("rev")) {
+        None => None,
+        Some(_) if since.is_none() => {
+            return (StatusCode::BAD_REQUEST, "rev needs since").into_response()
+        }
+        Some(raw) => match raw.parse::<i64>().ok().and_then(Rev::new) {
+            Some(rev) => Some(rev),
+            None => return (StatusCode::BAD_REQUEST, "rev must be a whole number").into_response(),
+        },
+    };
     let handshake = match handshake {
         Ok(handshake) => handshake,
         Err(refusal) => return refusal.into_response(),
@@ -137,7 +148,7 @@ async fn upgrade(
     let sockets = state.sockets.clone();
     handshake.accept(config, move |socket| {
         sockets.track_future(async move {
-            connection::run(socket, state, session, entry, since).await;
+            connection::run(socket, state, session, entry, since, rev).await;
             drop(place);
         })
     })

@@ -11,7 +11,7 @@ use super::super::MAX_FRAME_BYTES;
 use super::outbound::{error_frame, rate_limited};
 use super::{End, Socket, CLOSE_TOO_BIG};
 use crate::chat::{Change, ChatError, Visit};
-use crate::domain::{HistoryRange, HistoryRequest};
+use crate::domain::{HistoryRange, HistoryRequest, Rev};
 use crate::http::strict_json;
 use crate::http::AppState;
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame};
@@ -109,6 +109,9 @@ impl Socket {
                 self.on_change(state, visit, message_id, change, client_id)
                     .await
             }
+            Ok(ClientFrame::Updates { after_rev }) => {
+                self.on_updates(state, visit, after_rev).await
+            }
             Ok(ClientFrame::Ping) => self.on_ping().await,
             Ok(ClientFrame::History {
                 before,
@@ -191,6 +194,36 @@ impl Socket {
                 .await
             }
             Err(e) => self.refuse(&e, client_id).await,
+        }
+    }
+
+    /// `updates`: every change after a `rev`, within the frame budget and the frame bound.
+    async fn on_updates(
+        &mut self,
+        state: &AppState,
+        visit: &Visit,
+        after_rev: i64,
+    ) -> Result<(), End> {
+        if let Err(wait) = self.budget.take() {
+            return self.send_frame(&rate_limited(wait, None)).await;
+        }
+        let after = Rev::new(after_rev)
+            .ok_or_else(|| ChatError::InvalidFrame("after_rev is 0 or more".into()));
+        let answer = match after {
+            Ok(after) => state.chat.messages().updates(&visit.room, after).await,
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(updates) => {
+                let json = frames::updates(
+                    &updates.messages,
+                    updates.truncated,
+                    updates.rev,
+                    self.max_history_bytes,
+                );
+                self.send(frames::text(&json)).await
+            }
+            Err(e) => self.send_frame(&error_frame(&e, None)).await,
         }
     }
 

@@ -57,8 +57,9 @@ pub async fn run(
     session: AuthSession,
     entry: Entry,
     since: Option<Seq>,
+    rev: Option<Rev>,
 ) {
-    let visit = match state.chat.visits().join(&session, entry, since).await {
+    let visit = match state.chat.visits().join(&session, entry, since, rev).await {
         Ok(visit) => visit,
         Err(e) => {
             let mut farewell = frames::text(error_frame(&e, None).to_json().as_bytes()).to_vec();
@@ -248,6 +249,15 @@ impl Socket {
         self.queue(frames::text(joined.to_json().as_bytes()))
             .await?;
         self.queue(frames::text(&history.json)).await?;
+        if let Some(updates) = visit.updates.take() {
+            let json = frames::updates(
+                &updates.messages,
+                updates.truncated,
+                updates.rev,
+                self.max_history_bytes,
+            );
+            self.queue(frames::text(&json)).await?;
+        }
         self.write_out().await
     }
 
