@@ -97,21 +97,45 @@ async fn after_kill_9_the_survivor_serves_everyone_and_cleans_up() {
     let seen = bob_ws.next_of_type("message").await;
     assert_eq!(seen["id"], first["id"]);
     let bob_last_seq = seen["seq"].as_i64().unwrap();
+    let bob_last_rev = seen["rev"].as_i64().unwrap();
 
     b.kill().await;
 
-    // A keeps serving; bob reconnects to A and misses nothing.
+    // A keeps serving; bob reconnects to A and misses nothing: neither the new message
+    // nor the edit of the one he had (CONTRACT §10).
+    alice_ws
+        .send(json!({"type": "edit", "message_id": first["id"], "body": "edited while bob was away", "client_id": "e1"}))
+        .await;
+    let edited = alice_ws.next_of_type("ack").await;
+    assert_eq!(edited["client_id"], "e1", "{edited}");
     after_the_quick_gap().await;
     let missed = alice_ws.say("while bob was away", "a2").await;
     assert_eq!(missed["type"], "ack", "{missed}");
     let bob_on_a = bob.at(a.addr);
-    let resumed = bob_on_a
-        .connect_path(&format!("/ws/rooms/{slug}?since={bob_last_seq}"))
+    let mut resumed = bob_on_a
+        .connect_path(&format!(
+            "/ws/rooms/{slug}?since={bob_last_seq}&rev={bob_last_rev}"
+        ))
         .await;
     assert_eq!(
         seqs(&resumed.history.as_ref().unwrap()["messages"]),
         vec![missed["seq"].as_i64().unwrap()]
     );
+    let updates = resumed.next_frame().await;
+    assert_eq!(updates["type"], "updates", "{updates}");
+    assert_eq!(
+        updates["messages"].as_array().unwrap().len(),
+        1,
+        "{updates}"
+    );
+    assert_eq!(
+        (
+            &updates["messages"][0]["id"],
+            &updates["messages"][0]["body"]
+        ),
+        (&first["id"], &json!("edited while bob was away"))
+    );
+    assert_eq!(updates["rev"], missed["rev"]);
 
     // The dead process's members leave within 60 s; the room only it had empties.
     eventually(
