@@ -6,11 +6,12 @@
 
 const PING_MS = 25000; // so that proxies see traffic
 
-// `since()`: the seq to resume after (0: none yet). `show(kind, text)`: the connection's
+// `since()`: the seq to resume after (0: none yet); `rev()`: the rev whose later changes
+// come with it (0: none). `show(kind, text)`: the connection's
 // state for the reader. `onClose()`: the socket closed, and what was asked on it will not
 // be answered. `onLeave()`: the page was left (it may come back from the back/forward
 // cache). `onRemoved()`: the user is no longer a member; nothing reconnects.
-export function openRoomSocket({ slug, since, show, onFrame, onClose, onLeave, onRemoved }) {
+export function openRoomSocket({ slug, since, rev, show, onFrame, onClose, onLeave, onRemoved }) {
   let socket = null;
   let removed = false; // closed with 4403: never again
   let joined = false; // the current socket has received `joined`
@@ -32,7 +33,11 @@ export function openRoomSocket({ slug, since, show, onFrame, onClose, onLeave, o
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     let url = scheme + location.host + "/ws/rooms/" + encodeURIComponent(slug);
     const after = since();
-    if (after > 0) url += "?since=" + after; // resume: everything after what we have
+    if (after > 0) {
+      url += "?since=" + after; // resume: everything after what we have
+      // …and every change to what we have since the last rev seen (CONTRACT §10).
+      if (rev() > 0) url += "&rev=" + rev();
+    }
     show("connecting", failures ? "Reconnecting…" : "Connecting…");
     const ws = new WebSocket(url);
     socket = ws;

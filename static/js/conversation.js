@@ -14,6 +14,8 @@ export function startConversation({
 }) {
   const shown = new Set(); // the seq of every stored message on the page
   let lastSeq = 0; // every message from the oldest shown up to this one is on the page
+  let lastRev = 0; // the highest rev seen: a reconnect resumes the changes after it
+  let askedRevAfter = -1; // an `updates` request is out for this rev
   let oldestSeq = 0; // the oldest on the page; 0 while there is none
   let askedAfter = -1; // a `history after` request is out for this seq
   let olderAsked = 0; // a `history before` request is out for this seq; 0: none
@@ -22,6 +24,31 @@ export function startConversation({
   function announce(text) {
     announcer.append(el("p", "", text));
     while (announcer.childElementCount > 3) announcer.firstElementChild.remove();
+  }
+
+  // A change (CONTRACT §10) replaces the message where it is, unless the page already
+  // shows that state or a later one; a message not on the page is left to history.
+  function change(m) {
+    if (!shown.has(m.seq)) return;
+    const old = list.querySelector('li[data-seq="' + m.seq + '"]');
+    if (!old || Number(old.dataset.rev) >= m.rev) return;
+    place.keep(() => {
+      const li = messageItem(m, me);
+      old.replaceWith(li);
+      regroup(li);
+      if (li.nextElementSibling) regroup(li.nextElementSibling);
+      return false;
+    }, false);
+  }
+
+  // Notes a rev; one past the next expected means changes were missed: ask for them.
+  function seeRev(rev, live) {
+    if (!rev) return;
+    if (live && lastRev && rev > lastRev + 1 && isJoined() && askedRevAfter !== lastRev) {
+      askedRevAfter = lastRev;
+      send({ type: "updates", after_rev: lastRev });
+    }
+    if (rev > lastRev) lastRev = rev;
   }
 
   function insert(m) {
@@ -85,6 +112,7 @@ export function startConversation({
 
   function history(frame) {
     const messages = frame.messages || [];
+    for (const m of messages) seeRev(m.rev, false);
     const before = lastSeq;
     add(messages, false);
     if (lastSeq > before) askedAfter = -1;
@@ -96,8 +124,22 @@ export function startConversation({
   }
 
   function message(frame) {
+    seeRev(frame.rev, true);
     add([frame], true);
     fillGap(false);
+  }
+
+  function updated(frame) {
+    seeRev(frame.rev, true);
+    change(frame);
+  }
+
+  // The answer to `updates` (or a resume's): every change missed, each message once.
+  function updates(frame) {
+    for (const m of frame.messages || []) change(m);
+    if (frame.rev > lastRev) lastRev = frame.rev;
+    askedRevAfter = -1;
+    if (frame.truncated && isJoined()) send({ type: "updates", after_rev: lastRev });
   }
 
   function resync() {
@@ -109,6 +151,7 @@ export function startConversation({
   function forgetAsks() {
     askedAfter = -1;
     olderAsked = 0;
+    askedRevAfter = -1;
   }
 
   // A history request was over the connection's budget: ask again.
@@ -122,8 +165,9 @@ export function startConversation({
   place.onScroll(maybeLoadOlder);
 
   return {
-    history, message, resync, forgetAsks, askAgain,
+    history, message, updated, updates, resync, forgetAsks, askAgain,
     has: (seq) => shown.has(seq),
     lastSeq: () => lastSeq,
+    lastRev: () => lastRev,
   };
 }

@@ -29,6 +29,7 @@ startSidebar({ current: slug });
 const socket = openRoomSocket({
   slug,
   since: () => conversation.lastSeq(),
+  rev: () => conversation.lastRev(),
   show(kind, text) {
     connState.className = "conn-state " + kind;
     connText.textContent = text;
@@ -118,6 +119,12 @@ function handle(frame) {
       break;
     case "message":
       conversation.message(frame);
+      break;
+    case "message_updated":
+      conversation.updated(frame);
+      break;
+    case "updates":
+      conversation.updates(frame);
       break;
     case "ack":
       outbox.acked(frame, conversation.has);
