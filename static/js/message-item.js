@@ -2,6 +2,7 @@
 // name.
 
 import { el, userText } from "./dom.js";
+import { formatBody } from "./format.js";
 import { setTime } from "./time.js";
 
 const GROUP_MS = 5 * 60 * 1000; // one person's messages this close together form a group
@@ -18,13 +19,19 @@ export function messageItem(m, me) {
   if (m.user === me) who.append(el("span", "visually-hidden", " (you)"));
   const when = el("time");
   setTime(when, m.sent_at);
-  const body = m.deleted
-    ? el("div", "body gone", "message deleted")
-    : userText("div", "body", m.body);
+  const body = m.deleted ? el("div", "body gone", "message deleted") : messageBody(m.body);
   li.append(who, " ", when, body);
   if (m.edited_at && !m.deleted) li.append(el("span", "edited", "(edited)"));
   if (!m.deleted && m.reactions && m.reactions.length) li.append(reactionChips(m.reactions));
   return li;
+}
+
+// A message's text, formatted; the pending copy of a send uses it too, so a message
+// looks the same before and after its ack.
+export function messageBody(text) {
+  const body = userText("div", "body");
+  body.append(formatBody(text));
+  return body;
 }
 
 function reactionChips(reactions) {

@@ -4,6 +4,7 @@
 // again after a drop is stored once.
 
 import { el, userText } from "./dom.js";
+import { messageBody } from "./message-item.js";
 
 function newClientId() {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
@@ -14,7 +15,7 @@ function pendingItem(body, me) {
   const li = el("li", "message mine pending");
   const who = userText("bdi", "who", me);
   who.append(el("span", "visually-hidden", " (you)"));
-  li.append(who, " ", el("span", "state", "sending…"), userText("div", "body", body));
+  li.append(who, " ", el("span", "state", "sending…"), messageBody(body));
   return li;
 }
 
