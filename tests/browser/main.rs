@@ -5,6 +5,7 @@
 
 mod changes;
 mod driver;
+mod format;
 mod members;
 mod pages;
 mod reconnect;
