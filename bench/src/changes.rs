@@ -616,7 +616,9 @@ async fn member(
     let mut tick = 0u64;
     let mut own: Vec<u64> = Vec::new();
     let mut recent: VecDeque<u64> = VecDeque::with_capacity(RECENT);
-    let mut reacted: HashSet<(u64, usize)> = HashSet::new();
+    // This changer's standing reactions, oldest first; never a no-op react or unreact.
+    let mut reacted: VecDeque<(u64, usize)> = VecDeque::new();
+    let mut reactions = 0u64;
 
     loop {
         tokio::select! {
@@ -693,15 +695,14 @@ async fn member(
                             continue;
                         }
                     }
-                } else {
-                    let id = recent[tick as usize % recent.len()];
-                    let e = tick as usize % EMOJI.len();
-                    if reacted.remove(&(id, e)) {
-                        ("unreact", id, e)
-                    } else {
-                        reacted.insert((id, e));
-                        ("react", id, e)
+                } else if reaction_tick(&mut reactions) {
+                    // Every other reaction takes back the oldest one still standing.
+                    match reacted.pop_front() {
+                        Some((id, e)) => ("unreact", id, e),
+                        None => react_new(&recent, &mut reacted, tick),
                     }
+                } else {
+                    react_new(&recent, &mut reacted, tick)
                 };
                 let token = sh.next_change.fetch_add(1, Ordering::Relaxed);
                 if token >= sh.change_at.len() as u64 {
@@ -823,6 +824,30 @@ async fn member(
     st
 }
 
+/// Counts a reaction; true every second one (that one is an unreact).
+fn reaction_tick(count: &mut u64) -> bool {
+    *count += 1;
+    *count % 2 == 0
+}
+
+/// A reaction this changer does not have yet, to one of the recent messages of others.
+fn react_new(
+    recent: &VecDeque<u64>,
+    reacted: &mut VecDeque<(u64, usize)>,
+    tick: u64,
+) -> (&'static str, u64, usize) {
+    let pairs = recent.len() * EMOJI.len();
+    let pick = (0..pairs)
+        .map(|k| {
+            let k = (tick as usize + k) % pairs;
+            (recent[k % recent.len()], k % EMOJI.len())
+        })
+        .find(|p| !reacted.contains(p))
+        .unwrap_or((recent[0], 0));
+    reacted.push_back(pick);
+    ("react", pick.0, pick.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -884,6 +909,20 @@ mod tests {
         // 11 came under the wrong message and 12 never came.
         assert_eq!(c.missing, 2);
         assert_eq!(c.latency_us.len(), 1);
+    }
+
+    #[test]
+    fn reactions_alternate_and_never_repeat() {
+        let recent: VecDeque<u64> = [7, 8].into_iter().collect();
+        let mut reacted = VecDeque::new();
+        for tick in 0..6 {
+            let (kind, id, e) = react_new(&recent, &mut reacted, tick);
+            assert_eq!(kind, "react");
+            assert_eq!(reacted.iter().filter(|p| **p == (id, e)).count(), 1);
+        }
+        let mut n = 0;
+        assert!(!reaction_tick(&mut n));
+        assert!(reaction_tick(&mut n));
     }
 
     #[test]
