@@ -309,7 +309,7 @@ pub async fn run(ctx: Arc<Ctx>, a: ChangesArgs) -> Result<bool> {
     for (i, user) in users.into_iter().enumerate() {
         let room = i / a.members;
         let k = i % a.members;
-        let role = if k % 2 == 0 {
+        let role = if k.is_multiple_of(2) {
             Role::Sender {
                 offset: send_interval.mul_f64((k / 2) as f64 / senders as f64),
                 interval: send_interval,
@@ -686,7 +686,7 @@ async fn member(
                 let now = Instant::now();
                 next_change = (next_change + interval).max(now + interval);
                 tick += 1;
-                let edit = tick % 3 == 0 || recent.is_empty();
+                let edit = tick.is_multiple_of(3) || recent.is_empty();
                 let (kind, target, emoji) = if edit {
                     match own.get(tick as usize / 3 % own.len().max(1)) {
                         Some(&id) => ("edit", id, 0),
@@ -827,7 +827,7 @@ async fn member(
 /// Counts a reaction; true every second one (that one is an unreact).
 fn reaction_tick(count: &mut u64) -> bool {
     *count += 1;
-    *count % 2 == 0
+    count.is_multiple_of(2)
 }
 
 /// A reaction this changer does not have yet, to one of the recent messages of others.
