@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs natter-bench's scenarios against natter and the baseline, and tabulates them.
 #
-#   bench/run.sh [--smoke] [--configs "sqlite pg pg2 baseline"] [--scenarios "fanout join-storm send-storm idle room-list"]
+#   bench/run.sh [--smoke] [--configs "sqlite pg pg2 baseline"] [--scenarios "fanout changes join-storm send-storm idle room-list"]
 #                [--results FILE]
 #
 # Configurations (each on fresh servers, on free loopback ports):
@@ -14,6 +14,10 @@
 #
 # Sizes (environment; small defaults):
 #   FANOUT_ROOMS=1 FANOUT_MEMBERS=200 FANOUT_DURATION=10 FANOUT_WARMUP=2
+#   CHANGES_ROOMS=1 CHANGES_MEMBERS=100 CHANGES_DURATION=10 CHANGES_WARMUP=4 (half the members
+#     send, half edit their own messages and react/unreact to others', one change per 1.1 s;
+#     message_updated delivery next to message delivery; a server without changes, the
+#     baseline, is skipped, saying so)
 #   IDLE_SOCKETS=1000 IDLE_USERS=100 IDLE_HOLD=3 IDLE_HISTORY=0 (messages seeded per room first;
 #     needs IDLE_USERS ≥ 10 rooms × ⌈IDLE_HISTORY / 10⌉)
 #   JOIN_JOINERS=200 JOIN_HISTORY=100 JOIN_SEED_PER_USER=10
@@ -41,7 +45,7 @@ SECRET="natter-bench-secret-key-32-chars"   # 32 characters
 
 SMOKE=0
 CONFIGS="sqlite pg pg2 baseline"
-SCENARIOS="fanout join-storm send-storm idle room-list"
+SCENARIOS="fanout changes join-storm send-storm idle room-list"
 RESULTS=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -49,7 +53,7 @@ while [ $# -gt 0 ]; do
     --configs) CONFIGS="$2"; shift ;;
     --scenarios) SCENARIOS="$2"; shift ;;
     --results) RESULTS="$2"; shift ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 64 ;;
   esac
   shift
@@ -58,6 +62,7 @@ done
 if [ "$SMOKE" = 1 ]; then
   CONFIGS="sqlite"
   : "${FANOUT_ROOMS:=2}" "${FANOUT_MEMBERS:=10}" "${FANOUT_DURATION:=3}" "${FANOUT_WARMUP:=1}"
+  : "${CHANGES_ROOMS:=1}" "${CHANGES_MEMBERS:=6}" "${CHANGES_DURATION:=3}" "${CHANGES_WARMUP:=3}"
   : "${IDLE_SOCKETS:=50}" "${IDLE_USERS:=10}" "${IDLE_HOLD:=1}" "${IDLE_HISTORY:=2}"
   : "${JOIN_JOINERS:=20}" "${JOIN_HISTORY:=20}" "${JOIN_SEED_PER_USER:=2}"
   : "${SEND_ROOMS:=2}" "${SEND_SENDERS:=10}" "${SEND_DURATION:=3}"
@@ -65,6 +70,7 @@ if [ "$SMOKE" = 1 ]; then
   : "${BENCH_TIMEOUT:=60}"
 fi
 : "${FANOUT_ROOMS:=1}" "${FANOUT_MEMBERS:=200}" "${FANOUT_DURATION:=10}" "${FANOUT_WARMUP:=2}"
+: "${CHANGES_ROOMS:=1}" "${CHANGES_MEMBERS:=100}" "${CHANGES_DURATION:=10}" "${CHANGES_WARMUP:=4}"
 : "${IDLE_SOCKETS:=1000}" "${IDLE_USERS:=100}" "${IDLE_HOLD:=3}" "${IDLE_HISTORY:=0}"
 : "${JOIN_JOINERS:=200}" "${JOIN_HISTORY:=100}" "${JOIN_SEED_PER_USER:=10}"
 : "${SEND_ROOMS:=10}" "${SEND_SENDERS:=200}" "${SEND_DURATION:=10}" "${SEND_INTERVAL_MS:=1050}"
@@ -226,6 +232,7 @@ run_scenario() { # config scenario
   local args=()
   case "$2" in
     fanout) args=(--rooms "$FANOUT_ROOMS" --members "$FANOUT_MEMBERS" --duration "$FANOUT_DURATION" --warmup "$FANOUT_WARMUP") ;;
+    changes) args=(--rooms "$CHANGES_ROOMS" --members "$CHANGES_MEMBERS" --duration "$CHANGES_DURATION" --warmup "$CHANGES_WARMUP") ;;
     idle)
       args=(--sockets "$IDLE_SOCKETS" --users "$IDLE_USERS" --hold "$IDLE_HOLD" --history "$IDLE_HISTORY")
       local pid; for pid in "${SERVER_PIDS[@]}"; do args+=(--server-pid "$pid"); done ;;

@@ -8,6 +8,7 @@
 //! Each scenario prints a human table on stderr (unless `--json-only`) and exactly one
 //! JSON line on stdout, `{"scenario":"…",…}`, for scripts.
 
+mod changes;
 mod fanout;
 mod idle;
 mod join_storm;
@@ -28,7 +29,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(
     name = "natter-bench",
-    about = "Load generator for natter (and the baseline): fan-out, idle sockets, join storm, send storm, room list",
+    about = "Load generator for natter (and the baseline): fan-out, message changes, idle sockets, join storm, send storm, room list",
     after_help = "Every scenario prints a table on stderr and one JSON line on stdout, and exits \
                   with 3 when a check that must hold failed (1 on errors, 2 on bad usage). Targets must be \
                   loopback addresses (127.0.0.0/8 or [::1])."
@@ -47,6 +48,15 @@ enum Scenario {
         common: Common,
         #[command(flatten)]
         args: fanout::FanoutArgs,
+    },
+    /// R rooms × M members: half send, half edit their own messages and react to others';
+    /// measures `message_updated` delivery next to `message` delivery, and checks every
+    /// socket gets every change once, in `rev` order.
+    Changes {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: changes::ChangesArgs,
     },
     /// N authenticated, joined sockets held open; measures the server's RSS per socket
     /// and checks every socket still answers `ping`.
@@ -154,6 +164,10 @@ fn run(cli: Cli) -> Result<bool> {
             Scenario::Fanout { common, args } => {
                 let ctx = Arc::new(setup::Ctx::new(&common, nofile)?);
                 fanout::run(ctx, args).await
+            }
+            Scenario::Changes { common, args } => {
+                let ctx = Arc::new(setup::Ctx::new(&common, nofile)?);
+                changes::run(ctx, args).await
             }
             Scenario::Idle { common, args } => {
                 let ctx = Arc::new(setup::Ctx::new(&common, nofile)?);

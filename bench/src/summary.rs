@@ -66,6 +66,94 @@ const METRICS: &[(&str, &str, &str, f64, usize)] = &[
     ("fanout", "error frames", "/errors", 1.0, 0),
     ("fanout", "resyncs", "/resyncs", 1.0, 0),
     (
+        "changes",
+        "message deliveries/s",
+        "/message_deliveries_per_s",
+        1.0,
+        0,
+    ),
+    (
+        "changes",
+        "message p50 (ms)",
+        "/message_latency_us/p50",
+        0.001,
+        2,
+    ),
+    (
+        "changes",
+        "message p99 (ms)",
+        "/message_latency_us/p99",
+        0.001,
+        2,
+    ),
+    (
+        "changes",
+        "message p99.9 (ms)",
+        "/message_latency_us/p999",
+        0.001,
+        2,
+    ),
+    (
+        "changes",
+        "message max (ms)",
+        "/message_latency_us/max",
+        0.001,
+        2,
+    ),
+    (
+        "changes",
+        "message_updated deliveries/s",
+        "/updated_deliveries_per_s",
+        1.0,
+        0,
+    ),
+    (
+        "changes",
+        "message_updated p50 (ms)",
+        "/updated_latency_us/p50",
+        0.001,
+        2,
+    ),
+    (
+        "changes",
+        "message_updated p99 (ms)",
+        "/updated_latency_us/p99",
+        0.001,
+        2,
+    ),
+    (
+        "changes",
+        "message_updated p99.9 (ms)",
+        "/updated_latency_us/p999",
+        0.001,
+        2,
+    ),
+    (
+        "changes",
+        "message_updated max (ms)",
+        "/updated_latency_us/max",
+        0.001,
+        2,
+    ),
+    ("changes", "changes acked", "/changes_acked", 1.0, 0),
+    ("changes", "error frames", "/errors", 1.0, 0),
+    ("changes", "resyncs", "/resyncs", 1.0, 0),
+    ("changes", "updates missing", "/updates_missing", 1.0, 0),
+    (
+        "changes",
+        "updates duplicated",
+        "/updates_duplicated",
+        1.0,
+        0,
+    ),
+    (
+        "changes",
+        "revs not increasing",
+        "/rev_not_increasing",
+        1.0,
+        0,
+    ),
+    (
         "idle",
         "KiB per joined socket (server RSS)",
         "/kib_per_socket",
@@ -166,6 +254,7 @@ const METRICS: &[(&str, &str, &str, f64, usize)] = &[
 /// The sizes shown in each scenario's heading.
 const SIZES: &[(&str, &[&str])] = &[
     ("fanout", &["rooms", "members", "duration_s"]),
+    ("changes", &["rooms", "members", "duration_s"]),
     ("idle", &["sockets", "users", "rooms", "history"]),
     ("join-storm", &["joiners", "seeded"]),
     ("send-storm", &["rooms", "senders", "duration_s"]),
@@ -250,6 +339,11 @@ pub fn run(a: SummaryArgs) -> Result<()> {
                 row.push(r);
             }
             println!("| {} |", row.join(" | "));
+        }
+        for c in &cols {
+            if let Some(why) = by_label[*c].get("skipped").and_then(Value::as_str) {
+                println!("\n**{c}: skipped** ({why})");
+            }
         }
         for c in &cols {
             if let Some(f) = by_label[*c].get("failed_checks") {
