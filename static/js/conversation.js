@@ -3,6 +3,7 @@
 // and load older messages. `lastSeq` is what a reconnect resumes after.
 
 import { el } from "./dom.js";
+import { formatBody } from "./format.js";
 import { messageItem, regroup } from "./message-item.js";
 
 const PAGE = 50; // older messages asked for at a time
@@ -75,7 +76,8 @@ export function startConversation({
       for (const m of messages) {
         if (!insert(m)) continue;
         added++;
-        if (live && m.user !== me) announce(m.user + ": " + m.body);
+        // What the page shows, not the markup it was made from (no "star star").
+        if (live && m.user !== me) announce(m.user + ": " + formatBody(m.body).textContent);
       }
       if (!added) return false;
       if (!lastSeq) lastSeq = oldestSeq - 1;

@@ -263,3 +263,28 @@ async fn hostile_text_stays_text_and_the_page_keeps_working() {
     alice.say("still here").await;
     alice.close().await;
 }
+
+/// A screen reader hears a new message as the page shows it, without its markup.
+#[tokio::test]
+#[ignore = "needs CHROME"]
+async fn a_formatted_message_is_announced_without_its_markup() {
+    let driver = Driver::start().await;
+    let app = TestApp::spawn().await;
+    let bob = app.user("bob").await;
+    let alice = driver.browser().await;
+    alice.register(&app, "alice").await;
+    alice.enter_room("Announcements").await;
+    let mut bob_socket = bob.connect("announcements").await;
+    let ack = bob_socket.say("**Look** at `this` > now", "b-1").await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let heard = alice
+        .wait_for(
+            "the announcement",
+            "const p = document.querySelector('#announcer p:last-child'); \
+             return p && p.textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(heard, json!("bob: Look at this > now"));
+    alice.close().await;
+}
