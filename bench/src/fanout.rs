@@ -124,7 +124,7 @@ pub async fn run(ctx: Arc<Ctx>, a: FanoutArgs) -> Result<bool> {
         delivered: AtomicU64::new(0),
         expected: AtomicU64::new(0),
     });
-    let (ready_tx, mut ready_rx) = mpsc::channel(n);
+    let (ready_tx, ready_rx) = mpsc::channel(n);
     let (plan_tx, plan_rx) = watch::channel(None::<Plan>);
     let (finish_tx, finish_rx) = watch::channel(false);
     let gate = Arc::new(Semaphore::new(ctx.connect_concurrency));
@@ -150,29 +150,7 @@ pub async fn run(ctx: Arc<Ctx>, a: FanoutArgs) -> Result<bool> {
     }
     drop(ready_tx);
 
-    let mut room_size = vec![0u64; a.rooms];
-    let mut connect_errors = Vec::new();
-    phase("opening sockets", ctx.phase_timeout, async {
-        while let Some(r) = ready_rx.recv().await {
-            match r {
-                Ok(room) => room_size[room] += 1,
-                Err(e) => connect_errors.push(e),
-            }
-        }
-    })
-    .await?;
-    if room_size.iter().sum::<u64>() == 0 {
-        bail!("no socket could join: {:?}", connect_errors.first());
-    }
-    if let Some(e) = connect_errors.first() {
-        progress(
-            &ctx,
-            format_args!(
-                "fanout: {} sockets failed to join, first: {e:#}",
-                connect_errors.len()
-            ),
-        );
-    }
+    let room_size = setup::sockets_joined(&ctx, "fanout", a.rooms, ready_rx).await?;
 
     let t0 = Instant::now() + Duration::from_millis(200);
     let plan = Plan {

@@ -376,6 +376,41 @@ pub async fn close(mut ws: Ws) {
     .await;
 }
 
+/// Waits (within the phase limit) for every member socket to report from `ready`: the
+/// room it joined, or why it could not. Joined sockets per room, after saying how many
+/// failed; an error when none joined at all.
+pub async fn sockets_joined(
+    ctx: &Ctx,
+    scenario: &str,
+    rooms: usize,
+    mut ready: tokio::sync::mpsc::Receiver<Result<usize>>,
+) -> Result<Vec<u64>> {
+    let mut room_size = vec![0u64; rooms];
+    let mut connect_errors = Vec::new();
+    phase("opening sockets", ctx.phase_timeout, async {
+        while let Some(r) = ready.recv().await {
+            match r {
+                Ok(room) => room_size[room] += 1,
+                Err(e) => connect_errors.push(e),
+            }
+        }
+    })
+    .await?;
+    if room_size.iter().sum::<u64>() == 0 {
+        bail!("no socket could join: {:?}", connect_errors.first());
+    }
+    if let Some(e) = connect_errors.first() {
+        crate::report::progress(
+            ctx,
+            format_args!(
+                "{scenario}: {} sockets failed to join, first: {e:#}",
+                connect_errors.len()
+            ),
+        );
+    }
+    Ok(room_size)
+}
+
 /// Runs one phase of a scenario under a time limit, naming it in the error.
 pub async fn phase<T>(name: &str, limit: Duration, fut: impl Future<Output = T>) -> Result<T> {
     tokio::time::timeout(limit, fut).await.map_err(|_| {

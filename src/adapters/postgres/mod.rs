@@ -952,31 +952,39 @@ mod tests {
 
     use super::*;
 
-    /// A database made before CONTRACT §9 keeps its rooms, as public rooms without members,
-    /// and its messages as they were: the SQLite store's test of the same name, here.
-    #[tokio::test]
-    #[ignore = "needs TEST_DATABASE_URL"]
-    async fn rooms_made_before_kinds_become_public_and_keep_their_messages() {
+    /// The store on a fresh database made at the first `applied` migrations and filled
+    /// by `statements` (the data an upgrade must keep), opened: so migrated the rest of
+    /// the way. The database lives as long as the first value.
+    async fn upgraded(applied: usize, statements: &[&str]) -> (TestDatabase, PgStore) {
         let admin_url = std::env::var("TEST_DATABASE_URL")
             .ok()
             .filter(|url| !url.is_empty())
             .unwrap_or_else(|| missing_service("TEST_DATABASE_URL"));
         let database = TestDatabase::create(&admin_url).await;
         let pool = open(&database.url, 1).await.unwrap();
-        super::super::sql::migrator(&super::super::sql::POSTGRES_MIGRATIONS[..1])
+        super::super::sql::migrator(&super::super::sql::POSTGRES_MIGRATIONS[..applied])
             .run(&pool)
             .await
             .unwrap();
-        for statement in [
-            "INSERT INTO users (username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'x', '2024-01-01T00:00:00Z')",
-            "INSERT INTO rooms (slug, name, last_seq, last_message_at, created_at) VALUES ('general', 'General', 1, '2024-01-01T00:00:02Z', '2024-01-01T00:00:01Z')",
-            "INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) VALUES (1, 1, 1, 'hello', 'c1', '2024-01-01T00:00:02Z')",
-        ] {
+        for statement in statements {
             sqlx::query(statement).execute(&pool).await.unwrap();
         }
         pool.close().await;
-
         let store = PgStore::connect(&database.url).await.unwrap();
+        (database, store)
+    }
+
+    /// A database made before CONTRACT §9 keeps its rooms, as public rooms without members,
+    /// and its messages as they were: the SQLite store's test of the same name, here.
+    #[tokio::test]
+    #[ignore = "needs TEST_DATABASE_URL"]
+    async fn rooms_made_before_kinds_become_public_and_keep_their_messages() {
+        let (_database, store) = upgraded(1, &[
+            "INSERT INTO users (username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'x', '2024-01-01T00:00:00Z')",
+            "INSERT INTO rooms (slug, name, last_seq, last_message_at, created_at) VALUES ('general', 'General', 1, '2024-01-01T00:00:02Z', '2024-01-01T00:00:01Z')",
+            "INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) VALUES (1, 1, 1, 'hello', 'c1', '2024-01-01T00:00:02Z')",
+        ])
+        .await;
         super::super::sql::assert_old_room_upgraded(&store).await;
         store.close().await;
     }
@@ -986,26 +994,12 @@ mod tests {
     #[tokio::test]
     #[ignore = "needs TEST_DATABASE_URL"]
     async fn messages_made_before_revs_take_their_seq_as_rev() {
-        let admin_url = std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-            .unwrap_or_else(|| missing_service("TEST_DATABASE_URL"));
-        let database = TestDatabase::create(&admin_url).await;
-        let pool = open(&database.url, 1).await.unwrap();
-        super::super::sql::migrator(&super::super::sql::POSTGRES_MIGRATIONS[..3])
-            .run(&pool)
-            .await
-            .unwrap();
-        for statement in [
+        let (_database, store) = upgraded(3, &[
             "INSERT INTO users (username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'x', '2024-01-01T00:00:00Z')",
             "INSERT INTO rooms (slug, name, last_seq, last_message_at, created_at) VALUES ('general', 'General', 2, '2024-01-01T00:00:03Z', '2024-01-01T00:00:01Z')",
             "INSERT INTO messages (room_id, seq, user_id, body, sent_at) VALUES (1, 1, 1, 'one', '2024-01-01T00:00:02Z'), (1, 2, 1, 'two', '2024-01-01T00:00:03Z')",
-        ] {
-            sqlx::query(statement).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
-
-        let store = PgStore::connect(&database.url).await.unwrap();
+        ])
+        .await;
         super::super::sql::assert_old_messages_have_revs(&store).await;
         store.close().await;
     }

@@ -734,59 +734,49 @@ mod tests {
     #[tokio::test]
     async fn rooms_made_before_kinds_become_public_and_keep_their_messages() {
         let dir = tempfile::tempdir().unwrap();
+        let store = upgraded(&dir, 1, &[
+            "INSERT INTO users (username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'x', 1)",
+            "INSERT INTO rooms (slug, name, last_seq, last_message_at, created_at) VALUES ('general', 'General', 1, 2, 1)",
+            "INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) VALUES (1, 1, 1, 'hello', 'c1', 2)",
+        ])
+        .await;
+        super::super::sql::assert_old_room_upgraded(&store).await;
+        store.close().await;
+    }
+
+    /// The store on a database made at the first `applied` migrations and filled by
+    /// `statements` (the data an upgrade must keep), opened: so migrated the rest of the way.
+    async fn upgraded(dir: &tempfile::TempDir, applied: usize, statements: &[&str]) -> SqliteStore {
         let url = format!("sqlite://{}", dir.path().join("old.db").display());
         let pool = SqlitePoolOptions::new()
             .connect_with(options(&url).unwrap())
             .await
             .unwrap();
-        super::super::sql::migrator(&super::super::sql::SQLITE_MIGRATIONS[..1])
+        super::super::sql::migrator(&super::super::sql::SQLITE_MIGRATIONS[..applied])
             .run(&pool)
             .await
             .unwrap();
-        for statement in [
-            "INSERT INTO users (username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'x', 1)",
-            "INSERT INTO rooms (slug, name, last_seq, last_message_at, created_at) VALUES ('general', 'General', 1, 2, 1)",
-            "INSERT INTO messages (room_id, seq, user_id, body, client_id, sent_at) VALUES (1, 1, 1, 'hello', 'c1', 2)",
-        ] {
+        for statement in statements {
             sqlx::query(statement).execute(&pool).await.unwrap();
         }
         pool.close().await;
-
-        let store = SqliteStore::connect(&url).await.unwrap();
-        super::super::sql::assert_old_room_upgraded(&store).await;
-        store.close().await;
+        SqliteStore::connect(&url).await.unwrap()
     }
 
     /// A database made before CONTRACT §10 keeps its messages, each with rev = seq.
     #[tokio::test]
     async fn messages_made_before_revs_take_their_seq_as_rev() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("old.db").display());
-        let pool = SqlitePoolOptions::new()
-            .connect_with(options(&url).unwrap())
-            .await
-            .unwrap();
-        super::super::sql::migrator(&super::super::sql::SQLITE_MIGRATIONS[..3])
-            .run(&pool)
-            .await
-            .unwrap();
-        for statement in [
+        let store = upgraded(&dir, 3, &[
             "INSERT INTO users (username, username_key, password_hash, created_at) VALUES ('alice', 'alice', 'x', 1)",
             "INSERT INTO rooms (slug, name, last_seq, last_message_at, created_at) VALUES ('general', 'General', 2, 3, 1)",
             "INSERT INTO messages (room_id, seq, user_id, body, sent_at) VALUES (1, 1, 1, 'one', 2), (1, 2, 1, 'two', 3)",
-        ] {
-            sqlx::query(statement).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
-
-        let store = SqliteStore::connect(&url).await.unwrap();
+        ])
+        .await;
         super::super::sql::assert_old_messages_have_revs(&store).await;
         store.close().await;
     }
 
-    /// The room list looks the viewer's membership of each room up by index: one room
-    /// never costs a scan of every membership. (PostgreSQL's plan depends on its
-    /// statistics; it hashes the viewer's memberships, read by `memberships_user`, once.)
     /// Members added on joining share the writer's batches with messages: one that the
     /// store refuses (no such user) must fail alone.
     #[tokio::test]
@@ -838,6 +828,9 @@ mod tests {
         );
     }
 
+    /// The room list looks the viewer's membership of each room up by index: one room
+    /// never costs a scan of every membership. (PostgreSQL's plan depends on its
+    /// statistics; it hashes the viewer's memberships, read by `memberships_user`, once.)
     #[tokio::test]
     async fn the_room_list_never_scans_memberships() {
         let dir = tempfile::tempdir().unwrap();
