@@ -286,6 +286,21 @@ async fn edits_deletes_and_reactions_follow_the_rules() {
         json!([{"emoji": "👍", "count": 1, "users": ["alice"]}])
     );
 
+    // At most 20 different emoji on one message: the 21st is refused, a repeat is not.
+    for emoji in [
+        "😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊", "😋", "😎", "😍", "😘", "🥰",
+        "😗", "😙", "😚", "🙂",
+    ] {
+        let added = call(&alice, Method::PUT, reaction(&hello["id"], emoji), None).await;
+        assert_eq!(added.0, 200, "{emoji}: {}", added.1);
+    }
+    assert_eq!(
+        code_of(call(&alice, Method::PUT, reaction(&hello["id"], "🤗"), None).await),
+        (409, "too_many_reactions".into())
+    );
+    let repeat = call(&bob, Method::PUT, reaction(&hello["id"], "😀"), None).await;
+    assert_eq!(repeat.0, 200, "{}", repeat.1);
+
     // Messages that are not this room's, or not messages at all.
     for missing in [json!(999_999), json!("nine")] {
         assert_eq!(
@@ -504,6 +519,8 @@ async fn changes_over_the_socket_reach_everyone_in_rev_order() {
     )
     .await;
     assert_eq!(ack["rev"], 4, "{ack}");
+    // The repeated reaction told no one: the author's next change frame is the delete.
+    assert_eq!(alices.next_of_type("message_updated").await["rev"], 4);
     let tombstone = loop {
         let frame = bobs.next_of_type("message_updated").await;
         if frame["rev"] == 4 {
