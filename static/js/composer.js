@@ -1,11 +1,32 @@
 // The send box: Enter sends; the line under it says why a message waits or was refused;
 // a hold (rate limit, store unavailable) counts down there, then what waits goes by itself.
+// A reply shows what it answers above the box until it is sent or cancelled (Escape).
+// Up arrow in the empty box edits your last message (`editLast`, message-actions.js).
 
-import { el } from "./dom.js";
+import { el, userText } from "./dom.js";
 
-// `outbox`: outbox.js. `toBottom()`: scrolls to the newest message.
-export function startComposer({ form, input, button, status, outbox, toBottom }) {
+// `outbox`: outbox.js. `toBottom()`: scrolls to the newest message. `replyBar`: where a
+// reply's target is shown, with `replyText` and the `replyCancel` button in it.
+export function startComposer({
+  form, input, button, status, outbox, toBottom, replyBar, replyText, replyCancel,
+}) {
   let countdownTimer = 0;
+  let replying = null; // the message the next send answers: {id, seq, user, excerpt}
+  let editLast = () => false;
+
+  function replyTo(target) {
+    replying = target;
+    replyBar.hidden = !target;
+    if (target) {
+      replyText.replaceChildren(
+        "Replying to ", userText("bdi", "who", target.user), ": ",
+        userText("span", "excerpt", target.excerpt),
+      );
+      input.focus();
+    } else {
+      replyText.replaceChildren();
+    }
+  }
 
   // The line under the send box: a countdown, or why a message was refused.
   function showStatus(parts, kind) {
@@ -18,7 +39,8 @@ export function startComposer({ form, input, button, status, outbox, toBottom })
   function submit() {
     const body = input.value.trim();
     if (!body || outbox.isHeld()) return;
-    outbox.add(body);
+    outbox.add(body, replying);
+    replyTo(null);
     toBottom();
     input.value = "";
     if (status.dataset.kind === "error") showStatus("");
@@ -69,7 +91,10 @@ export function startComposer({ form, input, button, status, outbox, toBottom })
       // Refused for good (too long, …): say why and give the text back to fix.
       outbox.drop(entry);
       showStatus(frame.message || frame.code, "error");
-      if (!input.value.trim()) input.value = entry.body;
+      if (!input.value.trim()) {
+        input.value = entry.body;
+        if (entry.replyTo && frame.code !== "invalid_reply") replyTo(entry.replyTo);
+      }
       outbox.pump();
     }
   }
@@ -83,8 +108,28 @@ export function startComposer({ form, input, button, status, outbox, toBottom })
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       submit();
+    } else if (event.key === "Escape" && replying) {
+      event.preventDefault();
+      replyTo(null);
+    } else if (
+      event.key === "ArrowUp" && !input.value && !event.shiftKey && !event.altKey &&
+      !event.ctrlKey && !event.metaKey && editLast()
+    ) {
+      event.preventDefault();
     }
   });
 
-  return { refused, showError: (text) => showStatus(text, "error") };
+  replyCancel.addEventListener("click", () => {
+    replyTo(null);
+    input.focus();
+  });
+
+  return {
+    refused,
+    replyTo,
+    showError: (text) => showStatus(text, "error"),
+    focus: () => input.focus(),
+    // `edit()`: opens the editor on the user's last message; false when there is none.
+    onEditLast: (edit) => { editLast = edit; },
+  };
 }

@@ -4,15 +4,17 @@
 
 import { el } from "./dom.js";
 import { formatBody } from "./format.js";
-import { messageItem, regroup } from "./message-item.js";
+import { messageItem, regroup, replyQuote } from "./message-item.js";
 
 const PAGE = 50; // older messages asked for at a time
 
-// `place`: the reader's place (scroll.js). `send(frame)`, `isJoined()`: the room's socket.
-// `onShown(seq)`: a stored message is on the page now.
+// `viewer`: who reads, as message-item.js takes it. `place`: the reader's place
+// (scroll.js). `send(frame)`, `isJoined()`: the room's socket. `onShown(seq)`: a stored
+// message is on the page now.
 export function startConversation({
-  me, list, place, olderButton, historyStart, announcer, send, isJoined, onShown,
+  viewer, list, place, olderButton, historyStart, announcer, send, isJoined, onShown,
 }) {
+  const me = viewer.me;
   const shown = new Set(); // the seq of every stored message on the page
   let lastSeq = 0; // every message from the oldest shown up to this one is on the page
   let lastRev = 0; // the highest rev seen: a reconnect resumes the changes after it
@@ -20,6 +22,7 @@ export function startConversation({
   let oldestSeq = 0; // the oldest on the page; 0 while there is none
   let askedAfter = -1; // a `history after` request is out for this seq
   let olderAsked = 0; // a `history before` request is out for this seq; 0: none
+  let revealing = 0; // the seq of a message to show once older pages bring it; 0: none
 
   // For screen readers; a few lines are kept so that a burst is not cut short.
   function announce(text) {
@@ -28,18 +31,39 @@ export function startConversation({
   }
 
   // A change (CONTRACT §10) replaces the message where it is, unless the page already
-  // shows that state or a later one; a message not on the page is left to history.
+  // shows that state or a later one; a message not on the page is left to history. An
+  // edit the reader has open on it stays open, unless the message is gone.
   function change(m) {
     if (!shown.has(m.seq)) return;
     const old = list.querySelector('li[data-seq="' + m.seq + '"]');
     if (!old || Number(old.dataset.rev) >= m.rev) return;
     place.keep(() => {
-      const li = messageItem(m, me);
+      const li = messageItem(m, viewer);
+      const editor = old.querySelector(":scope > .editor");
+      const hadFocus = old.contains(document.activeElement) ? document.activeElement : null;
+      if (editor && !m.deleted) {
+        li.classList.add("editing");
+        li.append(editor);
+      }
       old.replaceWith(li);
+      if (hadFocus) refocus(li, hadFocus);
       regroup(li);
       if (li.nextElementSibling) regroup(li.nextElementSibling);
+      requote(m);
       return false;
     }, false);
+  }
+
+  // The replies on the page quote a message as it is now: a change to it changes them
+  // (the server's copies of those replies follow it too, CONTRACT §10 `excerpt`).
+  function requote(m) {
+    const quotes = list.querySelectorAll('.reply-quote[data-seq="' + m.seq + '"]');
+    if (!quotes.length) return;
+    const target = {
+      id: m.id, seq: m.seq, user: m.user, deleted: m.deleted,
+      excerpt: m.deleted ? "" : [...m.body].slice(0, 100).join(""),
+    };
+    for (const quote of quotes) quote.replaceWith(replyQuote(target));
   }
 
   // Notes a rev; one past the next expected means changes were missed: ask for them.
@@ -54,7 +78,7 @@ export function startConversation({
 
   function insert(m) {
     if (shown.has(m.seq)) return false;
-    const li = messageItem(m, me);
+    const li = messageItem(m, viewer);
     // Messages arrive almost always in order: look for the place from the end.
     let before = null;
     for (let node = list.lastElementChild; node; node = node.previousElementSibling) {
@@ -112,6 +136,39 @@ export function startConversation({
     historyStart.hidden = oldestSeq > 1;
   }
 
+  // The focus was in a message that was drawn again: it goes to the same place in the new
+  // one (an editor moved over keeps its own focus), else to the message's first control.
+  function refocus(li, was) {
+    if (li.contains(was)) {
+      was.focus();
+      return;
+    }
+    const same = was.dataset && was.dataset.action &&
+      li.querySelector('[data-action="' + was.dataset.action + '"]' +
+        (was.dataset.emoji ? '[data-emoji="' + CSS.escape(was.dataset.emoji) + '"]' : ""));
+    const target = same || li.querySelector("button, a");
+    if (target) target.focus();
+  }
+
+  // Shows the stored message `seq` (a reply's target), highlighted and focused, loading
+  // older pages until it is on the page.
+  function reveal(seq) {
+    const li = list.querySelector('li[data-seq="' + seq + '"]');
+    if (li) {
+      revealing = 0;
+      li.scrollIntoView({ block: "center" });
+      li.classList.remove("flash");
+      void li.offsetWidth; // restarts the highlight's animation
+      li.classList.add("flash");
+      li.tabIndex = -1;
+      li.focus({ preventScroll: true });
+      return;
+    }
+    if (seq < 1 || (oldestSeq && seq > oldestSeq)) return; // not a message of this page
+    revealing = seq;
+    loadOlder();
+  }
+
   function history(frame) {
     const messages = frame.messages || [];
     for (const m of messages) seeRev(m.rev, false);
@@ -122,6 +179,8 @@ export function startConversation({
     const extendsTail = messages.length && messages[messages.length - 1].seq >= lastSeq;
     fillGap(Boolean(frame.truncated && extendsTail));
     if (isJoined()) updateEdge(); // an empty room has its beginning on show
+    if (revealing && shown.has(revealing)) reveal(revealing);
+    else if (revealing && oldestSeq > revealing && !olderAsked) loadOlder();
     maybeLoadOlder();
   }
 
@@ -168,6 +227,7 @@ export function startConversation({
 
   return {
     history, message, updated, updates, resync, forgetAsks, askAgain,
+    reveal,
     has: (seq) => shown.has(seq),
     lastSeq: () => lastSeq,
     lastRev: () => lastRev,

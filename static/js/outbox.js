@@ -4,18 +4,21 @@
 // again after a drop is stored once.
 
 import { el, userText } from "./dom.js";
-import { messageBody } from "./message-item.js";
+import { messageBody, replyQuote } from "./message-item.js";
 
-function newClientId() {
+// A frame's client_id: the server stores a send, or applies a change, once per id.
+export function newClientId() {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function pendingItem(body, me) {
+function pendingItem(body, replyTo, me) {
   const li = el("li", "message mine pending");
   const who = userText("bdi", "who", me);
   who.append(el("span", "visually-hidden", " (you)"));
-  li.append(who, " ", el("span", "state", "sending…"), messageBody(body));
+  li.append(who, " ", el("span", "state", "sending…"));
+  if (replyTo) li.append(replyQuote(replyTo));
+  li.append(messageBody(body));
   return li;
 }
 
@@ -29,11 +32,14 @@ export function createOutbox({ list, me, send, isJoined }) {
   function pump() {
     if (inFlight || !isJoined() || !queue.length || Date.now() < heldUntil) return;
     inFlight = queue[0];
-    send({ type: "send", body: inFlight.body, client_id: inFlight.clientId });
+    const frame = { type: "send", body: inFlight.body, client_id: inFlight.clientId };
+    if (inFlight.replyTo) frame.reply_to = inFlight.replyTo.id;
+    send(frame);
   }
 
-  function add(body) {
-    const entry = { clientId: newClientId(), body, item: pendingItem(body, me) };
+  // `replyTo`: the message answered ({id, seq, user, excerpt}), or null.
+  function add(body, replyTo) {
+    const entry = { clientId: newClientId(), body, replyTo, item: pendingItem(body, replyTo, me) };
     queue.push(entry);
     list.append(entry.item);
   }

@@ -12,6 +12,7 @@ import { makeConfirm } from "./confirm.js";
 import { startSidebar } from "./sidebar.js";
 import { createOutbox } from "./outbox.js";
 import { startComposer } from "./composer.js";
+import { startMessageActions } from "./message-actions.js";
 
 const root = document.querySelector("main.room[data-slug]");
 const me = root.dataset.user;
@@ -37,6 +38,7 @@ const socket = openRoomSocket({
   onFrame: handle,
   onClose() {
     outbox.lost();
+    actions.lost();
     conversation.forgetAsks();
     members.offline();
   },
@@ -48,7 +50,7 @@ const outbox = createOutbox({
   list: $("outbox"), me, send: socket.send, isJoined: socket.isJoined,
 });
 const conversation = startConversation({
-  me,
+  viewer: { me, moderates: root.dataset.moderates === "true" },
   list: $("messages"),
   place,
   olderButton: $("load-older"),
@@ -82,7 +84,13 @@ const members = memberPanel({
 const composer = startComposer({
   form: $("send-form"), input, button: $("send"), status: $("send-status"), outbox,
   toBottom: place.toBottom,
+  replyBar: $("replying"), replyText: $("replying-text"), replyCancel: $("replying-cancel"),
 });
+const actions = startMessageActions({
+  list: $("messages"), me, send: socket.send, isJoined: socket.isJoined, conversation, composer,
+  ask, picker: $("emoji-picker"),
+});
+composer.onEditLast(actions.editLast);
 
 $("jump").addEventListener("click", () => {
   place.toBottom();
@@ -103,7 +111,9 @@ function removed() {
   if (leaving) return;
   input.disabled = true;
   $("send").disabled = true;
-  for (const control of $("members-pane").querySelectorAll("button, input")) control.disabled = true;
+  for (const control of document.querySelectorAll("main.room button, main.room input")) {
+    control.disabled = true;
+  }
   $("removed").hidden = false;
   setTimeout(() => { location.href = "/"; }, REMOVED_MS);
 }
@@ -127,7 +137,7 @@ function handle(frame) {
       conversation.updates(frame);
       break;
     case "ack":
-      outbox.acked(frame, conversation.has);
+      if (!actions.acked(frame)) outbox.acked(frame, conversation.has);
       break;
     case "resync":
       conversation.resync();
@@ -140,7 +150,7 @@ function handle(frame) {
       break;
     case "error":
       if (frame.client_id) {
-        composer.refused(frame);
+        if (!actions.refused(frame)) composer.refused(frame);
       } else if (frame.code === "rate_limited") {
         // A history request over the per-connection budget: ask again later.
         setTimeout(conversation.askAgain, frame.retry_after_ms || 1000);
