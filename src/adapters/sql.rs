@@ -225,6 +225,28 @@ pub(super) fn reply_from_columns(
     })
 }
 
+/// `reply_refs`: the messages of room `$1` among the ids `$2` (each store's list of
+/// them), as replies quote them: id, seq, username, body, deleted.
+pub(super) fn reply_refs_query(ids: &str) -> String {
+    format!(
+        "SELECT t.id, t.seq, u.username, t.body, t.deleted_by IS NOT NULL \
+         FROM messages t JOIN users u ON u.id = t.user_id WHERE t.room_id = $1 AND t.id IN {ids}"
+    )
+}
+
+/// A row of [`reply_refs_query`].
+pub(super) type ReplyRefRow = (i64, Seq, String, String, bool);
+
+pub(super) fn reply_ref_from_row((id, seq, username, body, deleted): ReplyRefRow) -> ReplyRef {
+    ReplyRef {
+        id,
+        seq,
+        username,
+        excerpt: excerpt(&body),
+        deleted,
+    }
+}
+
 /// The reactions column (17) of [`message_columns!`].
 pub(super) fn reactions_from_json(json: Option<&str>) -> Result<Vec<Reaction>, sqlx::Error> {
     match json {

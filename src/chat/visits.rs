@@ -7,6 +7,7 @@
 //! above the history's last. A message is either in what the joiner read, or published
 //! after the joiner was listening.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use tokio::sync::{broadcast, watch};
 use super::hub::{Hub, RoomChannel};
 use super::messages::{changes_after, Updates, RESUME_MAX};
 use super::{store_call, AuthSession, ChatError, CloseReason, Delivery, Entry};
-use crate::domain::{HistoryRange, Message, Rev, Room, RoomId, Seq, User};
+use crate::domain::{HistoryRange, Message, ReplyRef, Rev, Room, RoomId, Seq, User};
 use crate::ports::{Bus, BusEvent, Departure, MessageCache, Presence, Store};
 use crate::protocol::ServerFrame;
 use crate::telemetry::Metrics;
@@ -184,13 +185,13 @@ impl Visits {
         let wanted = self.history_on_join;
         if let Some(cached) = self.cache.latest(room.id, wanted).await? {
             self.count_history_load("cache");
-            return Ok(cached);
+            return self.with_replies_resolved(room, cached).await;
         }
         // Cold cache: one joiner per process reads the store and fills; the rest wait and read the cache.
         let _fill = visit.channel.fill.lock().await;
         if let Some(cached) = self.cache.latest(room.id, wanted).await? {
             self.count_history_load("cache");
-            return Ok(cached);
+            return self.with_replies_resolved(room, cached).await;
         }
         let limit = self.cache_messages as u32;
         let tail = store_call(self.store.messages(room, HistoryRange::Latest, limit)).await?;
@@ -209,7 +210,7 @@ impl Visits {
         let mut messages = match self.cache.after(room.id, since, RESUME_MAX + 1).await? {
             Some(cached) => {
                 self.count_history_load("cache");
-                cached
+                self.with_replies_resolved(room, cached).await?
             }
             None => {
                 self.count_history_load("store");
@@ -220,6 +221,35 @@ impl Visits {
         let truncated = messages.len() > RESUME_MAX;
         messages.truncate(RESUME_MAX);
         Ok((messages, truncated))
+    }
+
+    /// Cached replies come without their targets' names and text (`MessageCache`): they
+    /// are read from the store now, in one query, so a reply shows its target as it is.
+    async fn with_replies_resolved(
+        &self,
+        room: &Room,
+        mut messages: Vec<Message>,
+    ) -> Result<Vec<Message>, ChatError> {
+        let mut targets: Vec<i64> = messages
+            .iter()
+            .filter_map(|m| m.reply_to.as_ref().map(|to| to.id))
+            .collect();
+        if targets.is_empty() {
+            return Ok(messages);
+        }
+        targets.sort_unstable();
+        targets.dedup();
+        let refs: HashMap<i64, ReplyRef> = store_call(self.store.reply_refs(room, &targets))
+            .await?
+            .into_iter()
+            .map(|to| (to.id, to))
+            .collect();
+        for to in messages.iter_mut().filter_map(|m| m.reply_to.as_mut()) {
+            if let Some(now) = refs.get(&to.id) {
+                *to = now.clone();
+            }
+        }
+        Ok(messages)
     }
 
     fn count_history_load(&self, source: &str) {

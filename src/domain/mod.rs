@@ -152,6 +152,19 @@ pub struct ReplyRef {
 pub const REPLY_EXCERPT_CHARS: usize = 100;
 
 impl ReplyRef {
+    /// A reference to the message `id` (`seq`) whose name, excerpt and tombstone are not
+    /// known here: what the message cache holds, to be resolved from the store when read
+    /// (so no edit or delete of a target ever has a cached copy of its text to change).
+    pub fn unresolved(id: i64, seq: Seq) -> ReplyRef {
+        ReplyRef {
+            id,
+            seq,
+            username: String::new(),
+            excerpt: String::new(),
+            deleted: false,
+        }
+    }
+
     /// The reference to `target` as it is now.
     pub fn to(target: &Message) -> ReplyRef {
         ReplyRef {

@@ -11,6 +11,14 @@ use crate::domain::{Message, RoomId, Seq};
 /// states of one message, every method keeps the one with the higher `rev`, so a state
 /// that arrives late (an older read of the store, another process's older change) never
 /// overwrites a newer one. Every method is one atomic step.
+///
+/// A reply is cached without its target's name and text: its `reply_to` comes back as
+/// [`ReplyRef::unresolved`] (id and seq only), and the reader resolves it from the store
+/// (`Store::reply_refs`). A reply's `rev` does not change with its target, so a cached
+/// excerpt would need catching up with every edit and delete of the target, in an order no
+/// `rev` decides; and a deleted text must not linger in a cached reply (CONTRACT §10).
+///
+/// [`ReplyRef::unresolved`]: crate::domain::ReplyRef::unresolved
 #[async_trait]
 pub trait MessageCache: Send + Sync + 'static {
     /// The newest `limit` messages, oldest first; `None` when the cache is not ready.
@@ -42,10 +50,5 @@ pub trait MessageCache: Send + Sync + 'static {
     /// to `fill`), an uncached message's update is kept anyway: that read may predate the
     /// change, and without it the fill would cache the older state. `fill` keeps the newer
     /// `rev` and drops the entry if it falls before the tail.
-    ///
-    /// A reply's excerpt is its target's current body, and the reply's `rev` does not change
-    /// with its target: unless the cache holds a newer state of `message`, the cached
-    /// replies to it take `ReplyRef::to(message)` in the same step (never those whose
-    /// target is already deleted, so a late older state cannot bring a deleted text back).
     async fn update(&self, room: RoomId, message: &Message) -> Result<(), Unavailable>;
 }

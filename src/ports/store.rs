@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::BoxError;
 use crate::domain::{
-    Emoji, HistoryRange, Message, MessageBody, NewMessage, Rev, Role, Room, RoomId, RoomKind,
-    RoomName, RoomScope, RoomSummary, Seq, Slug, User, UserId, Username,
+    Emoji, HistoryRange, Message, MessageBody, NewMessage, ReplyRef, Rev, Role, Room, RoomId,
+    RoomKind, RoomName, RoomScope, RoomSummary, Seq, Slug, User, UserId, Username,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +253,9 @@ pub trait Store: Send + Sync + 'static {
     async fn last_rev(&self, room: RoomId) -> Result<Rev, StoreError>;
     /// One message of the room, as it is now; `None` when the room has no such id.
     async fn message(&self, room: &Room, id: i64) -> Result<Option<Message>, StoreError>;
+    /// The messages `ids` of the room as replies quote them now (CONTRACT §10 `reply_to`),
+    /// in no particular order; an id not of this room is left out.
+    async fn reply_refs(&self, room: &Room, ids: &[i64]) -> Result<Vec<ReplyRef>, StoreError>;
     /// Changes a message of `room` and allocates the room's next `rev` in one
     /// transaction, unless nothing changes; returns once durable.
     async fn change_message(

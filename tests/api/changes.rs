@@ -388,6 +388,17 @@ async fn a_joiner_served_from_the_cache_sees_every_change() {
     let kept = posted(&alice, &slug, "first words").await;
     after_the_quick_gap().await;
     let gone = posted(&alice, &slug, "regrettable words").await;
+    // Replies cached before their targets change: they show the targets as they are now.
+    let mut replies = Vec::new();
+    for (target, body) in [(&kept, "to the first"), (&gone, "to the second")] {
+        after_the_quick_gap().await;
+        let path = format!("/api/rooms/{slug}/messages");
+        let (status, sent) = alice
+            .post_json(&path, &json!({"body": body, "reply_to": target["id"]}))
+            .await;
+        assert_eq!(status, 201, "{sent}");
+        replies.push(sent["message"]["seq"].clone());
+    }
     let path = |id: &Value| format!("/api/rooms/{slug}/messages/{id}");
     let edit = Some(json!({"body": "better words"}));
     assert_eq!(
@@ -420,7 +431,26 @@ async fn a_joiner_served_from_the_cache_sees_every_change() {
         (&history[1]["deleted"], &history[1]["body"]),
         (&json!(true), &json!(""))
     );
+    assert_eq!(history[2]["reply_to"]["excerpt"], "better words");
+    assert_eq!(
+        (
+            &history[3]["reply_to"]["deleted"],
+            &history[3]["reply_to"]["excerpt"]
+        ),
+        (&json!(true), &json!(""))
+    );
+    assert_eq!(replies, [json!(3), json!(4)]);
     assert!(!history.to_string().contains("regrettable"), "{history}");
+
+    // A resume served from the cache (`after`) agrees too.
+    let cache_before = app.metric(FROM_CACHE).await;
+    let resumed = bob.connect_path(&format!("/ws/rooms/{slug}?since=1")).await;
+    assert_eq!(app.metric(FROM_CACHE).await, cache_before + 1.0);
+    let tail = resumed.history.as_ref().unwrap()["messages"].clone();
+    assert_eq!(
+        tail.as_array().unwrap()[..],
+        stored.as_array().unwrap()[1..]
+    );
 }
 
 /// Sends a change frame and returns its `ack` or the `error` refusing it.

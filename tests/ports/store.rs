@@ -1771,8 +1771,26 @@ async fn a_reply_shows_its_target_as_it_is_now(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(found.reply_to, Some(tombstone));
+    assert_eq!(found.reply_to, Some(tombstone.clone()));
     assert_eq!(history[0].reply_to, None);
+
+    // `reply_refs` (what the chat rules resolve cached replies with) agrees, and a message
+    // of another room is not one of this room's targets.
+    let edited = send(store, &general, &bob, "still here").await;
+    changed(edit(store, &general, &edited, "still here, edited").await);
+    let elsewhere = room(store, &bob, "elsewhere").await;
+    let other = send(store, &elsewhere, &bob, "not in general").await;
+    let mut refs = store
+        .reply_refs(&general, &[edited.id, target.id, other.id, i64::MAX])
+        .await
+        .unwrap();
+    refs.sort_by_key(|to| to.id);
+    let edited_now = ReplyRef {
+        excerpt: "still here, edited".into(),
+        ..ReplyRef::to(&edited)
+    };
+    assert_eq!(refs, vec![tombstone, edited_now]);
+    assert_eq!(store.reply_refs(&general, &[]).await.unwrap(), vec![]);
 }
 
 /// `changes`: the current state of each message changed after a rev, once, in rev

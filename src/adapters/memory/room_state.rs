@@ -46,15 +46,21 @@ impl MemoryRoomState {
 }
 
 /// Caches `message` unless the entry at its `seq` has a `rev` at least its: of two states
-/// of one message, the newer stays. `false` when the cached state is that newer one.
-fn keep_newer(cached: &mut BTreeMap<Seq, Message>, message: &Message) -> bool {
-    match cached.get(&message.seq) {
-        Some(held) if held.rev >= message.rev => false,
-        _ => {
-            cached.insert(message.seq, message.clone());
-            true
-        }
+/// of one message, the newer stays. A reply is kept without its target's text (the port's
+/// rule: the reader resolves it).
+fn keep_newer(cached: &mut BTreeMap<Seq, Message>, message: &Message) {
+    if cached
+        .get(&message.seq)
+        .is_some_and(|held| held.rev >= message.rev)
+    {
+        return;
     }
+    let mut entry = message.clone();
+    entry.reply_to = message
+        .reply_to
+        .as_ref()
+        .map(|to| ReplyRef::unresolved(to.id, to.seq));
+    cached.insert(message.seq, entry);
 }
 
 #[async_trait]
@@ -178,32 +184,13 @@ impl MessageCache for MemoryRoomState {
             let Some(state) = rooms.get_mut(&room) else {
                 return;
             };
-            let newer = if state.ready && !state.cached.contains_key(&message.seq) {
-                true
-            } else {
-                // Not ready: a fill is on its way with a read that may predate this change.
-                keep_newer(&mut state.cached, message)
-            };
-            if newer {
-                refresh_replies(&mut state.cached, message);
+            // Not ready: a fill is on its way with a read that may predate this change.
+            if !state.ready || state.cached.contains_key(&message.seq) {
+                keep_newer(&mut state.cached, message);
+                self.trim(state);
             }
-            self.trim(state);
         });
         Ok(())
-    }
-}
-
-/// A reply's excerpt is the target's current body (the store reads it so), but the reply's
-/// `rev` stays: the cached replies to a changed message take its new state here. A reply
-/// to a deleted message is never changed again (a delete is final), so a late older state
-/// cannot bring the text back.
-fn refresh_replies(cached: &mut BTreeMap<Seq, Message>, target: &Message) {
-    for reply in cached.values_mut() {
-        if let Some(to) = &mut reply.reply_to {
-            if to.id == target.id && !to.deleted {
-                *to = ReplyRef::to(target);
-            }
-        }
     }
 }
 

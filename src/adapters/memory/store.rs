@@ -524,6 +524,17 @@ impl Store for MemoryStore {
             .map(|p| state.current(p)))
     }
 
+    async fn reply_refs(&self, room: &Room, ids: &[i64]) -> Result<Vec<ReplyRef>, StoreError> {
+        let state = self.state();
+        Ok(ids
+            .iter()
+            .filter_map(|&id| position_of(id))
+            .filter_map(|p| state.messages.get(p))
+            .filter(|m| m.message.room_id == room.id)
+            .map(|m| ReplyRef::to(&m.message))
+            .collect())
+    }
+
     async fn change_message(
         &self,
         room: &Room,

@@ -41,6 +41,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
+use super::sql;
 use super::sql::{
     change as change_sql, from_sqlx, message_columns, reactions_from_json, reply_from_columns,
     room_list_sql, standing_joins, standings_in_order, unavailable, CHANGES_WHERE, ROOM_COLUMNS,
@@ -49,8 +50,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolO
 use sqlx::Row;
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Rev, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary,
-    Seq, Slug, User, UserId, Username,
+    HistoryRange, Message, NewMessage, ReplyRef, Rev, Role, Room, RoomId, RoomKind, RoomScope,
+    RoomSummary, Seq, Slug, User, UserId, Username,
 };
 use crate::ports::{
     Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom,
@@ -865,6 +866,20 @@ impl Store for PgStore {
             row.as_ref().map(message_from_row).transpose()
         })
         .await
+    }
+
+    async fn reply_refs(&self, room: &Room, ids: &[i64]) -> Result<Vec<ReplyRef>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<sql::ReplyRefRow> = bounded(
+            sqlx::query_as(&sql::reply_refs_query("(SELECT unnest($2::BIGINT[]))"))
+                .bind(room.id.0)
+                .bind(ids)
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows.into_iter().map(sql::reply_ref_from_row).collect())
     }
 
     async fn change_message(

@@ -107,33 +107,6 @@ local function put(capacity, seq, rev, entry, insert)
   return true
 end
 
--- A reply's excerpt is its target's current body (the store reads it so) but the reply's
--- rev stays: the cached replies to message `id` take `ref` (its new ReplyEntry JSON) as
--- their reply_to. The entry JSON is serde's, fields in Entry's order and no spaces:
--- `"reply_to":{"id":N,...,"deleted":B}` then `,"reactions":`; a string's quotes are
--- escaped, so neither pattern occurs inside a value. A reply to a deleted message is never
--- changed again (a delete is final), so a late older state cannot bring the text back.
--- O(cached entries), plain finds only.
-local function refresh_replies(id, ref)
-  local needle = '"reply_to":{"id":' .. id .. ','
-  local cached = redis.call('ZRANGE', messages, 0, -1, 'WITHSCORES')
-  for i = 1, #cached, 2 do
-    local entry = cached[i]
-    local from = string.find(entry, needle, 1, true)
-    local to = from and string.find(entry, ',"reactions":', from, true)
-    if to then
-      local old = string.sub(entry, from, to - 1)
-      if string.sub(old, -15) ~= '"deleted":true}' then
-        local fresh = string.sub(entry, 1, from - 1) .. '"reply_to":' .. ref .. string.sub(entry, to)
-        if fresh ~= entry then
-          redis.call('ZREM', messages, entry)
-          redis.call('ZADD', messages, cached[i + 1], fresh)
-        end
-      end
-    end
-  end
-end
-
 local ops = {}
 
 -- ARGV 4 field, 5 username -> 1 when the user had no field in the room before. The
@@ -173,16 +146,13 @@ function ops.add()
   return 0
 end
 
--- ARGV 4 capacity, 5 seq, 6 rev, 7 entry, 8 message id, 9 its ReplyEntry JSON: a changed
--- message's new state. Replaces only a cached entry; while not ready (a fill is reading the
--- store, maybe before this change) it is kept even if uncached, and the fill keeps it or
--- drops it. Unless the cache holds a newer state, the replies to it follow.
+-- ARGV 4 capacity, 5 seq, 6 rev, 7 entry: a changed message's new state. Replaces only a
+-- cached entry; while not ready (a fill is reading the store, maybe before this change) it
+-- is kept even if uncached, and the fill keeps it or drops it.
 function ops.update()
   if redis.call('EXISTS', members) == 1 then
     local pending = redis.call('EXISTS', ready) == 0
-    if put(tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], pending) ~= false then
-      refresh_replies(ARGV[8], ARGV[9])
-    end
+    put(tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7], pending)
   end
   return 0
 end

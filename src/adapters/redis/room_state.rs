@@ -39,9 +39,9 @@
 //! all keep, per `seq`, the state with the higher `rev`: the script decodes the one entry
 //! already at that score (`cjson`) and compares. So a fill whose read of the store predates
 //! an edit, or a change that reaches Redis after a newer one from another process, cannot
-//! bring back an older state, nor a deleted message's text. A reply's excerpt follows its
-//! target (the store reads it so; the reply's `rev` stays): `update` rewrites the cached
-//! replies to the changed message in the same script. `update` replaces only an
+//! bring back an older state, nor a deleted message's text. A reply is cached without its
+//! target's name and text (only its id and seq), so a target's edit or delete has no copy
+//! here to catch up with; the chat rules resolve them from the store. `update` replaces only an
 //! entry the cache holds, except while a fill is pending (members, not ready): then it is
 //! kept, since the fill's read may predate the change, and the fill drops it if it is older
 //! than the tail.
@@ -120,14 +120,12 @@ struct Entry {
     reactions: Vec<(String, Vec<String>)>,
 }
 
-/// A cached [`ReplyRef`].
+/// A cached [`ReplyRef`]: only which message it answers, never that message's text
+/// (see [`MessageCache`]). An entry of an earlier version that held more still decodes.
 #[derive(Serialize, Deserialize)]
 struct ReplyEntry {
     id: i64,
     seq: Seq,
-    username: String,
-    excerpt: String,
-    deleted: bool,
 }
 
 fn encode(m: &Message) -> String {
@@ -158,9 +156,6 @@ fn reply_entry(r: &ReplyRef) -> ReplyEntry {
     ReplyEntry {
         id: r.id,
         seq: r.seq,
-        username: r.username.clone(),
-        excerpt: r.excerpt.clone(),
-        deleted: r.deleted,
     }
 }
 
@@ -187,13 +182,7 @@ fn decode(entries: Vec<String>) -> Option<Vec<Message>> {
                     None => None,
                 },
                 deleted_by: e.deleted_by,
-                reply_to: e.reply_to.map(|r| ReplyRef {
-                    id: r.id,
-                    seq: r.seq,
-                    username: r.username,
-                    excerpt: r.excerpt,
-                    deleted: r.deleted,
-                }),
+                reply_to: e.reply_to.map(|r| ReplyRef::unresolved(r.id, r.seq)),
                 reactions: e
                     .reactions
                     .into_iter()
@@ -517,10 +506,7 @@ impl MessageCache for RedisRoomState {
     }
 
     async fn update(&self, room: RoomId, message: &Message) -> Result<(), Unavailable> {
-        let mut call = self.put_call("update", room, message);
-        let as_target = serde_json::to_string(&reply_entry(&ReplyRef::to(message)))
-            .expect("a reply serializes");
-        call.arg(message.id).arg(as_target);
+        let call = self.put_call("update", room, message);
         self.run::<()>(&call).await
     }
 }

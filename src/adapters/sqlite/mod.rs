@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 
+use super::sql;
 use super::sql::{
     from_sqlx, message_columns, reactions_from_json, reply_from_columns, room_list_sql,
     standing_joins, standings_in_order, unavailable, CHANGES_WHERE, ROOM_COLUMNS, ROOM_LIST_ORDER,
@@ -31,8 +32,8 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Rev, Role, Room, RoomId, RoomKind, RoomScope, RoomSummary,
-    Seq, Slug, User, UserId, Username,
+    HistoryRange, Message, NewMessage, ReplyRef, Rev, Role, Room, RoomId, RoomKind, RoomScope,
+    RoomSummary, Seq, Slug, User, UserId, Username,
 };
 use crate::ports::{
     Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom,
@@ -642,6 +643,21 @@ impl Store for SqliteStore {
         row.map(|r| message_from_row(&r))
             .transpose()
             .map_err(from_sqlx)
+    }
+
+    async fn reply_refs(&self, room: &Room, ids: &[i64]) -> Result<Vec<ReplyRef>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(ids).expect("ids serialize");
+        let rows: Vec<sql::ReplyRefRow> =
+            sqlx::query_as(&sql::reply_refs_query("(SELECT value FROM json_each($2))"))
+                .bind(room.id.0)
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+        Ok(rows.into_iter().map(sql::reply_ref_from_row).collect())
     }
 
     /// Through the writer, under a savepoint of its own in whatever batch it joins.
