@@ -20,7 +20,8 @@
 #     baseline, is skipped, saying so)
 #   IDLE_SOCKETS=1000 IDLE_USERS=100 IDLE_HOLD=3 IDLE_HISTORY=0 (messages seeded per room first;
 #     needs IDLE_USERS ≥ 10 rooms × ⌈IDLE_HISTORY / 10⌉)
-#   JOIN_JOINERS=200 JOIN_HISTORY=100 JOIN_SEED_PER_USER=10
+#   JOIN_JOINERS=200 JOIN_HISTORY=100 JOIN_SEED_PER_USER=10 JOIN_SEED_REPLIES=0 (1: the seeded
+#     messages reply to their sender's previous one, so cached histories have replies)
 #   LIST_ROOMS=5000 LIST_MEMBER_OF=200 LIST_REQUESTS=500 (room-list makes LIST_ROOMS rooms first)
 #   SEND_ROOMS=10 SEND_SENDERS=200 SEND_DURATION=10 SEND_INTERVAL_MS=1050 (per sender; the
 #     limiter is exact, so a server whose latency jitters refuses sends paced at 1.05 s:
@@ -236,7 +237,8 @@ run_scenario() { # config scenario
     idle)
       args=(--sockets "$IDLE_SOCKETS" --users "$IDLE_USERS" --hold "$IDLE_HOLD" --history "$IDLE_HISTORY")
       local pid; for pid in "${SERVER_PIDS[@]}"; do args+=(--server-pid "$pid"); done ;;
-    join-storm) args=(--joiners "$JOIN_JOINERS" --history "$JOIN_HISTORY" --seed-per-user "$JOIN_SEED_PER_USER") ;;
+    join-storm) args=(--joiners "$JOIN_JOINERS" --history "$JOIN_HISTORY" --seed-per-user "$JOIN_SEED_PER_USER")
+                [ "${JOIN_SEED_REPLIES:-0}" = 1 ] && args+=(--seed-replies) ;;
     room-list) args=(--rooms "$LIST_ROOMS" --member-of "$LIST_MEMBER_OF" --requests "$LIST_REQUESTS") ;;
     send-storm) args=(--rooms "$SEND_ROOMS" --senders "$SEND_SENDERS" --duration "$SEND_DURATION" --send-interval-ms "$SEND_INTERVAL_MS") ;;
     *) echo "run.sh: unknown scenario $2" >&2; FAILED+=("$label/$2"); return ;;

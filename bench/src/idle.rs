@@ -91,7 +91,7 @@ pub async fn run(ctx: Arc<Ctx>, a: IdleArgs) -> Result<bool> {
         );
         let seeding = slugs.iter().enumerate().map(|(r, slug)| {
             let seeders = &users[r * per_room..(r + 1) * per_room];
-            crate::seed::room(&ctx, seeders, slug, a.history, 10)
+            crate::seed::room(&ctx, seeders, slug, a.history, 10, false)
         });
         futures_util::future::try_join_all(seeding).await?;
     }

@@ -37,6 +37,10 @@ pub struct JoinStormArgs {
     /// Messages per seeding user (1–10: the per-minute limit).
     #[arg(long, default_value_t = 10)]
     pub seed_per_user: usize,
+    /// Seeded messages reply to their sender's previous one (all but each seeder's first),
+    /// so a history served from the cache has its replies' targets to resolve.
+    #[arg(long)]
+    pub seed_replies: bool,
     /// The server's HISTORY_ON_JOIN: how many messages a complete history holds.
     #[arg(long, default_value_t = 50)]
     pub history_on_join: usize,
@@ -80,7 +84,7 @@ pub async fn run(ctx: Arc<Ctx>, a: JoinStormArgs) -> Result<bool> {
                 a.history
             ),
         );
-        seed::room(&ctx, &users[..seeders], &slug, a.history, per_user).await?
+        seed::room(&ctx, &users[..seeders], &slug, a.history, per_user, a.seed_replies).await?
     } else {
         if !has_store {
             progress(&ctx, "join-storm: the server has no store (\"store\": false): nothing seeded, empty history expected");
@@ -217,9 +221,14 @@ pub async fn run(ctx: Arc<Ctx>, a: JoinStormArgs) -> Result<bool> {
     Ok(r.print(ctx.json_only))
 }
 
-/// Is `history` exactly the latest `expected` messages, ending at `newest`?
+/// Is `history` exactly the latest `expected` messages, ending at `newest`, each reply
+/// quoting its target (a seeded target is never empty)?
 fn complete(history: &[HistMsg], expected: usize, newest: u64) -> bool {
     if history.len() != expected {
+        return false;
+    }
+    let quoted = |m: &HistMsg| m.reply_to.as_ref().is_none_or(|to| !to.excerpt.is_empty());
+    if !history.iter().all(quoted) {
         return false;
     }
     if expected == 0 {

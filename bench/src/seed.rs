@@ -1,5 +1,6 @@
 //! Seeding a room with history before a scenario: users send messages within the rate
-//! limits (at most 10 each, 1.05 s apart), each acked before the next.
+//! limits (at most 10 each, 1.05 s apart), each acked before the next; optionally each
+//! message after a user's first replies to their previous one (CONTRACT §10 `reply_to`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,12 +25,14 @@ pub struct Seeded {
 
 /// `users` send `count` messages to the room together, `per_user` (1–10) each; fails
 /// unless every one was acked. Give each room its own users: the limits are per user.
+/// `replies`: each user's messages after the first reply to that user's previous one.
 pub async fn room(
     ctx: &Arc<Ctx>,
     users: &[User],
     slug: &str,
     count: usize,
     per_user: usize,
+    replies: bool,
 ) -> Result<Seeded> {
     let per_user = per_user.clamp(1, 10);
     if users.len() * per_user < count {
@@ -48,6 +51,7 @@ pub async fn room(
             slug.to_owned(),
             i,
             sends,
+            replies,
         )));
     }
     let mut seeded = Seeded::default();
@@ -80,10 +84,12 @@ async fn seeder(
     slug: String,
     index: usize,
     count: usize,
+    replies: bool,
 ) -> Result<Seeded> {
     let mut res = Seeded::default();
     let mut ws = ctx.connect(&user, &slug, ctx.phase_timeout).await?.ws;
     let mut next = Instant::now();
+    let mut previous: Option<u64> = None; // the id of this user's last message
     for m in 0..count {
         let client_id = format!("{}-seed-{index}-{m}", ctx.prefix);
         let body = format!("seed message {index}.{m}");
@@ -91,11 +97,16 @@ async fn seeder(
         loop {
             tokio::time::sleep_until(next).await;
             next = Instant::now() + Duration::from_millis(1050);
-            ws.send(setup::send_frame(&client_id, &body)).await?;
+            let frame = match previous.filter(|_| replies) {
+                Some(to) => setup::reply_frame(&client_id, &body, to),
+                None => setup::send_frame(&client_id, &body),
+            };
+            ws.send(frame).await?;
             match timeout(Duration::from_secs(15), wait_ack(&mut ws, &client_id)).await {
-                Ok(Ok(Ok(seq))) => {
+                Ok(Ok(Ok((seq, id)))) => {
                     res.acked += 1;
                     res.newest = res.newest.max(seq);
+                    previous = id;
                     break;
                 }
                 Ok(Ok(Err((code, retry_ms)))) => {
@@ -115,11 +126,12 @@ async fn seeder(
     Ok(res)
 }
 
-/// Reads until the ack (→ its seq) or the error (→ code, retry_after_ms) for `client_id`.
+/// Reads until the ack (→ its seq and message id) or the error (→ code, retry_after_ms)
+/// for `client_id`.
 async fn wait_ack(
     ws: &mut setup::Ws,
     client_id: &str,
-) -> Result<std::result::Result<u64, (String, u64)>> {
+) -> Result<std::result::Result<(u64, Option<u64>), (String, u64)>> {
     while let Some(msg) = ws.next().await {
         let Message::Text(text) = msg? else { continue };
         let Ok(f) = serde_json::from_str::<Frame>(text.as_str()) else {
@@ -129,7 +141,7 @@ async fn wait_ack(
             continue;
         }
         match f.kind {
-            "ack" => return Ok(Ok(f.seq.unwrap_or(0))),
+            "ack" => return Ok(Ok((f.seq.unwrap_or(0), f.id))),
             "error" => {
                 return Ok(Err((
                     f.code.unwrap_or_default(),

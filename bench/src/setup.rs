@@ -356,10 +356,26 @@ pub struct Frame<'a> {
 #[derive(Deserialize, Debug, Clone)]
 pub struct HistMsg {
     pub seq: u64,
+    /// What the message replies to (CONTRACT §10), if anything.
+    #[serde(default)]
+    pub reply_to: Option<ReplyTo>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+pub struct ReplyTo {
+    pub excerpt: String,
 }
 
 pub fn send_frame(client_id: &str, body: &str) -> Message {
     Message::text(json!({"type": "send", "client_id": client_id, "body": body}).to_string())
+}
+
+/// A `send` replying to the message `reply_to` (its id).
+pub fn reply_frame(client_id: &str, body: &str, reply_to: u64) -> Message {
+    Message::text(
+        json!({"type": "send", "client_id": client_id, "body": body, "reply_to": reply_to})
+            .to_string(),
+    )
 }
 
 pub fn ping_frame() -> Message {
