@@ -61,10 +61,12 @@ pub enum ErrorCode {
     InvalidEmoji,
     /// A new emoji on a message that has 20.
     TooManyReactions,
+    /// A read marker beyond the room's last `seq`, or negative (CONTRACT §11; over HTTP).
+    InvalidSeq,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::InvalidUsername,
         ErrorCode::InvalidPassword,
         ErrorCode::PasswordMismatch,
@@ -97,6 +99,7 @@ impl ErrorCode {
         ErrorCode::EditWindowPassed,
         ErrorCode::InvalidEmoji,
         ErrorCode::TooManyReactions,
+        ErrorCode::InvalidSeq,
     ];
 
     /// The code as the contract spells it.
@@ -134,6 +137,7 @@ impl ErrorCode {
             ErrorCode::EditWindowPassed => "edit_window_passed",
             ErrorCode::InvalidEmoji => "invalid_emoji",
             ErrorCode::TooManyReactions => "too_many_reactions",
+            ErrorCode::InvalidSeq => "invalid_seq",
         }
     }
 }
@@ -167,6 +171,8 @@ pub struct MessageView {
     pub deleted_by: Option<String>,
     pub reply_to: Option<ReplyView>,
     pub reactions: Vec<ReactionView>,
+    /// The users it mentions (CONTRACT §11): usernames, sorted.
+    pub mentions: Vec<String>,
 }
 
 /// The message a reply answers, as it is now.
@@ -222,6 +228,7 @@ impl From<&Message> for MessageView {
                     users: reaction.users.clone(),
                 })
                 .collect(),
+            mentions: m.mentions.clone(),
         }
     }
 }
@@ -289,6 +296,16 @@ pub enum ServerFrame {
     MemberLeft {
         user: String,
     },
+    /// Who is typing in the room now (CONTRACT §11): the whole list, sorted.
+    Typing {
+        users: Vec<String>,
+    },
+    /// The user's read marker in this room moved (CONTRACT §11), and the counts after.
+    Read {
+        seq: Seq,
+        unread: u64,
+        mentions: u64,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -305,6 +322,11 @@ impl ServerFrame {
         // Serializing these plain structs cannot fail.
         serde_json::to_string(self).expect("server frames serialize")
     }
+}
+
+/// A `typing` frame without `active` says the user is typing.
+fn still_typing() -> bool {
+    true
 }
 
 /// Client → server. Unknown fields are ignored: who and where come from the session.
@@ -345,6 +367,16 @@ pub enum ClientFrame {
     /// Every change after `after_rev` (CONTRACT §10).
     Updates {
         after_rev: i64,
+    },
+    /// Moves the read marker (CONTRACT §11). A plain number: a negative one is refused
+    /// with its own message.
+    Read {
+        seq: i64,
+    },
+    /// Typing (CONTRACT §11): started or still going, or (`active: false`) stopped.
+    Typing {
+        #[serde(default = "still_typing")]
+        active: bool,
     },
     History {
         // Plain numbers: a negative one is refused by `HistoryRequest` with its own
@@ -389,6 +421,7 @@ mod tests {
                 count: 2,
                 users: vec!["bob".into(), "carol".into()],
             }],
+            mentions: vec!["bob".into()],
         });
         let value: serde_json::Value = serde_json::from_str(&frame.to_json()).unwrap();
         assert_eq!(
@@ -397,7 +430,8 @@ mod tests {
                 "sent_at":"2026-11-23T10:00:00.123Z","rev":9,"edited_at":"2026-11-23T10:01:00.000Z",
                 "deleted":false,"deleted_by":null,
                 "reply_to":{"id":120,"seq":5,"user":"bob","excerpt":"earlier","deleted":false},
-                "reactions":[{"emoji":"👍","count":2,"users":["bob","carol"]}]})
+                "reactions":[{"emoji":"👍","count":2,"users":["bob","carol"]}],
+                "mentions":["bob"]})
         );
     }
 

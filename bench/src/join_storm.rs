@@ -84,7 +84,15 @@ pub async fn run(ctx: Arc<Ctx>, a: JoinStormArgs) -> Result<bool> {
                 a.history
             ),
         );
-        seed::room(&ctx, &users[..seeders], &slug, a.history, per_user, a.seed_replies).await?
+        seed::room(
+            &ctx,
+            &users[..seeders],
+            &slug,
+            a.history,
+            per_user,
+            a.seed_replies,
+        )
+        .await?
     } else {
         if !has_store {
             progress(&ctx, "join-storm: the server has no store (\"store\": false): nothing seeded, empty history expected");

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use crate::domain::{excerpt, Reaction, ReplyRef, Rev, Role, RoomKind, RoomScope, Seq, UserId};
+use crate::domain::{
+    excerpt, Attention, Reaction, ReplyRef, Rev, Role, RoomKind, RoomScope, Seq, UserId,
+};
 use crate::ports::{Standing, StoreError};
 
 // `SQLITE_MIGRATIONS` and `POSTGRES_MIGRATIONS`: every file of `migrations/<store>/`, in
@@ -136,8 +138,8 @@ pub(super) const ROOM_COLUMNS: &str = "id, slug, name, kind";
 pub(super) const ROOM_LIST_ORDER: &str = "COALESCE(last_message_at, created_at) DESC, id DESC";
 
 /// The store port's `list_rooms` in both stores' SQL, given their placeholders for the
-/// viewer, the limit and the offset; it selects [`ROOM_COLUMNS`], `last_message_at`, `created_at` and
-/// the viewer's `role`. Joined on the room and the viewer, the viewer's membership of a
+/// viewer, the limit and the offset; it selects [`ROOM_COLUMNS`], `last_message_at`, `created_at`,
+/// the viewer's `role` and their [`ATTENTION_COLUMNS`]. Joined on the room and the viewer, the viewer's membership of a
 /// room is found by index, never by reading the room's memberships; for
 /// [`RoomScope::Joined`] the viewer's rooms come from `memberships_user` instead of every
 /// room.
@@ -147,14 +149,14 @@ pub(super) fn room_list_sql(scope: RoomScope, [viewer, limit, offset]: [&str; 3]
         RoomScope::Joined => ("JOIN", String::new()),
         RoomScope::Visible => (
             "LEFT JOIN",
-            format!("WHERE kind = '{public}' OR m.user_id IS NOT NULL"),
+            format!("WHERE kind = '{public}' OR mb.user_id IS NOT NULL"),
         ),
         RoomScope::Public => ("LEFT JOIN", format!("WHERE kind = '{public}'")),
     };
     format!(
-        "SELECT {ROOM_COLUMNS}, last_message_at, created_at, m.role FROM rooms \
-         {join} memberships m ON m.room_id = rooms.id AND m.user_id = {viewer} {visible} \
-         ORDER BY {ROOM_LIST_ORDER} LIMIT {limit} OFFSET {offset}"
+        "SELECT {ROOM_COLUMNS}, last_message_at, created_at, mb.role AS role, {ATTENTION_COLUMNS} \
+         FROM rooms r {join} memberships mb ON mb.room_id = r.id AND mb.user_id = {viewer} \
+         {visible} ORDER BY {ROOM_LIST_ORDER} LIMIT {limit} OFFSET {offset}"
     )
 }
 
@@ -191,14 +193,17 @@ pub(super) fn standings_in_order(
 /// other whatever commits meanwhile, and a page of history is one query. The columns, in
 /// order: 0 id, 1 room id, 2 room slug, 3 seq, 4 user id, 5 username, 6 body, 7 client_id,
 /// 8 sent_at, 9 rev, 10 edited_at, 11 the deleter's username, 12–16 the reply's target
-/// (id, seq, username, body, deleted), 17 the reactions.
+/// (id, seq, username, body, deleted), 17 the reactions, 18 the mentioned usernames (the
+/// store's SQL for a JSON array of them, or NULL).
 macro_rules! message_columns {
-    ($reactions_json:literal) => {
+    ($reactions_json:literal, $mentions_json:literal) => {
         concat!(
             "m.id, m.room_id, r.slug, m.seq, m.user_id, u.username, m.body, m.client_id, m.sent_at, \
              m.rev, m.edited_at, d.username, \
              t.id, t.seq, tu.username, t.body, t.deleted_by IS NOT NULL, ",
             $reactions_json,
+            ", ",
+            $mentions_json,
             " FROM messages m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id \
              LEFT JOIN users d ON d.id = m.deleted_by \
              LEFT JOIN messages t ON t.id = m.reply_to LEFT JOIN users tu ON tu.id = t.user_id"
@@ -289,11 +294,100 @@ pub(super) mod change {
          ON CONFLICT DO NOTHING";
     pub(in crate::adapters) const UNREACT: &str =
         "DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3";
+    /// Message `$1`'s mentions go with its text, and before an edit's new ones.
+    pub(in crate::adapters) const DELETE_MENTIONS: &str =
+        "DELETE FROM mentions WHERE message_id = $1";
     /// Room `$1`'s next rev, its row already locked by the transaction.
     pub(in crate::adapters) const NEXT_REV: &str =
         "UPDATE rooms SET last_rev = last_rev + 1 WHERE id = $1 RETURNING last_rev";
     /// Message `$2` changed at rev `$1`.
     pub(in crate::adapters) const SET_REV: &str = "UPDATE messages SET rev = $1 WHERE id = $2";
+}
+
+/// Records who message `$1` mentions (CONTRACT §11), given the mentioned username keys as
+/// `$2` in the store's list form (`keys_in`: `IN (…)` or `= ANY(…)`): the users of those
+/// names who can read the room (a public room: anyone not banned from it; otherwise its
+/// members), never its author. Run in the transaction that writes the message or its edit.
+pub(super) fn insert_mentions_sql(keys_in: &str) -> String {
+    let public = RoomKind::Public.as_str();
+    format!(
+        "INSERT INTO mentions (message_id, user_id, room_id, seq) \
+         SELECT m.id, u.id, m.room_id, m.seq FROM messages m \
+         JOIN rooms r ON r.id = m.room_id JOIN users u ON u.username_key {keys_in} \
+         WHERE m.id = $1 AND u.id <> m.user_id \
+         AND (r.kind = '{public}' \
+              OR EXISTS (SELECT 1 FROM memberships WHERE room_id = m.room_id AND user_id = u.id)) \
+         AND NOT EXISTS (SELECT 1 FROM bans WHERE room_id = m.room_id AND user_id = u.id) \
+         ON CONFLICT DO NOTHING"
+    )
+}
+
+/// The usernames message `$1` mentions.
+pub(super) const MENTIONED_NAMES: &str =
+    "SELECT u.username FROM mentions x JOIN users u ON u.id = x.user_id WHERE x.message_id = $1";
+
+/// A message's mentions as the message object lists them: sorted, each once.
+pub(super) fn sorted_mentions(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The mentions column (18) of [`message_columns!`]: a JSON array of usernames, or NULL.
+pub(super) fn mentions_from_json(json: Option<&str>) -> Result<Vec<String>, sqlx::Error> {
+    match json {
+        None | Some("[]") => Ok(Vec::new()),
+        Some(json) => serde_json::from_str(json)
+            .map(sorted_mentions)
+            .map_err(|e| sqlx::Error::Decode(format!("a message's mentions: {e}").into())),
+    }
+}
+
+/// The attention columns of a member's room (CONTRACT §11), for the membership `mb` of
+/// user `mb.user_id` in room `r`: read_seq, last_seq, unread (the room's messages after
+/// the marker, not deleted, not the member's own) and mentions (those of them that
+/// mention the member: a deleted message's mentions are gone with it). Counted, not kept
+/// as counters, so they are exact whatever wrote meanwhile; each is one index range. In a
+/// room the viewer is not a member of (`mb` NULL) neither count runs: a range from NULL
+/// would not be empty to every planner.
+pub(super) const ATTENTION_COLUMNS: &str = "mb.read_seq AS read_seq, \
+     CASE WHEN mb.read_seq IS NULL THEN NULL ELSE r.last_seq END AS last_seq, \
+     CASE WHEN mb.read_seq IS NULL THEN NULL ELSE \
+       (SELECT COUNT(*) FROM messages x WHERE x.room_id = r.id AND x.seq > mb.read_seq \
+          AND x.user_id <> mb.user_id AND x.deleted_by IS NULL) END AS unread, \
+     CASE WHEN mb.read_seq IS NULL THEN NULL ELSE \
+       (SELECT COUNT(*) FROM mentions x WHERE x.user_id = mb.user_id AND x.room_id = r.id \
+          AND x.seq > mb.read_seq) END AS mentions";
+
+/// One member's [`ATTENTION_COLUMNS`]: room `$1`, user `$2`.
+pub(super) fn attention_sql() -> String {
+    format!(
+        "SELECT {ATTENTION_COLUMNS} FROM memberships mb JOIN rooms r ON r.id = mb.room_id \
+         WHERE mb.room_id = $1 AND mb.user_id = $2"
+    )
+}
+
+/// Moves member `$2`'s marker in room `$1` to seq `$3`, never back (`greatest`: the
+/// store's two-argument maximum, `max` or `GREATEST`).
+pub(super) fn mark_read_sql(greatest: &str) -> String {
+    format!(
+        "UPDATE memberships SET read_seq = {greatest}(read_seq, $3) \
+         WHERE room_id = $1 AND user_id = $2"
+    )
+}
+
+/// A row of [`ATTENTION_COLUMNS`]; `None` for a room the viewer is not a member of.
+pub(super) type AttentionRow = (Option<Seq>, Option<Seq>, Option<i64>, Option<i64>);
+
+pub(super) fn attention_from_row(
+    (read_seq, last_seq, unread, mentions): AttentionRow,
+) -> Option<Attention> {
+    Some(Attention {
+        read_seq: read_seq?,
+        last_seq: last_seq?,
+        unread: unread?.max(0) as u64,
+        mentions: mentions?.max(0) as u64,
+    })
 }
 
 pub(super) fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {

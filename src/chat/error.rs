@@ -72,6 +72,8 @@ pub enum ChatError {
     InvalidEmoji(ValueError),
     #[error("a message carries at most 20 different emoji")]
     TooManyReactions,
+    #[error("seq must be a message of the room: from 0 to its last seq")]
+    InvalidSeq,
     #[error("the service is unavailable right now; try again")]
     Unavailable(#[source] BoxError),
 }
@@ -110,6 +112,7 @@ impl ChatError {
             ChatError::EditWindowPassed => ErrorCode::EditWindowPassed,
             ChatError::InvalidEmoji(_) => ErrorCode::InvalidEmoji,
             ChatError::TooManyReactions => ErrorCode::TooManyReactions,
+            ChatError::InvalidSeq => ErrorCode::InvalidSeq,
             ChatError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }

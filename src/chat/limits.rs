@@ -28,6 +28,9 @@ pub struct Limits {
     pub changes: Rule,
     /// How long after sending a message its author may edit it; zero: always.
     pub edit_window: Duration,
+    /// How long a user stays on a room's typing list after their last `typing` (CONTRACT
+    /// §11: 6 seconds).
+    pub typing_expiry: Duration,
     /// Most rooms one listing returns; more say `truncated`.
     pub room_list_max: usize,
     /// History pages one user may read over HTTP per second (a WebSocket's `history`
@@ -47,6 +50,7 @@ impl Default for Limits {
             room_creates: Rule::ROOM_CREATES,
             changes: Rule::CHANGES,
             edit_window: Duration::ZERO,
+            typing_expiry: Duration::from_secs(6),
             room_list_max: 500,
             history_reads_per_second: 20,
         }

@@ -17,6 +17,7 @@ mod limiter;
 mod limits;
 mod members;
 mod messages;
+mod reading;
 mod rooms;
 mod throttle;
 mod visits;
@@ -28,10 +29,11 @@ use std::time::Duration;
 pub use access::{Admins, RoomAccess};
 pub use accounts::{Accounts, AuthSession, KnownDevice, NewSession};
 pub use error::ChatError;
-pub use hub::{CloseReason, Delivery, SharedFrame};
+pub use hub::{CloseReason, Delivery, SharedFrame, TypingList};
 pub use limits::Limits;
 pub use members::{BanListing, MemberListing, Members};
 pub use messages::{Change, Messages, Sent, Updates};
+pub use reading::Reading;
 pub use rooms::{Entry, RoomList, RoomListing, Rooms};
 pub use visits::{Visit, Visits};
 
@@ -66,13 +68,14 @@ pub struct Ports {
 }
 
 /// The chat rules, one area per resource; each area owns the ports it uses. The HTTP
-/// edge calls `chat.accounts()`, `chat.rooms()`, `chat.members()`, `chat.messages()`
-/// and `chat.visits()`; what spans them (readiness, upkeep, shutdown) is here.
+/// edge calls `chat.accounts()`, `chat.rooms()`, `chat.members()`, `chat.messages()`,
+/// `chat.reading()` and `chat.visits()`; what spans them (readiness, upkeep, shutdown) is here.
 pub struct ChatService {
     accounts: Accounts,
     rooms: Rooms,
     members: Members,
     messages: Messages,
+    reading: Reading,
     visits: Visits,
     store: Arc<dyn Store>,
     room_state: Arc<dyn RoomState>,
@@ -81,7 +84,11 @@ pub struct ChatService {
 
 impl ChatService {
     pub fn new(ports: Ports, settings: ChatSettings, metrics: Metrics) -> ChatService {
-        let hub = hub::Hub::new(ports.store.clone(), metrics.clone());
+        let hub = hub::Hub::new(
+            ports.store.clone(),
+            metrics.clone(),
+            settings.limits.typing_expiry,
+        );
         ports.bus.start(hub.clone());
         let limits = &settings.limits;
         let access = access::Access::new(ports.store.clone(), settings.admins.clone());
@@ -95,6 +102,7 @@ impl ChatService {
             rooms: Rooms::new(&ports, access.clone(), limits),
             members: Members::new(&ports, access),
             messages: Messages::new(&ports, limits, metrics.clone()),
+            reading: Reading::new(ports.store.clone()),
             visits: Visits::new(&ports, hub, &settings, metrics.clone()),
             store: ports.store,
             room_state: ports.room_state,
@@ -123,6 +131,10 @@ impl ChatService {
     }
 
     /// Sockets joining and leaving rooms: presence.
+    pub fn reading(&self) -> &Reading {
+        &self.reading
+    }
+
     pub fn visits(&self) -> &Visits {
         &self.visits
     }

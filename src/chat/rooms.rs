@@ -11,7 +11,7 @@ use super::first_visits::FirstVisits;
 use super::limiter::{Granted, Limiter};
 use super::{store_call, user_named, ChatError};
 use crate::domain::{
-    Role, Room, RoomId, RoomKind, RoomName, RoomScope, RoomSummary, Slug, User, UserId,
+    Attention, Role, Room, RoomId, RoomKind, RoomName, RoomScope, RoomSummary, Slug, User, UserId,
 };
 use crate::ports::{Added, DmPair, NewRoom, Presence, Rule, Store};
 
@@ -58,6 +58,8 @@ pub struct RoomListing {
     pub last_message_at: Option<DateTime<Utc>>,
     /// The viewer's role; `None` when they are not a member.
     pub role: Option<Role>,
+    /// The viewer's read marker and counts (CONTRACT §11); `None` when not a member.
+    pub attention: Option<Attention>,
 }
 
 /// The room list: what fits, and whether rooms were left out.
@@ -243,6 +245,7 @@ impl Rooms {
                 room: summary.room,
                 last_message_at: summary.last_message_at,
                 role: summary.role,
+                attention: summary.attention,
             })
             .collect();
         Ok(RoomList { rooms, truncated })

@@ -223,27 +223,65 @@ impl Visits {
         Ok((messages, truncated))
     }
 
-    /// Cached replies come without their targets' names and text (`MessageCache`): they
-    /// are read from the store now, in one query, so a reply shows its target as it is.
+    /// `typing` from the visitor (CONTRACT §11): every process hears it; typing is never
+    /// stored.
+    pub async fn typing(&self, visit: &Visit, active: bool) {
+        self.publish_typing(visit.room.id, &visit.user, active)
+            .await;
+    }
+
+    /// Takes `user` off the room's typing list if they are on it (a send of theirs was
+    /// accepted, or their last connection closed).
+    pub async fn stopped_typing(&self, room: RoomId, user: &User) {
+        if self.hub.is_typing(room, &user.username) {
+            self.publish_typing(room, user, false).await;
+        }
+    }
+
+    async fn publish_typing(&self, room: RoomId, user: &User, active: bool) {
+        let event = BusEvent::Typing {
+            room,
+            user: user.username.clone(),
+            active,
+        };
+        if let Err(e) = self.bus.publish(event).await {
+            tracing::debug!(error = %e, "a typing change did not reach every process");
+        }
+    }
+
+    /// Cached replies come without their targets' names and text (`MessageCache`): a
+    /// target read in the same batch (a reply mostly answers something recent) is taken
+    /// from there, as the cache holds it now; the others are read from the store, in one
+    /// query. Either way a reply shows its target as it is.
     async fn with_replies_resolved(
         &self,
         room: &Room,
         mut messages: Vec<Message>,
     ) -> Result<Vec<Message>, ChatError> {
-        let mut targets: Vec<i64> = messages
+        let targets: Vec<i64> = messages
             .iter()
             .filter_map(|m| m.reply_to.as_ref().map(|to| to.id))
             .collect();
         if targets.is_empty() {
             return Ok(messages);
         }
-        targets.sort_unstable();
-        targets.dedup();
-        let refs: HashMap<i64, ReplyRef> = store_call(self.store.reply_refs(room, &targets))
-            .await?
-            .into_iter()
-            .map(|to| (to.id, to))
-            .collect();
+        let read: HashMap<i64, &Message> = messages.iter().map(|m| (m.id, m)).collect();
+        let mut refs: HashMap<i64, ReplyRef> = HashMap::new();
+        let mut elsewhere: Vec<i64> = Vec::new();
+        for id in targets {
+            match read.get(&id) {
+                Some(target) => {
+                    refs.insert(id, ReplyRef::to(target));
+                }
+                None => elsewhere.push(id),
+            }
+        }
+        elsewhere.sort_unstable();
+        elsewhere.dedup();
+        if !elsewhere.is_empty() {
+            let stored = store_call(self.store.reply_refs(room, &elsewhere)).await?;
+            refs.extend(stored.into_iter().map(|to| (to.id, to)));
+        }
         for to in messages.iter_mut().filter_map(|m| m.reply_to.as_mut()) {
             if let Some(now) = refs.get(&to.id) {
                 *to = now.clone();
@@ -270,6 +308,8 @@ impl Visits {
         if detached.last_for_user {
             match self.presence.leave(room.id, &visit.user).await {
                 Ok(true) => {
+                    // Their last connection anywhere: off the typing list at once.
+                    self.stopped_typing(room.id, &visit.user).await;
                     self.announce(
                         room.id,
                         ServerFrame::MemberLeft {

@@ -63,6 +63,13 @@ pub(super) fn parse_limits(get: &impl Fn(&str) -> Option<String>) -> Result<Limi
             0,
             10 * 365 * 24 * 3600,
         )? as u64),
+        typing_expiry: Duration::from_millis(parse_number(
+            get,
+            "TYPING_TIMEOUT_MS",
+            default.typing_expiry.as_millis() as usize,
+            50,
+            60_000,
+        )? as u64),
         room_list_max: number("ROOM_LIST_MAX", default.room_list_max)?,
         history_reads_per_second: number(
             "HISTORY_READS_PER_SECOND",

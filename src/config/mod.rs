@@ -235,6 +235,7 @@ mod tests {
                     window: Duration::from_secs(60),
                 },
                 edit_window: Duration::ZERO,
+                typing_expiry: Duration::from_secs(6),
                 room_list_max: 500,
                 history_reads_per_second: 20,
             }
@@ -254,6 +255,7 @@ mod tests {
             ("HISTORY_READS_PER_SECOND", "9"),
             ("CHANGES_PER_MINUTE", "30"),
             ("EDIT_WINDOW_SECONDS", "900"),
+            ("TYPING_TIMEOUT_MS", "500"),
             ("WS_FRAMES_PER_SECOND", "11"),
             ("WS_MAX_HISTORY_BYTES", "65536"),
         ])
@@ -276,6 +278,7 @@ mod tests {
                     ..crate::ports::Rule::CHANGES
                 },
                 edit_window: Duration::from_secs(900),
+                typing_expiry: Duration::from_millis(500),
                 room_list_max: 2,
                 history_reads_per_second: 9,
             }
@@ -291,6 +294,7 @@ mod tests {
             ("WS_FRAMES_PER_SECOND", "-1"),
             ("CHANGES_PER_MINUTE", "0"),
             ("EDIT_WINDOW_SECONDS", "soon"),
+            ("TYPING_TIMEOUT_MS", "10"),
         ] {
             let e = config(&[(variable, bad)]).unwrap_err();
             assert_eq!(e.variable, variable);

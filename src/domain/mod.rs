@@ -4,9 +4,11 @@
 //! username's characters or a body's length. No I/O here.
 
 pub mod history;
+mod mentions;
 mod values;
 
 pub use history::{HistoryError, HistoryRange, HistoryRequest};
+pub use mentions::mentioned_keys;
 pub use values::{ClientId, Emoji, MessageBody, Password, RoomName, Slug, Username, ValueError};
 
 use chrono::{DateTime, Utc};
@@ -105,6 +107,22 @@ pub struct RoomSummary {
     pub last_message_at: Option<DateTime<Utc>>,
     /// The viewer's stored role; `None` when they are not a member.
     pub role: Option<Role>,
+    /// The viewer's read marker and counts; `None` when they are not a member.
+    pub attention: Option<Attention>,
+}
+
+/// What a member has not read in a room (CONTRACT §11). Counted from the store when asked,
+/// never kept as a counter, so it is exact on every process and after a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attention {
+    /// The last `seq` the member has read.
+    pub read_seq: Seq,
+    /// The room's last `seq`.
+    pub last_seq: Seq,
+    /// The room's messages after `read_seq`, not deleted, not the member's own.
+    pub unread: u64,
+    /// Those of them that mention the member.
+    pub mentions: u64,
 }
 
 /// A stored message.
@@ -128,6 +146,9 @@ pub struct Message {
     pub reply_to: Option<ReplyRef>,
     /// In order of each emoji's first reaction; none once deleted.
     pub reactions: Vec<Reaction>,
+    /// The users it mentions who can read the room (CONTRACT §11), canonical usernames,
+    /// sorted; none once deleted.
+    pub mentions: Vec<String>,
 }
 
 impl Message {
@@ -225,13 +246,20 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
-    /// The message as the store keeps it, once it has an id, a `seq`, a `rev` and a time.
+    /// The usernames (keys) its body mentions; the store keeps those who can read the room.
+    pub fn mentioned_keys(&self) -> Vec<String> {
+        mentioned_keys(self.body.as_str())
+    }
+
+    /// The message as the store keeps it, once it has an id, a `seq`, a `rev`, a time and
+    /// the users it mentions.
     pub fn stored(
         &self,
         id: i64,
         seq: Seq,
         rev: Rev,
         sent_at: chrono::DateTime<chrono::Utc>,
+        mentions: Vec<String>,
     ) -> Message {
         Message {
             id,
@@ -248,6 +276,7 @@ impl NewMessage {
             deleted_by: None,
             reply_to: self.reply_to.clone(),
             reactions: Vec::new(),
+            mentions,
         }
     }
 }

@@ -56,7 +56,8 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::OwnerCannotLeave
         | ErrorCode::InvalidRole
         | ErrorCode::InvalidReply
-        | ErrorCode::InvalidEmoji => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidEmoji
+        | ErrorCode::InvalidSeq => StatusCode::BAD_REQUEST,
         ErrorCode::UsernameTaken
         | ErrorCode::ClientIdReused
         | ErrorCode::MessageDeleted

@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, put};
+use axum::routing::{get, patch, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -31,6 +31,35 @@ pub(super) fn router() -> Router<AppState> {
             "/api/rooms/{slug}/messages/{id}/reactions/{emoji}",
             put(react).delete(unreact),
         )
+        .route("/api/rooms/{slug}/read", post(mark_read))
+}
+
+#[derive(Deserialize)]
+struct MarkRead {
+    /// Any JSON: a `seq` that is not an integer is `invalid_seq`, like one out of range.
+    seq: serde_json::Value,
+}
+
+/// Moves the caller's read marker (CONTRACT §11).
+async fn mark_read(
+    State(state): State<AppState>,
+    session: Result<ApiSession, ApiError>,
+    Path(slug): Path<String>,
+    ApiJson(read): ApiJson<MarkRead>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ApiSession(session) = session?;
+    let access = state.chat.rooms().visible(&session.user, &slug).await?;
+    let seq = read.seq.as_i64().ok_or(ChatError::InvalidSeq)?;
+    let read = state
+        .chat
+        .reading()
+        .mark_read(&session.user, &access.room, seq)
+        .await?;
+    Ok(Json(json!({
+        "read_seq": read.read_seq,
+        "unread": read.unread,
+        "mentions": read.mentions,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -93,6 +122,11 @@ async fn api_post_message(
             post.reply_to,
         )
         .await?;
+    state
+        .chat
+        .visits()
+        .stopped_typing(entry.access.room.id, &session.user)
+        .await;
     let status = if sent.fresh {
         StatusCode::CREATED
     } else {

@@ -213,6 +213,10 @@ async fn api_list(
                 "role": listing.role.map(Role::as_str),
                 "online": listing.online,
                 "last_message_at": listing.last_message_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+                "unread": listing.attention.map(|a| a.unread),
+                "mentions": listing.attention.map(|a| a.mentions),
+                "read_seq": listing.attention.map(|a| a.read_seq),
+                "last_seq": listing.attention.map(|a| a.last_seq),
             })
         })
         .collect();

@@ -20,6 +20,13 @@ pub enum BusEvent {
     /// Frames for the room may have been lost on the way to some process (a publish that
     /// could not be sent): every socket in it must be told to `resync`.
     Resync { room: RoomId },
+    /// `user` (a username) started or is still typing in the room, or stopped (CONTRACT
+    /// §11): every process with sockets there keeps the list itself.
+    Typing {
+        room: RoomId,
+        user: String,
+        active: bool,
+    },
     /// A session ended (logout): its sockets must close.
     SessionEnded { token_hash: Bytes },
     /// A user left or was removed or banned from a room (CONTRACT §9): their sockets to it

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use super::BoxError;
 use crate::domain::{
-    Emoji, HistoryRange, Message, MessageBody, NewMessage, ReplyRef, Rev, Role, Room, RoomId,
-    RoomKind, RoomName, RoomScope, RoomSummary, Seq, Slug, User, UserId, Username,
+    Attention, Emoji, HistoryRange, Message, MessageBody, NewMessage, ReplyRef, Rev, Role, Room,
+    RoomId, RoomKind, RoomName, RoomScope, RoomSummary, Seq, Slug, User, UserId, Username,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +253,17 @@ pub trait Store: Send + Sync + 'static {
     async fn last_rev(&self, room: RoomId) -> Result<Rev, StoreError>;
     /// One message of the room, as it is now; `None` when the room has no such id.
     async fn message(&self, room: &Room, id: i64) -> Result<Option<Message>, StoreError>;
+    /// The member's read marker and counts in the room; `None` when they are not a member.
+    async fn attention(&self, room: RoomId, user: UserId) -> Result<Option<Attention>, StoreError>;
+    /// Moves the member's read marker to `seq` unless it is there or beyond already (it
+    /// never moves back; `seq` is the caller's to check against the room's last), and
+    /// returns the marker and counts after; `None` when they are not a member.
+    async fn mark_read(
+        &self,
+        room: RoomId,
+        user: UserId,
+        seq: Seq,
+    ) -> Result<Option<Attention>, StoreError>;
     /// The messages `ids` of the room as replies quote them now (CONTRACT §10 `reply_to`),
     /// in no particular order; an id not of this room is left out.
     async fn reply_refs(&self, room: &Room, ids: &[i64]) -> Result<Vec<ReplyRef>, StoreError>;

@@ -13,6 +13,7 @@ export function startComposer({
   let countdownTimer = 0;
   let replying = null; // the message the next send answers: {id, seq, user, excerpt}
   let editLast = () => false;
+  let onSent = () => {};
 
   function replyTo(target) {
     replying = target;
@@ -40,6 +41,7 @@ export function startComposer({
     const body = input.value.trim();
     if (!body || outbox.isHeld()) return;
     outbox.add(body, replying);
+    onSent();
     replyTo(null);
     toBottom();
     input.value = "";
@@ -131,5 +133,7 @@ export function startComposer({
     focus: () => input.focus(),
     // `edit()`: opens the editor on the user's last message; false when there is none.
     onEditLast: (edit) => { editLast = edit; },
+    // `sent()`: a message was put on its way (typing.js: the server takes us off the list).
+    onSent: (sent) => { onSent = sent; },
   };
 }

@@ -13,6 +13,7 @@ import { startSidebar } from "./sidebar.js";
 import { createOutbox } from "./outbox.js";
 import { startComposer } from "./composer.js";
 import { startMessageActions } from "./message-actions.js";
+import { startTyping } from "./typing.js";
 
 const root = document.querySelector("main.room[data-slug]");
 const me = root.dataset.user;
@@ -39,6 +40,7 @@ const socket = openRoomSocket({
   onClose() {
     outbox.lost();
     actions.lost();
+    typing.reset();
     conversation.forgetAsks();
     members.offline();
   },
@@ -91,6 +93,10 @@ const actions = startMessageActions({
   ask, picker: $("emoji-picker"),
 });
 composer.onEditLast(actions.editLast);
+const typing = startTyping({
+  input, send: socket.send, isJoined: socket.isJoined, line: $("typing"),
+});
+composer.onSent(typing.sent);
 
 $("jump").addEventListener("click", () => {
   place.toBottom();
@@ -141,6 +147,9 @@ function handle(frame) {
       break;
     case "resync":
       conversation.resync();
+      break;
+    case "typing":
+      typing.show(frame.users);
       break;
     case "member_joined":
       members.add(frame.user);

@@ -36,6 +36,7 @@ macro_rules! api_tests {
 
 mod account_limits;
 mod accounts;
+mod attention;
 mod cache;
 mod changes;
 mod edge;

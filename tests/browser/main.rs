@@ -3,6 +3,7 @@
 //! and browsers, so tests run in parallel. They are `#[ignore = "needs CHROME"]`: run them
 //! with `--include-ignored` and `CHROME` set.
 
+mod attention;
 mod changes;
 mod driver;
 mod format;

@@ -216,3 +216,87 @@ async fn a_client_id_reused_through_another_process_is_refused() {
         .await;
     assert_eq!(stored["messages"], json!([]));
 }
+
+/// `user`'s `[read_seq, unread, mentions]` for `slug` in `GET /api/rooms` on `natter`.
+async fn counts(
+    natter: &Natter,
+    user: &natter_test_support::TestUser,
+    slug: &str,
+) -> serde_json::Value {
+    let rooms = user.at(natter.addr).get_json("/api/rooms").await;
+    let room = rooms["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["slug"] == slug)
+        .unwrap()
+        .clone();
+    json!([room["read_seq"], room["unread"], room["mentions"]])
+}
+
+/// CONTRACT §11: bob reads on one process while others send (some mentioning him) on
+/// both; his counts on either process are what the stored messages say, and stay so
+/// after every process restarts. Typing crosses processes too.
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL and TEST_REDIS_URL"]
+async fn unread_counts_are_exact_on_every_process_and_after_a_restart() {
+    let (database, redis) = shared_services().await;
+    let env = with_quick_sends(env_of(&database, &redis));
+    let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
+    let alice = register(a.addr, "alice").await;
+    let bob = register(a.addr, "bob").await;
+    let carol = register(b.addr, "carol").await;
+    let slug = alice.create_room("general").await;
+    let mut bob_ws = bob.connect(&slug).await;
+    let mut carol_ws = carol.connect(&slug).await;
+
+    let mut read = 0;
+    for round in 0..4 {
+        after_the_quick_gap().await;
+        let ack = alice
+            .post_json(
+                &format!("/api/rooms/{slug}/messages"),
+                &json!({"body": format!("round {round} from A, @bob")}),
+            )
+            .await;
+        assert_eq!(ack.0, 201, "{}", ack.1);
+        let ack = carol_ws
+            .say(&format!("round {round} from B"), &format!("c{round}"))
+            .await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        if round == 1 {
+            read = ack["seq"].as_i64().unwrap();
+            bob_ws.send(json!({"type": "read", "seq": read})).await;
+            assert_eq!(bob_ws.next_of_type("read").await["seq"], read);
+        }
+    }
+    // What the store says: the messages after bob's marker, not his, and those naming him.
+    let history = bob.get_json(&format!("/api/rooms/{slug}/messages")).await;
+    let after: Vec<&serde_json::Value> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["seq"].as_i64().unwrap() > read && m["user"] != "bob")
+        .collect();
+    let mentioning = after
+        .iter()
+        .filter(|m| m["mentions"] == json!(["bob"]))
+        .count();
+    let expected = json!([read, after.len(), mentioning]);
+    assert_eq!(expected, json!([read, 4, 2]));
+    assert_eq!(counts(&a, &bob, &slug).await, expected);
+    assert_eq!(counts(&b, &bob, &slug).await, expected);
+
+    // Typing on B reaches A.
+    carol_ws.send(json!({"type": "typing"})).await;
+    assert_eq!(
+        bob_ws.next_of_type("typing").await,
+        json!({"type": "typing", "users": ["carol"]})
+    );
+
+    drop((bob_ws, carol_ws));
+    drop((a, b));
+    let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
+    assert_eq!(counts(&a, &bob, &slug).await, expected);
+    assert_eq!(counts(&b, &bob, &slug).await, expected);
+}

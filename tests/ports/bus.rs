@@ -33,6 +33,7 @@ port_suite! {
         a_room_frame_reaches_a_subscriber_unchanged,
         a_frame_without_seq_keeps_no_seq,
         a_resync_reaches_a_subscriber,
+        typing_reaches_a_subscriber,
         a_session_end_reaches_every_instance,
         a_removal_reaches_every_instance_whatever_it_subscribes,
     }
@@ -49,6 +50,7 @@ enum Heard {
     Resync(RoomId),
     SessionEnded(Bytes),
     MemberRemoved(RoomId, UserId),
+    Typing(RoomId, String, bool),
     LinkRestored,
 }
 
@@ -97,6 +99,7 @@ impl BusListener for Recorder {
             BusEvent::Resync { room } => Heard::Resync(room),
             BusEvent::SessionEnded { token_hash } => Heard::SessionEnded(token_hash),
             BusEvent::MemberRemoved { room, user } => Heard::MemberRemoved(room, user),
+            BusEvent::Typing { room, user, active } => Heard::Typing(room, user, active),
         });
     }
 
@@ -273,6 +276,21 @@ async fn a_resync_reaches_a_subscriber(pair: Pair) {
         .await
         .unwrap();
     pair.heard.wait_for(&Heard::Resync(RoomId(3))).await;
+}
+
+async fn typing_reaches_a_subscriber(pair: Pair) {
+    pair.receiver.subscribe(RoomId(4)).await.unwrap();
+    for active in [true, false] {
+        let event = BusEvent::Typing {
+            room: RoomId(4),
+            user: "bob".into(),
+            active,
+        };
+        pair.sender.publish(event).await.unwrap();
+        pair.heard
+            .wait_for(&Heard::Typing(RoomId(4), "bob".into(), active))
+            .await;
+    }
 }
 
 async fn a_session_end_reaches_every_instance(pair: Pair) {

@@ -60,6 +60,7 @@ fn message(seq: i64) -> Message {
         deleted_by: None,
         reply_to: None,
         reactions: Vec::new(),
+        mentions: Vec::new(),
     }
 }
 

@@ -3,8 +3,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use natter::domain::{
-    ClientId, Emoji, HistoryRange, Message, MessageBody, NewMessage, Reaction, ReplyRef, Rev, Role,
-    Room, RoomKind, RoomName, RoomScope, RoomSummary, Seq, Slug, User, Username,
+    Attention, ClientId, Emoji, HistoryRange, Message, MessageBody, NewMessage, Reaction, ReplyRef,
+    Rev, Role, Room, RoomKind, RoomName, RoomScope, RoomSummary, Seq, Slug, User, Username,
 };
 use natter::ports::{
     Added, Changed, DmPair, MessageChange, NewRoom, Standing, Store, StoreError,
@@ -54,6 +54,8 @@ port_suite! {
         a_reply_shows_its_target_as_it_is_now,
         changes_are_each_changed_message_once_in_rev_order,
         history_carries_reactions_and_replies,
+        read_markers_start_at_joining_follow_sends_and_never_move_back,
+        unread_and_mentions_are_counted_exactly,
     }
 }
 
@@ -2030,4 +2032,165 @@ async fn postgres_a_delete_leaves_no_trace() {
         }
     })
     .await;
+}
+
+fn attention(read: i64, last: i64, unread: u64, mentions: u64) -> Option<Attention> {
+    Some(Attention {
+        read_seq: Seq::new(read).unwrap(),
+        last_seq: Seq::new(last).unwrap(),
+        unread,
+        mentions,
+    })
+}
+
+/// CONTRACT §11's markers: a new member has read the room so far; a sender has read it up
+/// to what they send; `mark_read` never moves back; a non-member has no marker.
+async fn read_markers_start_at_joining_follow_sends_and_never_move_back(store: Arc<dyn Store>) {
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let general = room(store, &alice, "general").await;
+    assert_eq!(
+        store.attention(general.id, alice.id).await.unwrap(),
+        attention(0, 0, 0, 0)
+    );
+    send(store, &general, &alice, "one").await;
+    send(store, &general, &alice, "two").await;
+    assert_eq!(
+        store
+            .add_member(general.id, bob.id, Role::Member)
+            .await
+            .unwrap(),
+        Added::Added
+    );
+    assert_eq!(
+        store.attention(general.id, bob.id).await.unwrap(),
+        attention(2, 2, 0, 0)
+    );
+    send(store, &general, &alice, "three").await;
+    send(store, &general, &alice, "four").await;
+    assert_eq!(
+        store.attention(general.id, bob.id).await.unwrap(),
+        attention(2, 4, 2, 0)
+    );
+    let marked = store
+        .mark_read(general.id, bob.id, Seq::new(3).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(marked, attention(3, 4, 1, 0));
+    let back = store
+        .mark_read(general.id, bob.id, Seq::new(1).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(back, attention(3, 4, 1, 0), "a marker never moves back");
+    send(store, &general, &bob, "five").await;
+    assert_eq!(
+        store.attention(general.id, bob.id).await.unwrap(),
+        attention(5, 5, 0, 0)
+    );
+    // A member who leaves and comes back starts again from the room's last message.
+    assert!(store.remove_member(general.id, bob.id).await.unwrap());
+    assert_eq!(store.attention(general.id, bob.id).await.unwrap(), None);
+    send(store, &general, &alice, "six").await;
+    store
+        .add_member(general.id, bob.id, Role::Member)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.attention(general.id, bob.id).await.unwrap(),
+        attention(6, 6, 0, 0)
+    );
+    // No marker for a non-member, whatever they ask.
+    assert_eq!(
+        store
+            .mark_read(general.id, carol.id, Seq::new(6).unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    // The room list carries each of the viewer's rooms' counts, and none for others.
+    let listed = store
+        .list_rooms(bob.id, RoomScope::Visible, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].attention, attention(6, 6, 0, 0));
+    let listed = store
+        .list_rooms(carol.id, RoomScope::Visible, 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].attention, None);
+}
+
+/// Unread: the messages after the marker, not deleted, not the member's own; mentions:
+/// those of them that mention the member. A DM's or private room's mention names only
+/// members; the message object lists who it mentions.
+async fn unread_and_mentions_are_counted_exactly(store: Arc<dyn Store>) {
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "Bob").await;
+    let carol = user(store, "carol").await;
+    let general = room(store, &alice, "general").await;
+    store
+        .add_member(general.id, bob.id, Role::Member)
+        .await
+        .unwrap();
+    let hello = send(store, &general, &alice, "hi @bob and @carol and @alice").await;
+    assert_eq!(
+        hello.mentions,
+        vec!["Bob", "carol"],
+        "canonical names, sorted, not the sender"
+    );
+    let plain = send(store, &general, &alice, "a@bob.com").await;
+    assert!(plain.mentions.is_empty());
+    send(store, &general, &bob, "my own").await;
+    let later = send(store, &general, &alice, "@BOB again").await;
+    // bob's send moved his marker past hello and plain.
+    assert_eq!(
+        store.attention(general.id, bob.id).await.unwrap(),
+        attention(3, 4, 1, 1)
+    );
+    store
+        .mark_read(general.id, bob.id, Seq::new(0).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.attention(general.id, alice.id).await.unwrap(),
+        attention(4, 4, 0, 0)
+    );
+
+    // An edit that adds a mention counts it; one that removes it takes it out; a delete
+    // takes the message and its mention out.
+    changed(edit(store, &general, &plain, "@bob, a@bob.com").await);
+    let history = store
+        .messages(&general, HistoryRange::Latest, 10)
+        .await
+        .unwrap();
+    assert_eq!(history[1].mentions, vec!["Bob"]);
+    changed(edit(store, &general, &later, "nobody now").await);
+    assert_eq!(
+        store.attention(general.id, bob.id).await.unwrap(),
+        attention(3, 4, 1, 0)
+    );
+    changed(delete(store, &general, &later, &alice).await);
+    assert_eq!(
+        store.attention(general.id, bob.id).await.unwrap(),
+        attention(3, 4, 0, 0)
+    );
+    let tombstone = store.message(&general, later.id).await.unwrap().unwrap();
+    assert!(tombstone.mentions.is_empty());
+
+    // A private room's mention names only its members.
+    let (private, _) = create(store, &alice, "plans", RoomKind::Private).await;
+    store
+        .add_member(private.id, bob.id, Role::Member)
+        .await
+        .unwrap();
+    let said = send(store, &private, &alice, "@carol @bob").await;
+    assert_eq!(said.mentions, vec!["Bob"]);
+    assert_eq!(
+        store.attention(private.id, bob.id).await.unwrap(),
+        attention(0, 1, 1, 1)
+    );
+    assert_eq!(store.attention(private.id, carol.id).await.unwrap(), None);
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, Reaction, ReplyRef, Rev, Role, Room, RoomId, RoomKind,
-    RoomScope, RoomSummary, Seq, Slug, User, UserId, Username,
+    mentioned_keys, Attention, HistoryRange, Message, NewMessage, Reaction, ReplyRef, Rev, Role,
+    Room, RoomId, RoomKind, RoomScope, RoomSummary, Seq, Slug, User, UserId, Username,
 };
 use crate::ports::{
     Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom,
@@ -40,6 +40,8 @@ struct State {
     /// `(user, client_id)` → position in `messages`: a client_id is one message per user.
     by_client_id: HashMap<(UserId, String), usize>,
     memberships: HashMap<(RoomId, UserId), Role>,
+    /// Each member's read marker (CONTRACT §11), kept with `memberships`.
+    read_seqs: HashMap<(RoomId, UserId), Seq>,
     /// `(room, banned user)` → who banned them, and when.
     bans: HashMap<(RoomId, UserId), (UserId, DateTime<Utc>)>,
 }
@@ -74,6 +76,8 @@ struct StoredMessage {
     reply_to: Option<usize>,
     /// `(user, emoji)`, in the order they were made.
     reactions: Vec<(UserId, String)>,
+    /// Who it mentions (CONTRACT §11).
+    mentions: Vec<UserId>,
 }
 
 /// Now, to the millisecond: what the SQL stores keep.
@@ -132,7 +136,75 @@ impl State {
                 .map_or_else(String::new, |u| u.username.clone());
             (emoji.clone(), name)
         }));
+        message.mentions = stored
+            .mentions
+            .iter()
+            .filter_map(|user| self.user(*user).map(|u| u.username.clone()))
+            .collect();
+        message.mentions.sort();
         message
+    }
+
+    /// Makes `user` a member of `room` unless they are one; a new member has read the
+    /// room up to its last message. `false` when they were a member already.
+    fn join(&mut self, room: RoomId, user: UserId, role: Role) -> bool {
+        match self.memberships.entry((room, user)) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(entry) => {
+                entry.insert(role);
+                let last = self
+                    .room(room)
+                    .map_or(Seq::ZERO, |row| Seq::nth(row.messages.len()));
+                self.read_seqs.insert((room, user), last);
+                true
+            }
+        }
+    }
+
+    fn leave(&mut self, room: RoomId, user: UserId) -> bool {
+        self.read_seqs.remove(&(room, user));
+        self.memberships.remove(&(room, user)).is_some()
+    }
+
+    /// The users of `keys` who can read `room` (a public room: anyone not banned from
+    /// it; otherwise its members), but `author`: what the SQL stores'
+    /// `insert_mentions_sql` selects.
+    fn mentioned(&self, room: RoomId, author: UserId, keys: &[String]) -> Vec<UserId> {
+        let public = self
+            .room(room)
+            .is_some_and(|row| row.room.kind == RoomKind::Public);
+        self.users
+            .iter()
+            .filter(|account| keys.contains(&account.key))
+            .map(|account| account.user.id)
+            .filter(|&user| user != author)
+            .filter(|&user| {
+                if public {
+                    !self.bans.contains_key(&(room, user))
+                } else {
+                    self.memberships.contains_key(&(room, user))
+                }
+            })
+            .collect()
+    }
+
+    /// A member's marker and counts, counted as the SQL stores' `ATTENTION_COLUMNS` do.
+    fn attention(&self, room: RoomId, user: UserId) -> Option<Attention> {
+        let read_seq = *self.read_seqs.get(&(room, user))?;
+        let row = self.room(room)?;
+        let unread: Vec<&StoredMessage> = row
+            .messages
+            .iter()
+            .skip(usize::try_from(read_seq.get()).unwrap_or(usize::MAX))
+            .map(|&p| &self.messages[p])
+            .filter(|m| m.message.user_id != user && !m.message.is_deleted())
+            .collect();
+        Some(Attention {
+            read_seq,
+            last_seq: Seq::nth(row.messages.len()),
+            unread: unread.len() as u64,
+            mentions: unread.iter().filter(|m| m.mentions.contains(&user)).count() as u64,
+        })
     }
 
     fn find_room(&self, slug: &str) -> Option<&RoomRow> {
@@ -261,7 +333,7 @@ impl Store for MemoryStore {
             return Ok((row.room.clone(), false));
         }
         let room = state.insert_room(new.slug.as_str(), new.name.as_str(), new.kind, None);
-        state.memberships.insert((room.id, new.owner), Role::Owner);
+        state.join(room.id, new.owner, Role::Owner);
         Ok((room, true))
     }
 
@@ -293,7 +365,7 @@ impl Store for MemoryStore {
         }
         let room = state.insert_room(slug.as_str(), name, RoomKind::Dm, Some(key));
         for user in [pair.0, pair.1] {
-            state.memberships.insert((room.id, user), Role::Member);
+            state.join(room.id, user, Role::Member);
         }
         Ok((room, true))
     }
@@ -342,6 +414,7 @@ impl Store for MemoryStore {
                 room: row.room.clone(),
                 last_message_at: row.last_message_at,
                 role: role(row),
+                attention: state.attention(row.room.id, viewer),
             })
             .collect())
     }
@@ -367,12 +440,10 @@ impl Store for MemoryStore {
         if state.bans.contains_key(&(room, user)) {
             return Ok(Added::Banned);
         }
-        Ok(match state.memberships.entry((room, user)) {
-            Entry::Occupied(_) => Added::AlreadyMember,
-            Entry::Vacant(entry) => {
-                entry.insert(role);
-                Added::Added
-            }
+        Ok(if state.join(room, user, role) {
+            Added::Added
+        } else {
+            Added::AlreadyMember
         })
     }
 
@@ -387,7 +458,7 @@ impl Store for MemoryStore {
     }
 
     async fn remove_member(&self, room: RoomId, user: UserId) -> Result<bool, StoreError> {
-        Ok(self.state().memberships.remove(&(room, user)).is_some())
+        Ok(self.state().leave(room, user))
     }
 
     async fn members(&self, room: RoomId) -> Result<Vec<MemberRecord>, StoreError> {
@@ -407,7 +478,7 @@ impl Store for MemoryStore {
 
     async fn ban(&self, room: RoomId, user: UserId, by: UserId) -> Result<(), StoreError> {
         let mut state = self.state();
-        state.memberships.remove(&(room, user));
+        state.leave(room, user);
         state
             .bans
             .entry((room, user))
@@ -466,7 +537,12 @@ impl Store for MemoryStore {
         row.last_message_at = Some(sent_at);
         row.last_rev = row.last_rev.next();
         let seq = Seq::nth(row.messages.len());
-        let stored = message.stored(position as i64 + 1, seq, row.last_rev, sent_at);
+        let rev = row.last_rev;
+        let mentions = state.mentioned(message.room.id, message.user.id, &message.mentioned_keys());
+        if let Some(read) = state.read_seqs.get_mut(&(message.room.id, message.user.id)) {
+            *read = (*read).max(seq); // a sender has read the room up to what they send
+        }
+        let stored = message.stored(position as i64 + 1, seq, rev, sent_at, Vec::new());
         if let Some(client_id) = &message.client_id {
             state
                 .by_client_id
@@ -479,9 +555,10 @@ impl Store for MemoryStore {
             },
             reply_to,
             reactions: Vec::new(),
+            mentions,
         });
         Ok(Appended {
-            message: stored,
+            message: state.current(position),
             fresh: true,
         })
     }
@@ -524,6 +601,23 @@ impl Store for MemoryStore {
             .map(|p| state.current(p)))
     }
 
+    async fn attention(&self, room: RoomId, user: UserId) -> Result<Option<Attention>, StoreError> {
+        Ok(self.state().attention(room, user))
+    }
+
+    async fn mark_read(
+        &self,
+        room: RoomId,
+        user: UserId,
+        seq: Seq,
+    ) -> Result<Option<Attention>, StoreError> {
+        let mut state = self.state();
+        if let Some(read) = state.read_seqs.get_mut(&(room, user)) {
+            *read = (*read).max(seq);
+        }
+        Ok(state.attention(room, user))
+    }
+
     async fn reply_refs(&self, room: &Room, ids: &[i64]) -> Result<Vec<ReplyRef>, StoreError> {
         let state = self.state();
         Ok(ids
@@ -559,16 +653,24 @@ impl Store for MemoryStore {
             ),
             _ => None,
         };
-        let stored = &mut state.messages[position];
-        if stored.message.is_deleted() {
+        if state.messages[position].message.is_deleted() {
             return Ok(Changed::Deleted);
         }
+        let edit_mentions = match change {
+            MessageChange::Edit { body, .. } => {
+                let author = state.messages[position].message.user_id;
+                state.mentioned(room.id, author, &mentioned_keys(body.as_str()))
+            }
+            _ => Vec::new(),
+        };
+        let stored = &mut state.messages[position];
         let changed = match change {
             MessageChange::Edit { body, at } => {
                 let changed = stored.message.body != body.as_str();
                 if changed {
                     stored.message.body = body.as_str().to_owned();
                     stored.message.edited_at = Some(to_ms(at));
+                    stored.mentions = edit_mentions;
                 }
                 changed
             }
@@ -576,6 +678,7 @@ impl Store for MemoryStore {
                 stored.message.body = String::new();
                 stored.message.deleted_by = deleter;
                 stored.reactions.clear();
+                stored.mentions.clear();
                 true
             }
             MessageChange::React { user, emoji } => {

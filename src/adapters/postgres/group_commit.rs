@@ -158,8 +158,17 @@ async fn append_batch(
     if rows.len() != jobs.len() {
         return Err(sqlx::Error::RowNotFound);
     }
+    let mut appended = match_rows(jobs, rows, sent_at)?;
+    for (job, appended) in jobs.iter().zip(&mut appended) {
+        super::record_mentions(
+            &mut tx,
+            &mut appended.message,
+            &job.message.mentioned_keys(),
+        )
+        .await?;
+    }
     tx.commit().await?;
-    match_rows(jobs, rows, sent_at)
+    Ok(appended)
 }
 
 /// Pairs the inserted `(id, room, seq, rev)` rows with their jobs: within a room, seqs were
@@ -192,6 +201,7 @@ async fn append_one(
     sent_at: DateTime<Utc>,
 ) -> Result<Appended, sqlx::Error> {
     let client_id = new.client_id.as_ref().map(|c| c.as_str());
+    let mut tx = pool.begin().await?;
     let inserted: Result<Option<(i64, Seq, Rev)>, sqlx::Error> = sqlx::query_as(
         "WITH bumped AS (UPDATE rooms SET last_seq = last_seq + 1, last_rev = last_rev + 1, \
              last_message_at = $1 WHERE id = $2 RETURNING last_seq, last_rev) \
@@ -204,13 +214,19 @@ async fn append_one(
     .bind(new.body.as_str())
     .bind(client_id)
     .bind(new.reply_to.as_ref().map(|target| target.id))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await;
     match (inserted, client_id) {
-        (Ok(Some((id, seq, rev))), _) => Ok(fresh(new, id, seq, rev, sent_at)),
+        (Ok(Some((id, seq, rev))), _) => {
+            let mut appended = fresh(new, id, seq, rev, sent_at);
+            super::record_mentions(&mut tx, &mut appended.message, &new.mentioned_keys()).await?;
+            tx.commit().await?;
+            Ok(appended)
+        }
         (Ok(None), _) => Err(sqlx::Error::RowNotFound),
         // The same client_id was stored first (a resend racing its original): the whole
-        // statement rolled back, the seq bump with it; answer with the stored message.
+        // transaction rolls back (dropped), the seq bump with it; answer with the stored
+        // message.
         (Err(sqlx::Error::Database(e)), Some(client_id)) if e.is_unique_violation() => {
             super::find_by_client_id(pool, new.user.id, client_id)
                 .await?
@@ -226,7 +242,7 @@ async fn append_one(
 
 fn fresh(new: &NewMessage, id: i64, seq: Seq, rev: Rev, sent_at: DateTime<Utc>) -> Appended {
     Appended {
-        message: new.stored(id, seq, rev, sent_at),
+        message: new.stored(id, seq, rev, sent_at, Vec::new()),
         fresh: true,
     }
 }

@@ -50,18 +50,56 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgExecutor, PgPool, PgPoolO
 use sqlx::Row;
 
 use crate::domain::{
-    HistoryRange, Message, NewMessage, ReplyRef, Rev, Role, Room, RoomId, RoomKind, RoomScope,
-    RoomSummary, Seq, Slug, User, UserId, Username,
+    mentioned_keys, Attention, HistoryRange, Message, NewMessage, ReplyRef, Rev, Role, Room,
+    RoomId, RoomKind, RoomScope, RoomSummary, Seq, Slug, User, UserId, Username,
 };
 use crate::ports::{
     Added, Appended, BanRecord, Changed, DmPair, MemberRecord, MessageChange, NewRoom,
     SessionRecord, Standing, Store, StoreError, MAX_EMOJI_PER_MESSAGE,
 };
 
-/// [`message_columns!`] with PostgreSQL's JSON of a message's reactions.
+/// Records whom message `id` mentions among `keys` (`sql::insert_mentions_sql`).
+async fn insert_mentions(
+    connection: &mut PgConnection,
+    id: i64,
+    keys: &[String],
+) -> Result<(), sqlx::Error> {
+    if !keys.is_empty() {
+        sqlx::query(&sql::insert_mentions_sql("= ANY($2::TEXT[])"))
+            .bind(id)
+            .bind(keys)
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records whom `message` (just written, or just edited after its old mentions were
+/// deleted) mentions among `keys`, in the caller's transaction, and sets its `mentions`.
+pub(super) async fn record_mentions(
+    connection: &mut PgConnection,
+    message: &mut Message,
+    keys: &[String],
+) -> Result<(), sqlx::Error> {
+    message.mentions = Vec::new();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    insert_mentions(connection, message.id, keys).await?;
+    let names: Vec<String> = sqlx::query_scalar(sql::MENTIONED_NAMES)
+        .bind(message.id)
+        .fetch_all(&mut *connection)
+        .await?;
+    message.mentions = sql::sorted_mentions(names);
+    Ok(())
+}
+
+/// [`message_columns!`] with PostgreSQL's JSON of a message's reactions and mentions.
 const MESSAGE_COLUMNS: &str = message_columns!(
     "(SELECT json_agg(json_build_array(x.emoji, xu.username) ORDER BY x.id)::text \
-     FROM reactions x JOIN users xu ON xu.id = x.user_id WHERE x.message_id = m.id)"
+     FROM reactions x JOIN users xu ON xu.id = x.user_id WHERE x.message_id = m.id)",
+    "(SELECT json_agg(xu.username)::text \
+     FROM mentions x JOIN users xu ON xu.id = x.user_id WHERE x.message_id = m.id)"
 );
 
 const MAX_CONNECTIONS: u32 = 32;
@@ -151,6 +189,7 @@ fn message_from_row(row: &PgRow) -> Result<Message, sqlx::Error> {
             row.try_get(16)?,
         ),
         reactions: reactions_from_json(row.try_get(17)?)?,
+        mentions: sql::mentions_from_json(row.try_get(18)?)?,
     })
 }
 
@@ -205,14 +244,18 @@ async fn change_locked(
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query(change_sql::DELETE_MENTIONS)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_mentions(tx, id, &mentioned_keys(new.as_str())).await?;
                 true
             }
         }
         MessageChange::Delete { by } => {
-            sqlx::query(change_sql::DELETE_REACTIONS)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            for statement in [change_sql::DELETE_REACTIONS, change_sql::DELETE_MENTIONS] {
+                sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+            }
             sqlx::query(change_sql::TOMBSTONE)
                 .bind(by.0)
                 .bind(id)
@@ -553,6 +596,34 @@ impl Store for PgStore {
             .ok_or(StoreError::Duplicate)
     }
 
+    async fn attention(&self, room: RoomId, user: UserId) -> Result<Option<Attention>, StoreError> {
+        let row: Option<sql::AttentionRow> = bounded(
+            sqlx::query_as(&sql::attention_sql())
+                .bind(room.0)
+                .bind(user.0)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.and_then(sql::attention_from_row))
+    }
+
+    async fn mark_read(
+        &self,
+        room: RoomId,
+        user: UserId,
+        seq: Seq,
+    ) -> Result<Option<Attention>, StoreError> {
+        bounded(
+            sqlx::query(&sql::mark_read_sql("GREATEST"))
+                .bind(room.0)
+                .bind(user.0)
+                .bind(seq)
+                .execute(&self.pool),
+        )
+        .await?;
+        self.attention(room, user).await
+    }
+
     async fn find_dm(&self, pair: DmPair) -> Result<Option<Room>, StoreError> {
         let row = bounded(
             sqlx::query_as(&format!(
@@ -580,6 +651,10 @@ impl Store for PgStore {
             Option<DateTime<Utc>>,
             DateTime<Utc>,
             Option<Role>,
+            Option<Seq>,
+            Option<Seq>,
+            Option<i64>,
+            Option<i64>,
         );
         let rows: Vec<Listed> = bounded(
             sqlx::query_as(&room_list_sql(scope, ["$1", "$2", "$3"]))
@@ -592,9 +667,22 @@ impl Store for PgStore {
         Ok(rows
             .into_iter()
             .map(
-                |(id, slug, name, kind, last_message_at, _created_at, role)| RoomSummary {
+                |(
+                    id,
+                    slug,
+                    name,
+                    kind,
+                    last_message_at,
+                    _created_at,
+                    role,
+                    read,
+                    last,
+                    unread,
+                    mentions,
+                )| RoomSummary {
                     room: room_from_row((id, slug, name, kind)),
                     last_message_at,
+                    attention: sql::attention_from_row((read, last, unread, mentions)),
                     role,
                 },
             )

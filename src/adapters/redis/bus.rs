@@ -69,6 +69,9 @@ const UNORDERED: u8 = 0;
 const NEW_MESSAGE: u8 = 1;
 const RESYNC: u8 = 2;
 const CHANGE: u8 = 3;
+/// A typing start (`TYPING_ON`) or stop (`TYPING_OFF`); the frame is the username.
+const TYPING_ON: u8 = 4;
+const TYPING_OFF: u8 = 5;
 
 pub struct RedisBus {
     publisher: Arc<Publisher>,
@@ -542,6 +545,10 @@ impl Channels {
                 encode_room(order_flag(order), *order, frame),
             ),
             BusEvent::Resync { room } => (self.room(*room), encode_room(RESYNC, None, b"")),
+            BusEvent::Typing { room, user, active } => {
+                let flag = if *active { TYPING_ON } else { TYPING_OFF };
+                (self.room(*room), encode_room(flag, None, user.as_bytes()))
+            }
             BusEvent::SessionEnded { token_hash } => (self.sessions.clone(), token_hash.to_vec()),
             BusEvent::MemberRemoved { room, user } => {
                 let mut payload = room.0.to_be_bytes().to_vec();
@@ -616,6 +623,15 @@ fn decode_room(room: RoomId, payload: Bytes) -> Result<BusEvent, &'static str> {
         NEW_MESSAGE => ordered(true)?,
         CHANGE => ordered(false)?,
         RESYNC => return Ok(BusEvent::Resync { room }),
+        flag @ (TYPING_ON | TYPING_OFF) => {
+            let user =
+                std::str::from_utf8(&payload[HEADER..]).map_err(|_| "a username is UTF-8")?;
+            return Ok(BusEvent::Typing {
+                room,
+                user: user.to_owned(),
+                active: flag == TYPING_ON,
+            });
+        }
         _ => return Err("unknown header flag"),
     };
     Ok(BusEvent::Room {
@@ -672,6 +688,22 @@ mod tests {
             assert_eq!(
                 (room, order, &frame[..]),
                 (RoomId(7), sent, &b"{\"a\":1}"[..])
+            );
+        }
+    }
+
+    #[test]
+    fn typing_round_trips() {
+        for active in [true, false] {
+            let event = round_trip(&BusEvent::Typing {
+                room: RoomId(7),
+                user: "Zoë.b".into(),
+                active,
+            });
+            assert!(
+                matches!(&event, BusEvent::Typing { room: RoomId(7), user, active: a }
+                    if user == "Zoë.b" && *a == active),
+                "{event:?}"
             );
         }
     }

@@ -118,6 +118,7 @@ struct Entry {
     reply_to: Option<ReplyEntry>,
     /// `(emoji, users)`, in the message's order.
     reactions: Vec<(String, Vec<String>)>,
+    mentions: Vec<String>,
 }
 
 /// A cached [`ReplyRef`]: only which message it answers, never that message's text
@@ -148,6 +149,7 @@ fn encode(m: &Message) -> String {
             .iter()
             .map(|r| (r.emoji.clone(), r.users.clone()))
             .collect(),
+        mentions: m.mentions.clone(),
     };
     serde_json::to_string(&entry).expect("a message serializes")
 }
@@ -188,6 +190,7 @@ fn decode(entries: Vec<String>) -> Option<Vec<Message>> {
                     .into_iter()
                     .map(|(emoji, users)| Reaction { emoji, users })
                     .collect(),
+                mentions: e.mentions,
             })
         })
         .collect::<Option<Vec<_>>>()

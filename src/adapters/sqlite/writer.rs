@@ -23,8 +23,9 @@ use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{from_sqlx, message_from_row, now_ms, time_from_ms, MESSAGE_COLUMNS};
+use crate::adapters::sql;
 use crate::adapters::sql::change as change_sql;
-use crate::domain::{NewMessage, Rev, Role, RoomId, Seq, UserId};
+use crate::domain::{mentioned_keys, NewMessage, Rev, Role, RoomId, Seq, UserId};
 use crate::ports::{Added, Appended, Changed, MessageChange, StoreError, MAX_EMOJI_PER_MESSAGE};
 
 /// Most messages committed in one transaction.
@@ -345,10 +346,41 @@ async fn append_one(
     .fetch_one(&mut *connection)
     .await?
     .try_get(0)?;
+    let keys = new.mentioned_keys();
+    let mentions = if keys.is_empty() {
+        Vec::new()
+    } else {
+        insert_mentions(connection, id, &keys).await?;
+        sql::sorted_mentions(
+            sqlx::query_scalar(sql::MENTIONED_NAMES)
+                .bind(id)
+                .fetch_all(&mut *connection)
+                .await?,
+        )
+    };
     Ok(Appended {
-        message: new.stored(id, seq, rev, time_from_ms(sent_at)),
+        message: new.stored(id, seq, rev, time_from_ms(sent_at), mentions),
         fresh: true,
     })
+}
+
+/// Records whom message `id` mentions among `keys` (`sql::insert_mentions_sql`).
+async fn insert_mentions(
+    connection: &mut SqliteConnection,
+    id: i64,
+    keys: &[String],
+) -> Result<(), sqlx::Error> {
+    if !keys.is_empty() {
+        let keys = serde_json::to_string(keys).expect("keys serialize");
+        sqlx::query(&sql::insert_mentions_sql(
+            "IN (SELECT value FROM json_each($2))",
+        ))
+        .bind(id)
+        .bind(keys)
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Changes message `id` of `room` under the writer's write lock: nothing else writes to
@@ -382,14 +414,21 @@ async fn change_one(
                     .bind(id)
                     .execute(&mut *connection)
                     .await?;
+                sqlx::query(change_sql::DELETE_MENTIONS)
+                    .bind(id)
+                    .execute(&mut *connection)
+                    .await?;
+                insert_mentions(connection, id, &mentioned_keys(new)).await?;
                 true
             }
         }
         Change::Delete { by } => {
-            sqlx::query(change_sql::DELETE_REACTIONS)
-                .bind(id)
-                .execute(&mut *connection)
-                .await?;
+            for statement in [change_sql::DELETE_REACTIONS, change_sql::DELETE_MENTIONS] {
+                sqlx::query(statement)
+                    .bind(id)
+                    .execute(&mut *connection)
+                    .await?;
+            }
             sqlx::query(change_sql::TOMBSTONE)
                 .bind(by.0)
                 .bind(id)

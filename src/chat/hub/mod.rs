@@ -20,9 +20,11 @@
 mod frame;
 mod ordering;
 mod presence;
+mod typing;
 
 pub use frame::SharedFrame;
 use presence::send_held_presence;
+pub use typing::TypingList;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -52,6 +54,8 @@ pub enum Delivery {
     /// could not publish): the socket tells its client to `resync` after the last `seq` it
     /// sent.
     Resync,
+    /// Who is typing now (CONTRACT §11), the whole list.
+    Typing(Arc<TypingList>),
 }
 
 /// Why the server closes a socket.
@@ -91,6 +95,11 @@ struct RoomEntry {
     /// Presence frames waiting for the [`PRESENCE_WINDOW`](presence::PRESENCE_WINDOW) to close.
     presence: Vec<Arc<SharedFrame>>,
     presence_window_open: bool,
+    /// Who is typing, on any process, until when.
+    typing: HashMap<String, Instant>,
+    /// The typing list last sent to the room's sockets.
+    typing_sent: Vec<String>,
+    typing_tick_armed: bool,
 }
 
 /// The close signals of some open sockets, by connection number.
@@ -113,6 +122,8 @@ pub(crate) struct Hub {
     me: Weak<Hub>,
     store: Arc<dyn Store>,
     metrics: Metrics,
+    /// How long a `typing` lasts without another (CONTRACT §11: 6 seconds).
+    typing_expiry: Duration,
     state: Mutex<HubState>,
 }
 
@@ -135,11 +146,12 @@ pub(crate) struct Detached {
 }
 
 impl Hub {
-    pub fn new(store: Arc<dyn Store>, metrics: Metrics) -> Arc<Hub> {
+    pub fn new(store: Arc<dyn Store>, metrics: Metrics, typing_expiry: Duration) -> Arc<Hub> {
         Arc::new_cyclic(|me| Hub {
             me: me.clone(),
             store,
             metrics,
+            typing_expiry,
             state: Mutex::new(HubState::default()),
         })
     }
@@ -194,6 +206,9 @@ impl Hub {
                 gap_timer_armed: false,
                 presence: Vec::new(),
                 presence_window_open: false,
+                typing: HashMap::new(),
+                typing_sent: Vec::new(),
+                typing_tick_armed: false,
             }
         });
         let count = entry.users.entry(user).or_insert(0);
@@ -294,6 +309,7 @@ impl BusListener for Hub {
                     send_resync(entry);
                 }
             }
+            BusEvent::Typing { room, user, active } => self.deliver_typing(room, user, active),
             BusEvent::SessionEnded { token_hash } => self.end_session(&token_hash),
             BusEvent::MemberRemoved { room, user } => self.remove_member(room, user),
         }
@@ -368,6 +384,9 @@ mod tests {
     use super::*;
     use crate::adapters::memory::MemoryStore;
 
+    /// A short typing expiry, so a test sees a name go without a long sleep.
+    const TYPING: Duration = Duration::from_millis(300);
+
     fn hub_with_room() -> (Arc<Hub>, Room) {
         let room = Room {
             id: RoomId(1),
@@ -375,7 +394,10 @@ mod tests {
             name: "General".into(),
             kind: crate::domain::RoomKind::Public,
         };
-        (Hub::new(Arc::new(MemoryStore::new()), Metrics::new()), room)
+        (
+            Hub::new(Arc::new(MemoryStore::new()), Metrics::new(), TYPING),
+            room,
+        )
     }
 
     fn seq(n: i64) -> Seq {
@@ -409,6 +431,7 @@ mod tests {
                     format!("[{}]", texts.join(","))
                 }
                 Delivery::Resync => "resync".into(),
+                Delivery::Typing(list) => format!("typing {:?}", list.users),
             })
             .collect()
     }
@@ -481,7 +504,7 @@ mod tests {
         };
         let store = MemoryStore::new();
         store.stall_history_reads();
-        let hub = Hub::new(Arc::new(store), Metrics::new());
+        let hub = Hub::new(Arc::new(store), Metrics::new(), TYPING);
         let mut socket = hub.attach(
             &room,
             UserId(1),
@@ -537,7 +560,7 @@ mod tests {
         };
         store.change_message(&room, first.id, edit).await.unwrap();
 
-        let hub = Hub::new(store.clone(), Metrics::new());
+        let hub = Hub::new(store.clone(), Metrics::new(), TYPING);
         let mut socket = hub.attach(&room, alice.id, &Bytes::from_static(b"s"), Instant::now());
         hub.start_ordering(room.id, Rev::ZERO, Seq::ZERO);
         hub.deliver(event(&room, Some(seq(1)), "{}"));
@@ -601,7 +624,7 @@ mod tests {
         use crate::domain::{Role, RoomName, Slug, Username};
         use crate::ports::NewRoom;
         let store = Arc::new(MemoryStore::new());
-        let hub = Hub::new(store.clone(), Metrics::new());
+        let hub = Hub::new(store.clone(), Metrics::new(), TYPING);
         let user = |name: &str| {
             let store = store.clone();
             let name = Username::parse(name).unwrap();

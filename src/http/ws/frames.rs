@@ -182,6 +182,7 @@ mod tests {
             deleted_by: None,
             reply_to: None,
             reactions: Vec::new(),
+            mentions: Vec::new(),
         }
     }
 

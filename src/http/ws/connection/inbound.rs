@@ -112,6 +112,8 @@ impl Socket {
             Ok(ClientFrame::Updates { after_rev }) => {
                 self.on_updates(state, visit, after_rev).await
             }
+            Ok(ClientFrame::Read { seq }) => self.on_read(state, visit, seq).await,
+            Ok(ClientFrame::Typing { active }) => self.on_typing(state, visit, active).await,
             Ok(ClientFrame::Ping) => self.on_ping().await,
             Ok(ClientFrame::History {
                 before,
@@ -145,6 +147,11 @@ impl Socket {
         match sent {
             Ok(sent) => {
                 let message = sent.message;
+                state
+                    .chat
+                    .visits()
+                    .stopped_typing(visit.room.id, &visit.user)
+                    .await;
                 self.send_frame(&ServerFrame::Ack {
                     room: Some(message.room_slug),
                     client_id: message.client_id,
@@ -225,6 +232,47 @@ impl Socket {
             }
             Err(e) => self.send_frame(&error_frame(&e, None)).await,
         }
+    }
+
+    /// `read`: moves the read marker, within the frame budget; answered with the marker
+    /// and counts after (CONTRACT §11). A `seq` out of range is an `invalid_frame` here.
+    async fn on_read(&mut self, state: &AppState, visit: &Visit, seq: i64) -> Result<(), End> {
+        if let Err(wait) = self.budget.take() {
+            return self.send_frame(&rate_limited(wait, None)).await;
+        }
+        let read = state
+            .chat
+            .reading()
+            .mark_read(&visit.user, &visit.room, seq)
+            .await;
+        let reply = match read {
+            Ok(read) => ServerFrame::Read {
+                seq: read.read_seq,
+                unread: read.unread,
+                mentions: read.mentions,
+            },
+            Err(ChatError::InvalidSeq) => error_frame(
+                &ChatError::InvalidFrame(ChatError::InvalidSeq.to_string()),
+                None,
+            ),
+            Err(e) => error_frame(&e, None),
+        };
+        self.send_frame(&reply).await
+    }
+
+    /// `typing`: told to the room's other connections, within the frame budget; nothing
+    /// answers it.
+    async fn on_typing(
+        &mut self,
+        state: &AppState,
+        visit: &Visit,
+        active: bool,
+    ) -> Result<(), End> {
+        if let Err(wait) = self.budget.take() {
+            return self.send_frame(&rate_limited(wait, None)).await;
+        }
+        state.chat.visits().typing(visit, active).await;
+        Ok(())
     }
 
     /// `ping`: a `pong`, within the frame budget.

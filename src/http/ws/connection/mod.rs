@@ -84,6 +84,8 @@ pub async fn run(
             }
             .to_json(),
         ),
+        username: visit.user.username.clone(),
+        typing_sent: Vec::new(),
         unsent: Vec::new(),
         unsent_bytes: 0,
         at_boundary: true,
@@ -157,6 +159,10 @@ struct Socket {
     budget: FrameBudget,
     /// The `member_joined` this socket's own arrival caused: the joiner knows already.
     own_arrival: Bytes,
+    /// This connection's user, whom its typing lists leave out.
+    username: String,
+    /// The typing list this client was last sent (without its own user).
+    typing_sent: Vec<String>,
     /// Wire frames queued and not yet written, and their size.
     unsent: Vec<Bytes>,
     unsent_bytes: usize,

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use super::super::frames;
 use super::super::handshake::Socket as WebSocket;
 use super::{End, Signal, Socket, CLOSE_POLICY};
-use crate::chat::{ChatError, Delivery, SharedFrame};
+use crate::chat::{ChatError, Delivery, SharedFrame, TypingList};
 use crate::protocol::ServerFrame;
 
 impl Socket {
@@ -36,6 +36,7 @@ impl Socket {
                 Ok(())
             }
             Delivery::Resync => self.queue_resync().await,
+            Delivery::Typing(list) => self.queue_typing(&list).await,
         }
     }
 
@@ -51,6 +52,31 @@ impl Socket {
             Some(wire) => self.queue(wire).await,
             None => Ok(()),
         }
+    }
+
+    /// The room's typing list, without this connection's own user (they know they are
+    /// typing), and only when that differs from what this client has. Everyone else gets
+    /// the room's shared frame; a typing user's sockets get their own.
+    async fn queue_typing(&mut self, list: &TypingList) -> Result<(), End> {
+        if !list.users.contains(&self.username) {
+            if list.users == self.typing_sent {
+                return Ok(());
+            }
+            self.typing_sent = list.users.clone();
+            return self.queue_shared(&list.frame).await;
+        }
+        let others: Vec<String> = list
+            .users
+            .iter()
+            .filter(|user| **user != self.username)
+            .cloned()
+            .collect();
+        if others == self.typing_sent {
+            return Ok(());
+        }
+        self.typing_sent = others.clone();
+        let frame = ServerFrame::Typing { users: others };
+        self.queue(frames::text(frame.to_json().as_bytes())).await
     }
 
     pub(super) async fn queue_resync(&mut self) -> Result<(), End> {

@@ -1,0 +1,40 @@
+//! Read markers and what is left to read (CONTRACT §11). The counts are the store's,
+//! counted when asked (`Store::attention`), so they are exact on every process and after
+//! a restart; two rules that move a marker by themselves (joining, sending) are the
+//! store's too, in its schema.
+
+use std::sync::Arc;
+
+use super::{store_call, ChatError};
+use crate::domain::{Attention, Room, Seq, User};
+use crate::ports::Store;
+
+pub struct Reading {
+    store: Arc<dyn Store>,
+}
+
+impl Reading {
+    pub(super) fn new(store: Arc<dyn Store>) -> Reading {
+        Reading { store }
+    }
+
+    /// Moves `user`'s read marker in `room` (one they may see) to `seq` (never back) and
+    /// returns the marker and counts after. `seq` must be from 0 to the room's last `seq`;
+    /// only a member has a marker.
+    pub async fn mark_read(
+        &self,
+        user: &User,
+        room: &Room,
+        seq: i64,
+    ) -> Result<Attention, ChatError> {
+        let room = room.id;
+        let seq = Seq::new(seq).ok_or(ChatError::InvalidSeq)?;
+        // Messages only add seqs: one at most the last now stays valid.
+        if seq > store_call(self.store.last_seq(room)).await? {
+            return Err(ChatError::InvalidSeq);
+        }
+        store_call(self.store.mark_read(room, user.id, seq))
+            .await?
+            .ok_or(ChatError::Forbidden("only members have a read marker"))
+    }
+}
