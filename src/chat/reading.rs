@@ -18,6 +18,15 @@ impl Reading {
         Reading { store }
     }
 
+    /// `user`'s read marker and counts in `room`; `None` when they are not a member.
+    pub async fn attention(
+        &self,
+        user: &User,
+        room: &Room,
+    ) -> Result<Option<Attention>, ChatError> {
+        Ok(store_call(self.store.attention(room.id, user.id)).await?)
+    }
+
     /// Moves `user`'s read marker in `room` (one they may see) to `seq` (never back) and
     /// returns the marker and counts after. `seq` must be from 0 to the room's last `seq`;
     /// only a member has a marker.

@@ -165,6 +165,7 @@ async fn room(
     let csrf = csrf_token(&state.secret_key, &headers, over_https);
     let room = &access.room;
     let dm = room.kind == RoomKind::Dm;
+    let attention = state.chat.reading().attention(&user, room).await?;
     let page = RoomPage {
         signed_in_as: Some(user.username.clone()),
         csrf: csrf.token,
@@ -179,6 +180,7 @@ async fn room(
         // A DM has no members to manage (CONTRACT §9); the server refuses it anyway.
         moderates: !dm && access.moderates(),
         owns: !dm && access.owns(),
+        read_seq: attention.map(|a| a.read_seq.get()),
         username: user.username,
     };
     Ok(render(StatusCode::OK, &page, csrf.set_cookie))

@@ -161,6 +161,9 @@ pub struct RoomPage {
     pub moderates: bool,
     /// Owner: change roles too.
     pub owns: bool,
+    /// The user's read marker when the page was made (CONTRACT §11), for the "new
+    /// messages" line; `None` when they are not a member yet.
+    pub read_seq: Option<i64>,
 }
 
 #[derive(Template)]

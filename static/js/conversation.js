@@ -10,9 +10,10 @@ const PAGE = 50; // older messages asked for at a time
 
 // `viewer`: who reads, as message-item.js takes it. `place`: the reader's place
 // (scroll.js). `send(frame)`, `isJoined()`: the room's socket. `onShown(seq)`: a stored
-// message is on the page now.
+// message is on the page now. `readSeq`: the read marker when the page was made; the
+// first message after it gets a "New messages" line, and the page opens there.
 export function startConversation({
-  viewer, list, place, olderButton, historyStart, announcer, send, isJoined, onShown,
+  viewer, list, place, olderButton, historyStart, announcer, send, isJoined, onShown, readSeq,
 }) {
   const me = viewer.me;
   const shown = new Set(); // the seq of every stored message on the page
@@ -23,6 +24,7 @@ export function startConversation({
   let askedAfter = -1; // a `history after` request is out for this seq
   let olderAsked = 0; // a `history before` request is out for this seq; 0: none
   let revealing = 0; // the seq of a message to show once older pages bring it; 0: none
+  let newLineDue = readSeq !== undefined && readSeq !== null; // drawn once, on the first history
 
   // For screen readers; a few lines are kept so that a burst is not cut short.
   function announce(text) {
@@ -44,6 +46,11 @@ export function startConversation({
       if (editor && !m.deleted) {
         li.classList.add("editing");
         li.append(editor);
+      }
+      const newLine = old.querySelector(":scope > .new-line");
+      if (newLine) {
+        li.prepend(newLine);
+        li.classList.add("first-unread");
       }
       old.replaceWith(li);
       if (hadFocus) refocus(li, hadFocus);
@@ -136,6 +143,19 @@ export function startConversation({
     historyStart.hidden = oldestSeq > 1;
   }
 
+  // The "New messages" line above the first message after the read marker, in view.
+  function drawNewLine() {
+    newLineDue = false;
+    const first = [...list.children].find((li) => Number(li.dataset.seq) > readSeq);
+    if (!first) return;
+    const line = el("div", "new-line", "New messages");
+    line.setAttribute("role", "separator");
+    first.prepend(line);
+    first.classList.add("first-unread");
+    regroup(first);
+    if (first.previousElementSibling) first.scrollIntoView({ block: "start" });
+  }
+
   // The focus was in a message that was drawn again: it goes to the same place in the new
   // one (an editor moved over keeps its own focus), else to the message's first control.
   function refocus(li, was) {
@@ -179,6 +199,7 @@ export function startConversation({
     const extendsTail = messages.length && messages[messages.length - 1].seq >= lastSeq;
     fillGap(Boolean(frame.truncated && extendsTail));
     if (isJoined()) updateEdge(); // an empty room has its beginning on show
+    if (newLineDue) drawNewLine();
     if (revealing && shown.has(revealing)) reveal(revealing);
     else if (revealing && oldestSeq > revealing && !olderAsked) loadOlder();
     maybeLoadOlder();

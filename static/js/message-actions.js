@@ -1,5 +1,5 @@
 // Changing messages from the page (CONTRACT §10): each message's actions (message-item.js
-// draws them; shown on hover and focus) and its reaction chips. Edit opens an editor in
+// draws them; shown on hover, focus or a tap) and its reaction chips. Edit opens an editor in
 // place (Enter saves, Escape cancels; Up arrow in an empty message box edits your last
 // message); delete asks first; react opens natter's own emoji picker; reply hands the
 // message to the composer; a reply's quote shows the message it answers. Every change
@@ -231,7 +231,17 @@ export function startMessageActions({ list, me, send, isJoined, conversation, co
       return;
     }
     const button = event.target.closest("button[data-action]");
-    const li = button && button.closest("li.message");
+    if (!button) {
+      // A tap on a message (a touch screen has no hover) shows its actions.
+      const tapped = event.target.closest("li.message");
+      if (!tapped || event.target.closest("a, textarea, form")) return;
+      for (const other of list.querySelectorAll(":scope > li.selected")) {
+        if (other !== tapped) other.classList.remove("selected");
+      }
+      tapped.classList.toggle("selected");
+      return;
+    }
+    const li = button.closest("li.message");
     if (!li || !list.contains(li)) return;
     switch (button.dataset.action) {
       case "edit":

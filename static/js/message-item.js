@@ -9,11 +9,15 @@ const GROUP_MS = 5 * 60 * 1000; // one person's messages this close together for
 
 // A message as it is now (CONTRACT §10): edited, deleted (a tombstone, its text gone),
 // the message it replies to, and its reactions, each chip naming who reacted for pointers
-// and screen readers. `viewer`: who looks (`me`) and whether they may delete others'
+// and screen readers; one that mentions the viewer is highlighted (CONTRACT §11). `viewer`: who looks (`me`) and whether they may delete others'
 // messages (`moderates`); it decides the actions offered (message-actions.js acts on them).
 export function messageItem(m, viewer) {
   const mine = m.user === viewer.me;
-  const li = el("li", "message" + (mine ? " mine" : "") + (m.deleted ? " deleted" : ""));
+  const mentionsMe = !mine && (m.mentions || []).includes(viewer.me);
+  const li = el(
+    "li",
+    "message" + (mine ? " mine" : "") + (m.deleted ? " deleted" : "") + (mentionsMe ? " mentions-me" : ""),
+  );
   li.id = "message-" + m.id;
   li.dataset.id = m.id;
   li.dataset.seq = m.seq;
@@ -103,6 +107,7 @@ export function regroup(li) {
       prev.dataset.user === li.dataset.user &&
       Number(prev.dataset.seq) === Number(li.dataset.seq) - 1 &&
       li.dataset.at - prev.dataset.at < GROUP_MS &&
-      !li.querySelector(":scope > .reply-quote"), // a reply stands on its own, quote first
+      !li.querySelector(":scope > .reply-quote") && // a reply stands on its own, quote first
+      !li.classList.contains("first-unread"), // so does the first of the new messages
   );
 }

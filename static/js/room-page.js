@@ -14,6 +14,7 @@ import { createOutbox } from "./outbox.js";
 import { startComposer } from "./composer.js";
 import { startMessageActions } from "./message-actions.js";
 import { startTyping } from "./typing.js";
+import { startReadMarker } from "./read-marker.js";
 
 const root = document.querySelector("main.room[data-slug]");
 const me = root.dataset.user;
@@ -41,6 +42,7 @@ const socket = openRoomSocket({
     outbox.lost();
     actions.lost();
     typing.reset();
+    marker.lost();
     conversation.forgetAsks();
     members.offline();
   },
@@ -61,6 +63,11 @@ const conversation = startConversation({
   send: socket.send,
   isJoined: socket.isJoined,
   onShown: outbox.settle,
+  readSeq: root.dataset.readSeq === undefined ? undefined : Number(root.dataset.readSeq),
+});
+const marker = startReadMarker({
+  conversation, place, send: socket.send, isJoined: socket.isJoined,
+  initial: Number(root.dataset.readSeq || 0),
 });
 const ask = makeConfirm({
   dialog: $("confirm"), title: $("confirm-title"), text: $("confirm-text"), ok: $("confirm-ok"),
@@ -132,9 +139,14 @@ function handle(frame) {
       break;
     case "history":
       conversation.history(frame);
+      marker.maybe();
       break;
     case "message":
       conversation.message(frame);
+      marker.maybe();
+      break;
+    case "read":
+      marker.read(frame);
       break;
     case "message_updated":
       conversation.updated(frame);

@@ -43,5 +43,5 @@ export function readingPlace({ scroller, list, jump }) {
     }, { passive: true });
   }
 
-  return { nearTop, toBottom, keep, onScroll };
+  return { nearTop, nearBottom, toBottom, keep, onScroll };
 }

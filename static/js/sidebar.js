@@ -2,7 +2,9 @@
 // direct messages, each a link, the current one marked. Kept fresh from
 // GET /api/rooms?member=true every 5 s while the tab is in view (someone may add the user
 // to a room), at once when the tab comes back. On a phone-width screen it folds behind
-// the header's Rooms button. Names go in as textContent only.
+// the header's Rooms button. Names go in as textContent only. Each room but the one on
+// show carries its unread count and, apart, its mentions of the user (CONTRACT §11); the
+// tab's title starts with the total unread.
 
 import { $, el } from "./dom.js";
 import { pollWhileVisible } from "./poll.js";
@@ -32,6 +34,7 @@ export function startSidebar({ current } = {}) {
     dms: { list: $("side-dms"), empty: $("side-dms-empty") },
   };
   let shown = ""; // what the lists show, to leave them alone when nothing changed
+  const title = document.title;
 
   startMenu(sidebar, $("menu-button"));
   checkRoomNames({ form: $("new-room-form"), input: $("new-room-name"), error: $("new-room-error") });
@@ -43,6 +46,17 @@ export function startSidebar({ current } = {}) {
     a.dataset.slug = entry.slug;
     a.append(el("bdi", "", entry.label));
     if (entry.kind === "private") a.append(" ", el("span", "tag", "private"));
+    if (entry.mentions) {
+      const badge = el("span", "mention-badge", "@" + entry.mentions);
+      badge.setAttribute("aria-label", entry.mentions + (entry.mentions === 1 ? " mention" : " mentions"));
+      a.append(" ", badge);
+    }
+    if (entry.unread) {
+      const badge = el("span", "unread-badge", String(entry.unread));
+      badge.setAttribute("aria-label", entry.unread + " unread");
+      a.append(" ", badge);
+    }
+    a.classList.toggle("has-unread", entry.unread > 0);
     if (entry.slug === current) a.setAttribute("aria-current", "page");
     const li = el("li");
     li.append(a);
@@ -50,11 +64,16 @@ export function startSidebar({ current } = {}) {
   }
 
   function render(rooms) {
+    // The room on show is being read: its counts would only flicker.
     const entries = rooms.map((room) => ({
       slug: room.slug,
       kind: room.kind,
       label: room.kind === "dm" ? dmPartner(me, room.name) : room.name,
+      unread: room.slug === current ? 0 : room.unread || 0,
+      mentions: room.slug === current ? 0 : room.mentions || 0,
     }));
+    const total = entries.reduce((sum, e) => sum + e.unread, 0);
+    document.title = (total ? "(" + total + ") " : "") + title;
     const groups = {
       rooms: entries.filter((e) => e.kind !== "dm").sort(byName),
       dms: entries.filter((e) => e.kind === "dm").sort(byName),

@@ -160,6 +160,23 @@ async fn pressed(page: &Browser, seq: i64) -> Value {
     .await
 }
 
+/// Uses action `what` of message `seq` as a pointer would: the message is tapped first
+/// (its actions show on hover, focus or a tap), unless they show already.
+async fn act(page: &Browser, seq: i64, what: &str) {
+    let shown = page
+        .js(
+            "return document.querySelector(`#messages > li[data-seq=\"${arguments[0]}\"]`) \
+               .classList.contains('selected')",
+            vec![json!(seq)],
+        )
+        .await;
+    if shown != json!(true) {
+        page.click(&control(seq, ".body")).await;
+    }
+    page.click(&control(seq, &format!("[data-action={what}]")))
+        .await;
+}
+
 /// The reply quote in message `seq`: its text, or null when it has none.
 async fn quote(page: &Browser, seq: i64) -> Value {
     page.js(
@@ -232,7 +249,7 @@ async fn two_people_edit_react_reply_and_delete_with_the_page_controls() {
     assert_eq!(offered(&bob, 1).await, json!(["react", "reply"]));
 
     // Bob reacts through the picker, with a pointer; the chip is pressed on his page.
-    bob.click(&control(1, "[data-action=react]")).await;
+    act(&bob, 1, "react").await;
     bob.click("#emoji-picker [data-emoji='🎉']").await;
     for page in [&alice, &bob] {
         wait_shown(
@@ -296,7 +313,7 @@ async fn two_people_edit_react_reply_and_delete_with_the_page_controls() {
     .await;
 
     // Bob replies: the box says to what, and the reply quotes it on both pages.
-    bob.click(&control(1, "[data-action=reply]")).await;
+    act(&bob, 1, "reply").await;
     bob.wait_for(
         "the reply bar",
         "const r = document.getElementById('replying'); \
@@ -329,12 +346,12 @@ async fn two_people_edit_react_reply_and_delete_with_the_page_controls() {
         .await;
 
     // Alice edits through the Edit button: the quote follows the edit on bob's page.
-    alice.click(&control(1, "[data-action=edit]")).await;
+    act(&alice, 1, "edit").await;
     alice.press(&[char::from(Key::Control), 'a']).await;
     alice.type_line("Hello, everyone").await;
     wait_quote(&bob, 2, "In reply to alice: Hello, everyone").await;
     // Escape leaves an edit unsaved.
-    alice.click(&control(1, "[data-action=edit]")).await;
+    act(&alice, 1, "edit").await;
     alice.press(&['!', char::from(Key::Escape)]).await;
     assert_eq!(
         shown(&alice, 1).await[0],
@@ -344,7 +361,7 @@ async fn two_people_edit_react_reply_and_delete_with_the_page_controls() {
 
     // Alice deletes her message after confirming: bob's reply now quotes a tombstone.
     // Then, as the room's owner, she deletes bob's reply too.
-    alice.click(&control(1, "[data-action=delete]")).await;
+    act(&alice, 1, "delete").await;
     alice
         .wait_for(
             "the confirmation",
@@ -357,7 +374,7 @@ async fn two_people_edit_react_reply_and_delete_with_the_page_controls() {
         wait_shown(page, 1, json!(["message deleted", false, true, []])).await;
         wait_quote(page, 2, "In reply to alice: message deleted").await;
     }
-    alice.click(&control(2, "[data-action=delete]")).await;
+    act(&alice, 2, "delete").await;
     alice
         .wait_for(
             "the confirmation",
