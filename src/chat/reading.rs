@@ -24,7 +24,7 @@ impl Reading {
         user: &User,
         room: &Room,
     ) -> Result<Option<Attention>, ChatError> {
-        Ok(store_call(self.store.attention(room.id, user.id)).await?)
+        store_call(self.store.attention(room.id, user.id)).await
     }
 
     /// Moves `user`'s read marker in `room` (one they may see) to `seq` (never back) and
