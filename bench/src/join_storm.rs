@@ -301,7 +301,12 @@ mod tests {
     use super::*;
 
     fn h(seqs: &[u64]) -> Vec<HistMsg> {
-        seqs.iter().map(|&seq| HistMsg { seq }).collect()
+        seqs.iter()
+            .map(|&seq| HistMsg {
+                seq,
+                reply_to: None,
+            })
+            .collect()
     }
 
     #[test]
@@ -311,5 +316,18 @@ mod tests {
         assert!(!complete(&h(&[3, 5]), 2, 5));
         assert!(!complete(&h(&[2, 3, 4]), 3, 5));
         assert!(!complete(&h(&[4, 5]), 3, 5));
+    }
+
+    #[test]
+    fn a_reply_must_quote_its_target() {
+        let quoting = |excerpt: &str| {
+            let mut history = h(&[4, 5]);
+            history[1].reply_to = Some(crate::setup::ReplyTo {
+                excerpt: excerpt.into(),
+            });
+            history
+        };
+        assert!(complete(&quoting("seed message 0.3"), 2, 5));
+        assert!(!complete(&quoting(""), 2, 5), "an unresolved quote");
     }
 }
