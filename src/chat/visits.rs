@@ -251,31 +251,36 @@ impl Visits {
 
     /// Cached replies come without their targets' names and text (`MessageCache`): a
     /// target read in the same batch (a reply mostly answers something recent) is taken
-    /// from there, as the cache holds it now; the others are read from the store, in one
-    /// query. Either way a reply shows its target as it is.
+    /// from there, as the cache holds it now; the others from the cache in one more call
+    /// (`at`), and only those older than the cache from the store, in one query. Either
+    /// way a reply shows its target as it is.
     async fn with_replies_resolved(
         &self,
         room: &Room,
         mut messages: Vec<Message>,
     ) -> Result<Vec<Message>, ChatError> {
-        let targets: Vec<i64> = messages
-            .iter()
-            .filter_map(|m| m.reply_to.as_ref().map(|to| to.id))
-            .collect();
-        if targets.is_empty() {
+        if !messages.iter().any(|m| m.reply_to.is_some()) {
             return Ok(messages);
         }
         let read: HashMap<i64, &Message> = messages.iter().map(|m| (m.id, m)).collect();
         let mut refs: HashMap<i64, ReplyRef> = HashMap::new();
-        let mut elsewhere: Vec<i64> = Vec::new();
-        for id in targets {
-            match read.get(&id) {
+        let mut elsewhere: Vec<(i64, Seq)> = Vec::new();
+        for to in messages.iter().filter_map(|m| m.reply_to.as_ref()) {
+            match read.get(&to.id) {
                 Some(target) => {
-                    refs.insert(id, ReplyRef::to(target));
+                    refs.insert(to.id, ReplyRef::to(target));
                 }
-                None => elsewhere.push(id),
+                None => elsewhere.push((to.id, to.seq)),
             }
         }
+        if !elsewhere.is_empty() {
+            let seqs: Vec<Seq> = elsewhere.iter().map(|&(_, seq)| seq).collect();
+            for target in self.cache.at(room.id, &seqs).await?.unwrap_or_default() {
+                refs.insert(target.id, ReplyRef::to(&target));
+            }
+            elsewhere.retain(|(id, _)| !refs.contains_key(id));
+        }
+        let mut elsewhere: Vec<i64> = elsewhere.into_iter().map(|(id, _)| id).collect();
         elsewhere.sort_unstable();
         elsewhere.dedup();
         if !elsewhere.is_empty() {

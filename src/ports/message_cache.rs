@@ -32,6 +32,10 @@ pub trait MessageCache: Send + Sync + 'static {
         after: Seq,
         limit: usize,
     ) -> Result<Option<Vec<Message>>, Unavailable>;
+    /// The cached messages among `seqs` (any order, each once), in `seq` order; those not
+    /// cached are left out. `None` when the cache is not ready. (A reply's target, as the
+    /// cache holds it now.)
+    async fn at(&self, room: RoomId, seqs: &[Seq]) -> Result<Option<Vec<Message>>, Unavailable>;
     /// Adds the store's tail and marks the room ready, if the room still has members. An
     /// entry already cached with a `rev` at least the tail's keeps its state. Filling a
     /// room not ready yet also drops entries older than the tail's first (what `update`

@@ -453,6 +453,77 @@ async fn a_joiner_served_from_the_cache_sees_every_change() {
     );
 }
 
+/// A joiner served from the cache sees each reply's target as it is now, wherever the
+/// target is: in the same page, elsewhere in the cache, or only in the store.
+async fn cached_replies_show_their_targets_as_they_are_wherever_they_are() {
+    let vars = [
+        ("SEND_MIN_INTERVAL_MS", "100"),
+        ("CACHE_MESSAGES", "4"),
+        ("HISTORY_ON_JOIN", "3"),
+    ];
+    let app = TestApp::spawn_with(&vars).await;
+    let alice = app.user("alice").await;
+    let slug = alice.create_room("general").await;
+    let _keeps_it_warm = alice.connect(&slug).await;
+    let path = format!("/api/rooms/{slug}/messages");
+    let mut sent: Vec<Value> = Vec::new();
+    // seq: 1 old (store only), 2, 3 in the cache, 4 → 3, 5 → 1, 6 → 5.
+    for (body, reply_to) in [
+        ("old target", None),
+        ("filler", None),
+        ("cached target", None),
+        ("to the cached one", Some(2)),
+        ("to the old one", Some(0)),
+        ("to the one before", Some(4)),
+    ] {
+        after_the_quick_gap().await;
+        let mut post = json!({ "body": body });
+        if let Some(i) = reply_to {
+            post["reply_to"] = sent[i]["id"].clone();
+        }
+        let (status, answer) = alice.post_json(&path, &post).await;
+        assert_eq!(status, 201, "{answer}");
+        sent.push(answer["message"].clone());
+    }
+    for (i, body) in [
+        (0, "old target, edited"),
+        (2, "cached target, edited"),
+        (4, "to the old one, edited"),
+    ] {
+        let edit = Some(json!({ "body": body }));
+        let (status, answer) = call(
+            &alice,
+            Method::PATCH,
+            format!("{path}/{}", sent[i]["id"]),
+            edit,
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    const FROM_CACHE: &str = "natter_history_loads_total{source=\"cache\"}";
+    let cache_before = app.metric(FROM_CACHE).await;
+    let bob = app.user("bob").await;
+    let joined = bob.connect(&slug).await;
+    assert_eq!(app.metric(FROM_CACHE).await, cache_before + 1.0);
+    let history = joined.history.as_ref().unwrap()["messages"].clone();
+    let quoted: Vec<Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["reply_to"]["excerpt"].clone())
+        .collect();
+    assert_eq!(
+        quoted,
+        [
+            json!("cached target, edited"),
+            json!("old target, edited"),
+            json!("to the old one, edited"),
+        ]
+    );
+    let stored = alice.get_json(&format!("{path}?limit=3")).await["messages"].clone();
+    assert_eq!(history, stored, "the cache and the store agree");
+}
+
 /// Sends a change frame and returns its `ack` or the `error` refusing it.
 async fn change(ws: &mut Ws, mut frame: Value, client_id: &str) -> Value {
     frame["client_id"] = json!(client_id);
@@ -668,6 +739,7 @@ api_tests!(
     edits_deletes_and_reactions_follow_the_rules,
     the_edit_window_and_the_change_limit_hold,
     a_joiner_served_from_the_cache_sees_every_change,
+    cached_replies_show_their_targets_as_they_are_wherever_they_are,
     changes_over_the_socket_reach_everyone_in_rev_order,
     a_client_catches_up_on_every_change_exactly_once,
 );

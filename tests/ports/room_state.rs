@@ -24,6 +24,7 @@ port_suite! {
         the_cache_keeps_the_newest_messages_and_tolerates_repeats,
         after_answers_only_when_the_cache_is_complete,
         cached_messages_come_back_exactly,
+        at_answers_the_cached_messages_among_seqs,
         an_update_replaces_the_cached_state,
         an_update_older_than_the_cached_state_changes_nothing,
         an_update_of_an_uncached_message_adds_nothing,
@@ -859,4 +860,28 @@ impl World {
             );
         }
     }
+}
+
+async fn at_answers_the_cached_messages_among_seqs(f: RoomStates) {
+    let seqs = |ns: &[i64]| ns.iter().map(|&n| seq(n)).collect::<Vec<_>>();
+    f.state.join(ROOM, &user(1, "alice")).await.unwrap();
+    assert_eq!(
+        f.state.at(ROOM, &seqs(&[1])).await.unwrap(),
+        None,
+        "not ready"
+    );
+    f.state
+        .fill(ROOM, &[message(2), message(3), message(4)])
+        .await
+        .unwrap();
+    let found = f.state.at(ROOM, &seqs(&[4, 1, 2, 4, 9])).await.unwrap();
+    assert_eq!(found, Some(vec![message(2), message(4)]));
+    assert_eq!(f.state.at(ROOM, &[]).await.unwrap(), Some(vec![]));
+    // The state it holds now.
+    let edit = edited(3, 7, "changed");
+    f.state.update(ROOM, &edit).await.unwrap();
+    assert_eq!(
+        f.state.at(ROOM, &seqs(&[3])).await.unwrap(),
+        Some(vec![edit])
+    );
 }

@@ -149,6 +149,20 @@ impl MessageCache for MemoryRoomState {
         }))
     }
 
+    async fn at(&self, room: RoomId, seqs: &[Seq]) -> Result<Option<Vec<Message>>, Unavailable> {
+        Ok(self.with_rooms(|rooms| {
+            let state = rooms.get(&room).filter(|s| s.ready)?;
+            let mut seqs = seqs.to_vec();
+            seqs.sort_unstable();
+            seqs.dedup();
+            Some(
+                seqs.iter()
+                    .filter_map(|seq| state.cached.get(seq).cloned())
+                    .collect(),
+            )
+        }))
+    }
+
     async fn fill(&self, room: RoomId, tail: &[Message]) -> Result<(), Unavailable> {
         self.with_rooms(|rooms| {
             let Some(state) = rooms.get_mut(&room) else {

@@ -191,6 +191,21 @@ function ops.latest()
   return redis.call('ZRANGE', messages, -limit, -1)
 end
 
+-- ARGV 4.. seqs -> the entries at those seqs that are cached; nil when not ready
+function ops.at()
+  if redis.call('EXISTS', ready) == 0 then
+    return false
+  end
+  local found = {}
+  for i = 4, #ARGV do
+    local held = redis.call('ZRANGEBYSCORE', messages, ARGV[i], ARGV[i])
+    if held[1] then
+      table.insert(found, held[1])
+    end
+  end
+  return found
+end
+
 -- ARGV 4 after, 5 limit -> entries with seq > after, oldest first; nil when not ready or
 -- when the oldest cached seq is beyond after + 1 (a message may be missing)
 function ops.after()

@@ -492,6 +492,18 @@ impl MessageCache for RedisRoomState {
         Ok(entries.and_then(decode))
     }
 
+    async fn at(&self, room: RoomId, seqs: &[Seq]) -> Result<Option<Vec<Message>>, Unavailable> {
+        let mut call = self.op("at", Some(room));
+        let mut seqs = seqs.to_vec();
+        seqs.sort_unstable();
+        seqs.dedup();
+        for seq in seqs {
+            call.arg(seq.get());
+        }
+        let entries: Option<Vec<String>> = self.run(&call).await?;
+        Ok(entries.and_then(decode))
+    }
+
     async fn fill(&self, room: RoomId, tail: &[Message]) -> Result<(), Unavailable> {
         let mut call = self.op("fill", Some(room));
         call.arg(self.capacity);
