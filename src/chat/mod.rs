@@ -102,7 +102,7 @@ impl ChatService {
             rooms: Rooms::new(&ports, access.clone(), limits),
             members: Members::new(&ports, access),
             messages: Messages::new(&ports, limits, metrics.clone()),
-            reading: Reading::new(ports.store.clone()),
+            reading: Reading::new(ports.store.clone(), ports.bus.clone()),
             visits: Visits::new(&ports, hub, &settings, metrics.clone()),
             store: ports.store,
             room_state: ports.room_state,

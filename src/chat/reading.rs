@@ -5,17 +5,21 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::{store_call, ChatError};
 use crate::domain::{Attention, Room, Seq, User};
-use crate::ports::Store;
+use crate::ports::{Bus, BusEvent, Store};
+use crate::protocol::ServerFrame;
 
 pub struct Reading {
     store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
 }
 
 impl Reading {
-    pub(super) fn new(store: Arc<dyn Store>) -> Reading {
-        Reading { store }
+    pub(super) fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Reading {
+        Reading { store, bus }
     }
 
     /// `user`'s read marker and counts in `room`; `None` when they are not a member.
@@ -42,8 +46,24 @@ impl Reading {
         if seq > store_call(self.store.last_seq(room)).await? {
             return Err(ChatError::InvalidSeq);
         }
-        store_call(self.store.mark_read(room, user.id, seq))
+        let read = store_call(self.store.mark_read(room, user.id, seq))
             .await?
-            .ok_or(ChatError::Forbidden("only members have a read marker"))
+            .ok_or(ChatError::Forbidden("only members have a read marker"))?;
+        // Every socket of the user in the room hears where the marker is, on every process
+        // (the one that asked included: it is the answer to its `read`).
+        let frame = ServerFrame::Read {
+            seq: read.read_seq,
+            unread: read.unread,
+            mentions: read.mentions,
+        };
+        let event = BusEvent::Read {
+            room,
+            user: user.id,
+            frame: Bytes::from(frame.to_json()),
+        };
+        if let Err(e) = self.bus.publish(event).await {
+            tracing::debug!(error = %e, "a read marker's move did not reach every process");
+        }
+        Ok(read)
     }
 }

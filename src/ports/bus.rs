@@ -20,6 +20,13 @@ pub enum BusEvent {
     /// Frames for the room may have been lost on the way to some process (a publish that
     /// could not be sent): every socket in it must be told to `resync`.
     Resync { room: RoomId },
+    /// `user`'s read marker in the room moved (CONTRACT §11): `frame` (their `read`) goes
+    /// to each of their sockets in the room, on every process.
+    Read {
+        room: RoomId,
+        user: UserId,
+        frame: Bytes,
+    },
     /// `user` (a username) started or is still typing in the room, or stopped (CONTRACT
     /// §11): every process with sockets there keeps the list itself.
     Typing {

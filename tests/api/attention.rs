@@ -107,6 +107,13 @@ async fn unread_and_mentions_are_exact_and_a_marker_never_moves_back() {
     let (status, read) = mark_read(&bob, &slug, json!(1)).await;
     assert_eq!((status, &read["read_seq"]), (200, &json!(3)));
     assert_eq!(counts(&bob, &slug).await, json!([3, 5, 1, 0]));
+    // bob's socket in the room hears each of the route's answers too.
+    for _ in 0..2 {
+        assert_eq!(
+            bobs.next_of_type("read").await,
+            json!({"type": "read", "seq": 3, "unread": 1, "mentions": 0})
+        );
+    }
     for seq in [json!(6), json!(-1), json!("4"), json!(2.5), json!(null)] {
         let (status, refused) = mark_read(&bob, &slug, seq.clone()).await;
         assert_eq!((status, code(&refused)), (400, "invalid_seq"), "{seq}");
@@ -117,12 +124,29 @@ async fn unread_and_mentions_are_exact_and_a_marker_never_moves_back() {
     let (status, refused) = mark_read(&carol, "no-such-room", json!(1)).await;
     assert_eq!((status, code(&refused)), (404, "room_not_found"));
 
-    // The frame does the same on the room's socket, answered with a `read` frame.
-    bobs.send(json!({"type": "read", "seq": 5})).await;
-    assert_eq!(
-        bobs.next_of_type("read").await,
-        json!({"type": "read", "seq": 5, "unread": 0, "mentions": 0})
-    );
+    // The frame does the same on the room's socket, answered with a `read` frame that
+    // every socket of bob's in the room gets (and only his).
+    let mut bobs_other = bob.connect(&slug).await;
+    let mut alices = alice.connect(&slug).await;
+    bobs.send(json!({"type": "read", "seq": 4})).await;
+    // (5, after it, is deleted: nothing is left to read.)
+    let read = json!({"type": "read", "seq": 4, "unread": 0, "mentions": 0});
+    assert_eq!(bobs.next_of_type("read").await, read);
+    assert_eq!(bobs_other.next_of_type("read").await, read);
+    // …also when the route moves it.
+    let (status, _) = mark_read(&bob, &slug, json!(5)).await;
+    assert_eq!(status, 200);
+    let read = json!({"type": "read", "seq": 5, "unread": 0, "mentions": 0});
+    assert_eq!(bobs.next_of_type("read").await, read);
+    assert_eq!(bobs_other.next_of_type("read").await, read);
+    alices.send(json!({"type": "ping"})).await;
+    loop {
+        let frame = alices.next_frame().await;
+        assert_ne!(frame["type"], "read", "alice hears no read of bob's");
+        if frame["type"] == "pong" {
+            break;
+        }
+    }
     for seq in [json!(6), json!(-1), json!("5")] {
         bobs.send(json!({"type": "read", "seq": seq})).await;
         assert_eq!(bobs.next_of_type("error").await["code"], "invalid_frame");

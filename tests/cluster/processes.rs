@@ -236,7 +236,8 @@ async fn counts(
 
 /// CONTRACT §11: bob reads on one process while others send (some mentioning him) on
 /// both; his counts on either process are what the stored messages say, and stay so
-/// after every process restarts. Typing crosses processes too.
+/// after every process restarts. His marker's moves reach his sockets on both processes,
+/// and typing crosses processes too.
 #[tokio::test]
 #[ignore = "needs TEST_DATABASE_URL and TEST_REDIS_URL"]
 async fn unread_counts_are_exact_on_every_process_and_after_a_restart() {
@@ -248,6 +249,7 @@ async fn unread_counts_are_exact_on_every_process_and_after_a_restart() {
     let carol = register(b.addr, "carol").await;
     let slug = alice.create_room("general").await;
     let mut bob_ws = bob.connect(&slug).await;
+    let mut bob_on_b = bob.at(b.addr).connect(&slug).await;
     let mut carol_ws = carol.connect(&slug).await;
 
     let mut read = 0;
@@ -268,6 +270,8 @@ async fn unread_counts_are_exact_on_every_process_and_after_a_restart() {
             read = ack["seq"].as_i64().unwrap();
             bob_ws.send(json!({"type": "read", "seq": read})).await;
             assert_eq!(bob_ws.next_of_type("read").await["seq"], read);
+            // His socket on the other process hears the marker move too.
+            assert_eq!(bob_on_b.next_of_type("read").await["seq"], read);
         }
     }
     // What the store says: the messages after bob's marker, not his, and those naming him.
@@ -294,7 +298,7 @@ async fn unread_counts_are_exact_on_every_process_and_after_a_restart() {
         json!({"type": "typing", "users": ["carol"]})
     );
 
-    drop((bob_ws, carol_ws));
+    drop((bob_ws, bob_on_b, carol_ws));
     drop((a, b));
     let (a, b) = tokio::join!(Natter::start(&env), Natter::start(&env));
     assert_eq!(counts(&a, &bob, &slug).await, expected);

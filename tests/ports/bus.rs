@@ -34,6 +34,7 @@ port_suite! {
         a_frame_without_seq_keeps_no_seq,
         a_resync_reaches_a_subscriber,
         typing_reaches_a_subscriber,
+        a_read_reaches_a_subscriber,
         a_session_end_reaches_every_instance,
         a_removal_reaches_every_instance_whatever_it_subscribes,
     }
@@ -51,6 +52,7 @@ enum Heard {
     SessionEnded(Bytes),
     MemberRemoved(RoomId, UserId),
     Typing(RoomId, String, bool),
+    Read(RoomId, UserId, Bytes),
     LinkRestored,
 }
 
@@ -100,6 +102,7 @@ impl BusListener for Recorder {
             BusEvent::SessionEnded { token_hash } => Heard::SessionEnded(token_hash),
             BusEvent::MemberRemoved { room, user } => Heard::MemberRemoved(room, user),
             BusEvent::Typing { room, user, active } => Heard::Typing(room, user, active),
+            BusEvent::Read { room, user, frame } => Heard::Read(room, user, frame),
         });
     }
 
@@ -291,6 +294,20 @@ async fn typing_reaches_a_subscriber(pair: Pair) {
             .wait_for(&Heard::Typing(RoomId(4), "bob".into(), active))
             .await;
     }
+}
+
+async fn a_read_reaches_a_subscriber(pair: Pair) {
+    pair.receiver.subscribe(RoomId(5)).await.unwrap();
+    let frame = Bytes::from_static(b"{\"type\":\"read\",\"seq\":3}");
+    let event = BusEvent::Read {
+        room: RoomId(5),
+        user: UserId(9),
+        frame: frame.clone(),
+    };
+    pair.sender.publish(event).await.unwrap();
+    pair.heard
+        .wait_for(&Heard::Read(RoomId(5), UserId(9), frame))
+        .await;
 }
 
 async fn a_session_end_reaches_every_instance(pair: Pair) {

@@ -72,6 +72,8 @@ const CHANGE: u8 = 3;
 /// A typing start (`TYPING_ON`) or stop (`TYPING_OFF`); the frame is the username.
 const TYPING_ON: u8 = 4;
 const TYPING_OFF: u8 = 5;
+/// A user's `read` frame; the payload is their 8-byte id, then the frame.
+const READ: u8 = 6;
 
 pub struct RedisBus {
     publisher: Arc<Publisher>,
@@ -545,6 +547,11 @@ impl Channels {
                 encode_room(order_flag(order), *order, frame),
             ),
             BusEvent::Resync { room } => (self.room(*room), encode_room(RESYNC, None, b"")),
+            BusEvent::Read { room, user, frame } => {
+                let mut payload = user.0.to_be_bytes().to_vec();
+                payload.extend_from_slice(frame);
+                (self.room(*room), encode_room(READ, None, &payload))
+            }
             BusEvent::Typing { room, user, active } => {
                 let flag = if *active { TYPING_ON } else { TYPING_OFF };
                 (self.room(*room), encode_room(flag, None, user.as_bytes()))
@@ -623,6 +630,16 @@ fn decode_room(room: RoomId, payload: Bytes) -> Result<BusEvent, &'static str> {
         NEW_MESSAGE => ordered(true)?,
         CHANGE => ordered(false)?,
         RESYNC => return Ok(BusEvent::Resync { room }),
+        READ => {
+            let body = payload.slice(HEADER..);
+            let (user, _) = body.split_at_checked(8).ok_or("a read without its user")?;
+            let user = i64::from_be_bytes(user.try_into().map_err(|_| "bad user id")?);
+            return Ok(BusEvent::Read {
+                room,
+                user: UserId(user),
+                frame: body.slice(8..),
+            });
+        }
         flag @ (TYPING_ON | TYPING_OFF) => {
             let user =
                 std::str::from_utf8(&payload[HEADER..]).map_err(|_| "a username is UTF-8")?;
@@ -690,6 +707,20 @@ mod tests {
                 (RoomId(7), sent, &b"{\"a\":1}"[..])
             );
         }
+    }
+
+    #[test]
+    fn reads_round_trip() {
+        let event = round_trip(&BusEvent::Read {
+            room: RoomId(7),
+            user: UserId(42),
+            frame: Bytes::from_static(b"{\"type\":\"read\"}"),
+        });
+        assert!(
+            matches!(&event, BusEvent::Read { room: RoomId(7), user: UserId(42), frame }
+                if &frame[..] == b"{\"type\":\"read\"}"),
+            "{event:?}"
+        );
     }
 
     #[test]

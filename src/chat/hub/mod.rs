@@ -56,6 +56,11 @@ pub enum Delivery {
     Resync,
     /// Who is typing now (CONTRACT §11), the whole list.
     Typing(Arc<TypingList>),
+    /// A frame for one user's sockets only (their `read`, CONTRACT §11).
+    ForUser {
+        user: UserId,
+        frame: Arc<SharedFrame>,
+    },
 }
 
 /// Why the server closes a socket.
@@ -310,6 +315,14 @@ impl BusListener for Hub {
                 }
             }
             BusEvent::Typing { room, user, active } => self.deliver_typing(room, user, active),
+            BusEvent::Read { room, user, frame } => {
+                if let Some(entry) = self.state().rooms.get(&room) {
+                    if entry.users.contains_key(&user) {
+                        let frame = Arc::new(SharedFrame::new(frame));
+                        let _ = entry.channel.sender.send(Delivery::ForUser { user, frame });
+                    }
+                }
+            }
             BusEvent::SessionEnded { token_hash } => self.end_session(&token_hash),
             BusEvent::MemberRemoved { room, user } => self.remove_member(room, user),
         }
@@ -432,6 +445,7 @@ mod tests {
                 }
                 Delivery::Resync => "resync".into(),
                 Delivery::Typing(list) => format!("typing {:?}", list.users),
+                Delivery::ForUser { user, .. } => format!("for {}", user.0),
             })
             .collect()
     }

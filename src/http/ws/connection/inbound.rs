@@ -234,8 +234,9 @@ impl Socket {
         }
     }
 
-    /// `read`: moves the read marker, within the frame budget; answered with the marker
-    /// and counts after (CONTRACT §11). A `seq` out of range is an `invalid_frame` here.
+    /// `read`: moves the read marker, within the frame budget (CONTRACT §11). The answer,
+    /// the marker and counts after, comes to every socket of the user in the room through
+    /// the hub; a `seq` out of range is an `invalid_frame` here.
     async fn on_read(&mut self, state: &AppState, visit: &Visit, seq: i64) -> Result<(), End> {
         if let Err(wait) = self.budget.take() {
             return self.send_frame(&rate_limited(wait, None)).await;
@@ -246,11 +247,7 @@ impl Socket {
             .mark_read(&visit.user, &visit.room, seq)
             .await;
         let reply = match read {
-            Ok(read) => ServerFrame::Read {
-                seq: read.read_seq,
-                unread: read.unread,
-                mentions: read.mentions,
-            },
+            Ok(_) => return Ok(()),
             Err(ChatError::InvalidSeq) => error_frame(
                 &ChatError::InvalidFrame(ChatError::InvalidSeq.to_string()),
                 None,

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::frames::{self, Keep};
 use super::handshake::Socket as WebSocket;
 use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Entry, Visit};
-use crate::domain::{Rev, Seq};
+use crate::domain::{Rev, Seq, UserId};
 use crate::http::AppState;
 use crate::protocol::{RoomView, ServerFrame, UserView};
 
@@ -85,6 +85,7 @@ pub async fn run(
             .to_json(),
         ),
         username: visit.user.username.clone(),
+        user_id: visit.user.id,
         typing_sent: Vec::new(),
         unsent: Vec::new(),
         unsent_bytes: 0,
@@ -161,6 +162,7 @@ struct Socket {
     own_arrival: Bytes,
     /// This connection's user, whom its typing lists leave out.
     username: String,
+    user_id: UserId,
     /// The typing list this client was last sent (without its own user).
     typing_sent: Vec<String>,
     /// Wire frames queued and not yet written, and their size.

@@ -37,6 +37,10 @@ impl Socket {
             }
             Delivery::Resync => self.queue_resync().await,
             Delivery::Typing(list) => self.queue_typing(&list).await,
+            Delivery::ForUser { user, frame } if user == self.user_id => {
+                self.queue_shared(&frame).await
+            }
+            Delivery::ForUser { .. } => Ok(()),
         }
     }
 
