@@ -51,6 +51,9 @@ pub struct Visit {
     /// With `?since=SEQ&rev=R`: what changed after `R` among the messages up to `SEQ`,
     /// sent after the history (CONTRACT §10).
     pub updates: Option<Updates>,
+    /// Who was typing in the room when the joiner arrived (CONTRACT §11), sorted; later
+    /// changes come with the deliveries.
+    pub typing: Vec<String>,
     /// Live frames for the room.
     pub deliveries: broadcast::Receiver<Delivery>,
     /// Becomes `Some` when the server must close the socket.
@@ -96,6 +99,8 @@ impl Visits {
         let attachment = self
             .hub
             .attach(&room, user.id, &session.token_hash, access.checked_at);
+        // After the attach: a change from here on is delivered as well, never lost.
+        let typing = self.hub.typing_now(room.id);
         let mut visit = Visit {
             room,
             user,
@@ -104,6 +109,7 @@ impl Visits {
             truncated: false,
             since,
             updates: None,
+            typing,
             deliveries: attachment.receiver,
             closed: attachment.closed,
             session: session.token_hash.clone(),

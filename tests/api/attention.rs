@@ -228,6 +228,16 @@ async fn typing_reaches_the_others_and_ends_with_a_stop_a_send_or_a_close() {
     let ack = bobs.say("done typing", "b1").await;
     assert_eq!(ack["type"], "ack", "{ack}");
     assert_eq!(alices.next_of_type("typing").await, typing(&[]));
+    // Someone arriving meanwhile hears the list at once, not at its next change.
+    carols.send(json!({"type": "typing"})).await;
+    assert_eq!(alices.next_of_type("typing").await, typing(&["carol"]));
+    let mut late = app.user("dave").await.connect(&slug).await;
+    assert_eq!(late.next_of_type("typing").await, typing(&["carol"]));
+    carols
+        .send(json!({"type": "typing", "active": false}))
+        .await;
+    assert_eq!(alices.next_of_type("typing").await, typing(&[]));
+    assert_eq!(late.next_of_type("typing").await, typing(&[]));
     // So does closing one's last connection to the room.
     carols.send(json!({"type": "typing"})).await;
     assert_eq!(alices.next_of_type("typing").await, typing(&["carol"]));

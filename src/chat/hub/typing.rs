@@ -73,6 +73,26 @@ impl Hub {
         }
     }
 
+    /// `room`'s typing list here now, sorted.
+    pub fn typing_now(&self, room: RoomId) -> Vec<String> {
+        let now = Instant::now();
+        let mut users: Vec<String> = self
+            .state()
+            .rooms
+            .get(&room)
+            .map(|entry| {
+                entry
+                    .typing
+                    .iter()
+                    .filter(|(_, &expires)| expires > now)
+                    .map(|(user, _)| user.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        users.sort();
+        users
+    }
+
     /// Whether `user` is on `room`'s typing list here.
     pub fn is_typing(&self, room: RoomId, user: &str) -> bool {
         let now = Instant::now();

@@ -266,6 +266,16 @@ impl Socket {
             );
             self.queue(frames::text(&json)).await?;
         }
+        // Who is typing already: a joiner need not wait for the list's next change.
+        let typing: Vec<String> = std::mem::take(&mut visit.typing)
+            .into_iter()
+            .filter(|user| *user != self.username)
+            .collect();
+        if !typing.is_empty() {
+            self.typing_sent = typing.clone();
+            let frame = ServerFrame::Typing { users: typing };
+            self.queue(frames::text(frame.to_json().as_bytes())).await?;
+        }
         self.write_out().await
     }
 
