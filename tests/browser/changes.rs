@@ -177,6 +177,18 @@ async fn act(page: &Browser, seq: i64, what: &str) {
         .await;
 }
 
+/// Deletes message `seq` with its Delete action, confirming when asked.
+async fn delete_confirmed(page: &Browser, seq: i64) {
+    act(page, seq, "delete").await;
+    page.wait_for(
+        "the confirmation",
+        "return document.getElementById('confirm').open",
+        vec![],
+    )
+    .await;
+    page.click("#confirm-ok").await;
+}
+
 /// The reply quote in message `seq`: its text, or null when it has none.
 async fn quote(page: &Browser, seq: i64) -> Value {
     page.js(
@@ -361,28 +373,12 @@ async fn two_people_edit_react_reply_and_delete_with_the_page_controls() {
 
     // Alice deletes her message after confirming: bob's reply now quotes a tombstone.
     // Then, as the room's owner, she deletes bob's reply too.
-    act(&alice, 1, "delete").await;
-    alice
-        .wait_for(
-            "the confirmation",
-            "return document.getElementById('confirm').open",
-            vec![],
-        )
-        .await;
-    alice.click("#confirm-ok").await;
+    delete_confirmed(&alice, 1).await;
     for page in [&alice, &bob] {
         wait_shown(page, 1, json!(["message deleted", false, true, []])).await;
         wait_quote(page, 2, "In reply to alice: message deleted").await;
     }
-    act(&alice, 2, "delete").await;
-    alice
-        .wait_for(
-            "the confirmation",
-            "return document.getElementById('confirm').open",
-            vec![],
-        )
-        .await;
-    alice.click("#confirm-ok").await;
+    delete_confirmed(&alice, 2).await;
     for page in [&alice, &bob] {
         wait_shown(page, 2, json!(["message deleted", false, true, []])).await;
     }
