@@ -143,7 +143,11 @@ pub(super) const ROOM_LIST_ORDER: &str = "COALESCE(last_message_at, created_at) 
 /// room is found by index, never by reading the room's memberships; for
 /// [`RoomScope::Joined`] the viewer's rooms come from `memberships_user` instead of every
 /// room.
-pub(super) fn room_list_sql(scope: RoomScope, [viewer, limit, offset]: [&str; 3]) -> String {
+pub(super) fn room_list_sql(
+    scope: RoomScope,
+    [viewer, limit, offset]: [&str; 3],
+    attention: bool,
+) -> String {
     let public = RoomKind::Public.as_str();
     let (join, visible) = match scope {
         RoomScope::Joined => ("JOIN", String::new()),
@@ -153,8 +157,13 @@ pub(super) fn room_list_sql(scope: RoomScope, [viewer, limit, offset]: [&str; 3]
         ),
         RoomScope::Public => ("LEFT JOIN", format!("WHERE kind = '{public}'")),
     };
+    let counts = if attention {
+        ATTENTION_COLUMNS
+    } else {
+        "NULL AS read_seq, NULL AS last_seq, NULL AS unread, NULL AS mentions"
+    };
     format!(
-        "SELECT {ROOM_COLUMNS}, last_message_at, created_at, mb.role AS role, {ATTENTION_COLUMNS} \
+        "SELECT {ROOM_COLUMNS}, last_message_at, created_at, mb.role AS role, {counts} \
          FROM rooms r {join} memberships mb ON mb.room_id = r.id AND mb.user_id = {viewer} \
          {visible} ORDER BY {ROOM_LIST_ORDER} LIMIT {limit} OFFSET {offset}"
     )
@@ -452,13 +461,13 @@ pub(super) async fn assert_old_room_upgraded(store: &dyn crate::ports::Store) {
         crate::ports::Standing::default()
     );
     let listed = store
-        .list_rooms(alice.id, RoomScope::Visible, 0, 10)
+        .list_rooms(alice.id, RoomScope::Visible, 0, 10, true)
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((&listed[0].room, listed[0].role), (&general, None));
     assert!(store
-        .list_rooms(alice.id, RoomScope::Joined, 0, 10)
+        .list_rooms(alice.id, RoomScope::Joined, 0, 10, true)
         .await
         .unwrap()
         .is_empty());

@@ -221,14 +221,17 @@ impl Rooms {
 
     /// The rooms of `scope` for `viewer`, at most [`Limits::room_list_max`](super::Limits), most recently
     /// active first, only those whose name contains `name_contains` (case-insensitive)
-    /// when it is given.
+    /// when it is given; with `attention`, the viewer's read marker and counts in theirs.
     pub async fn list(
         &self,
         viewer: &User,
         scope: RoomScope,
         name_contains: Option<&str>,
+        attention: bool,
     ) -> Result<RoomList, ChatError> {
-        let (rooms, truncated) = self.summaries(viewer, scope, name_contains).await?;
+        let (rooms, truncated) = self
+            .summaries(viewer, scope, name_contains, attention)
+            .await?;
         let ids: Vec<_> = rooms.iter().map(|r| r.room.id).collect();
         let online = match self.presence.online_counts(&ids).await {
             Ok(counts) => counts,
@@ -254,7 +257,9 @@ impl Rooms {
     /// The viewer's rooms for a page's sidebar (at most
     /// [`Limits::room_list_max`](super::Limits)): no online counts, which it does not show.
     pub async fn joined(&self, viewer: &User) -> Result<Vec<Room>, ChatError> {
-        let (rooms, _) = self.summaries(viewer, RoomScope::Joined, None).await?;
+        let (rooms, _) = self
+            .summaries(viewer, RoomScope::Joined, None, false)
+            .await?;
         Ok(rooms.into_iter().map(|summary| summary.room).collect())
     }
 
@@ -264,12 +269,16 @@ impl Rooms {
         viewer: &User,
         scope: RoomScope,
         name_contains: Option<&str>,
+        attention: bool,
     ) -> Result<(Vec<RoomSummary>, bool), ChatError> {
         // A room the viewer has just visited is listed with their role.
         self.access.first_visits().settled_for_user(viewer.id).await;
         let most = self.list_max;
         let wanted = most + 1;
-        let page = |offset, limit| self.store.list_rooms(viewer.id, scope, offset, limit);
+        let page = |offset, limit| {
+            self.store
+                .list_rooms(viewer.id, scope, offset, limit, attention)
+        };
         let mut rooms = Vec::new();
         match name_contains.map(str::to_lowercase) {
             None => rooms = store_call(page(0, wanted)).await?,
@@ -390,7 +399,10 @@ mod tests {
             rooms.enter(&bob, &private.slug).await,
             Err(ChatError::RoomNotFound)
         ));
-        let mine = rooms.list(&bob, RoomScope::Visible, None).await.unwrap();
+        let mine = rooms
+            .list(&bob, RoomScope::Visible, None, true)
+            .await
+            .unwrap();
         assert!(mine.rooms.is_empty());
     }
 
@@ -416,7 +428,10 @@ mod tests {
         let mut entry = rooms.enter(&bob, "lobby").await.unwrap();
         assert_eq!(entry.access.acts_as, Some(Role::Member));
         entry.start_recording();
-        let mine = rooms.list(&bob, RoomScope::Joined, None).await.unwrap();
+        let mine = rooms
+            .list(&bob, RoomScope::Joined, None, true)
+            .await
+            .unwrap();
         let listed: Vec<_> = mine.rooms.iter().map(|r| (&r.room, r.role)).collect();
         assert_eq!(listed, [(&lobby, Some(Role::Member))]);
 
@@ -485,14 +500,17 @@ mod tests {
         for name in ["Alpha", "Beta", "Gamma"] {
             rooms.create(&alice, name, RoomKind::Public).await.unwrap();
         }
-        let all = rooms.list(&alice, RoomScope::Visible, None).await.unwrap();
+        let all = rooms
+            .list(&alice, RoomScope::Visible, None, true)
+            .await
+            .unwrap();
         assert_eq!(all.rooms.len(), 2);
         assert!(all.truncated);
 
         let alpha = rooms.visible(&alice, "alpha").await.unwrap().room;
         presence.join(alpha.id, &alice).await.unwrap();
         let found = rooms
-            .list(&alice, RoomScope::Visible, Some("ALP"))
+            .list(&alice, RoomScope::Visible, Some("ALP"), true)
             .await
             .unwrap();
         assert!(!found.truncated);

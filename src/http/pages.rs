@@ -109,7 +109,11 @@ pub async fn room_list_page(
     forms: BrowseForms,
 ) -> Result<Response, PageError> {
     let (list, sidebar) = tokio::join!(
-        state.chat.rooms().list(&user, RoomScope::Public, None),
+        // The browse page shows no counts (the sidebar's script fetches them).
+        state
+            .chat
+            .rooms()
+            .list(&user, RoomScope::Public, None, false),
         sidebar(state, &user, None)
     );
     let (list, mut sidebar) = (list?, sidebar?);

@@ -199,7 +199,7 @@ async fn api_list(
     let list = state
         .chat
         .rooms()
-        .list(&session.user, scope, name_contains)
+        .list(&session.user, scope, name_contains, true)
         .await?;
     let rooms: Vec<_> = list
         .rooms

@@ -187,13 +187,16 @@ pub trait Store: Send + Sync + 'static {
     async fn find_dm(&self, pair: DmPair) -> Result<Option<Room>, StoreError>;
     /// The rooms of `scope` for `viewer`, most recently active first (by the last message,
     /// or creation for a room without one); `limit` of them after skipping `offset`. Each
-    /// carries the viewer's role.
+    /// carries the viewer's role and, with `attention`, their marker and counts
+    /// (CONTRACT §11; counting costs a range read per member room, so callers that show
+    /// no counts leave them out).
     async fn list_rooms(
         &self,
         viewer: UserId,
         scope: RoomScope,
         offset: usize,
         limit: usize,
+        attention: bool,
     ) -> Result<Vec<RoomSummary>, StoreError>;
 
     /// The user's role in the room, and whether they are banned from it.

@@ -120,7 +120,7 @@ async fn listed(
     limit: usize,
 ) -> Vec<(String, Option<Role>)> {
     store
-        .list_rooms(viewer.id, scope, offset, limit)
+        .list_rooms(viewer.id, scope, offset, limit, true)
         .await
         .unwrap()
         .into_iter()
@@ -210,7 +210,7 @@ async fn creating_a_room_twice_returns_the_first(store: Arc<dyn Store>) {
     let slug = Slug::parse("general").unwrap();
     assert_eq!(store.find_room(&slug).await.unwrap(), Some(first));
     let listed = store
-        .list_rooms(alice.id, RoomScope::Visible, 0, 10)
+        .list_rooms(alice.id, RoomScope::Visible, 0, 10, true)
         .await
         .unwrap();
     assert!(listed
@@ -485,7 +485,7 @@ async fn the_room_list_knows_the_last_message_time(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let rooms = store
-        .list_rooms(alice.id, RoomScope::Visible, 0, 500)
+        .list_rooms(alice.id, RoomScope::Visible, 0, 500, true)
         .await
         .unwrap();
     let find = |r: &Room| rooms.iter().find(|s| s.room == *r).unwrap().clone();
@@ -509,7 +509,7 @@ async fn the_room_list_is_most_recently_active_first_in_pages(store: Arc<dyn Sto
     let names = |rooms: Vec<RoomSummary>| -> Vec<String> {
         rooms.into_iter().map(|r| r.room.name).collect()
     };
-    let page = |offset, limit| store.list_rooms(alice.id, RoomScope::Visible, offset, limit);
+    let page = |offset, limit| store.list_rooms(alice.id, RoomScope::Visible, offset, limit, true);
     let all = names(page(0, 10).await.unwrap());
     assert_eq!(all, ["old but talked in", "created last", "created second"]);
     assert_eq!(names(page(0, 2).await.unwrap()), all[..2]);
@@ -547,7 +547,7 @@ async fn times_read_back_as_written_to_the_millisecond(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(stored, vec![acked.clone()]);
     let rooms = store
-        .list_rooms(alice.id, RoomScope::Visible, 0, 500)
+        .list_rooms(alice.id, RoomScope::Visible, 0, 500, true)
         .await
         .unwrap();
     let listed = rooms.iter().find(|r| r.room == general).unwrap();
@@ -737,7 +737,7 @@ async fn concurrent_opens_make_one_dm(stores: [Arc<dyn Store>; 2]) {
             ]
         );
         let alices = store
-            .list_rooms(alice.id, RoomScope::Joined, 0, 10)
+            .list_rooms(alice.id, RoomScope::Joined, 0, 10, true)
             .await
             .unwrap();
         assert_eq!(alices.len(), 1, "one room: {alices:?}");
@@ -2111,15 +2111,24 @@ async fn read_markers_start_at_joining_follow_sends_and_never_move_back(store: A
     );
     // The room list carries each of the viewer's rooms' counts, and none for others.
     let listed = store
-        .list_rooms(bob.id, RoomScope::Visible, 0, 10)
+        .list_rooms(bob.id, RoomScope::Visible, 0, 10, true)
         .await
         .unwrap();
     assert_eq!(listed[0].attention, attention(6, 6, 0, 0));
     let listed = store
-        .list_rooms(carol.id, RoomScope::Visible, 0, 10)
+        .list_rooms(carol.id, RoomScope::Visible, 0, 10, true)
         .await
         .unwrap();
     assert_eq!(listed[0].attention, None);
+    // A caller that shows no counts does not pay for them.
+    let listed = store
+        .list_rooms(bob.id, RoomScope::Visible, 0, 10, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (listed[0].role, listed[0].attention),
+        (Some(Role::Member), None)
+    );
 }
 
 /// Unread: the messages after the marker, not deleted, not the member's own; mentions:

@@ -386,6 +386,7 @@ impl Store for MemoryStore {
         scope: RoomScope,
         offset: usize,
         limit: usize,
+        attention: bool,
     ) -> Result<Vec<RoomSummary>, StoreError> {
         let state = self.state();
         let role = |row: &RoomRow| state.memberships.get(&(row.room.id, viewer)).copied();
@@ -414,7 +415,11 @@ impl Store for MemoryStore {
                 room: row.room.clone(),
                 last_message_at: row.last_message_at,
                 role: role(row),
-                attention: state.attention(row.room.id, viewer),
+                attention: if attention {
+                    state.attention(row.room.id, viewer)
+                } else {
+                    None
+                },
             })
             .collect())
     }

@@ -642,6 +642,7 @@ impl Store for PgStore {
         scope: RoomScope,
         offset: usize,
         limit: usize,
+        attention: bool,
     ) -> Result<Vec<RoomSummary>, StoreError> {
         type Listed = (
             i64,
@@ -657,7 +658,7 @@ impl Store for PgStore {
             Option<i64>,
         );
         let rows: Vec<Listed> = bounded(
-            sqlx::query_as(&room_list_sql(scope, ["$1", "$2", "$3"]))
+            sqlx::query_as(&room_list_sql(scope, ["$1", "$2", "$3"], attention))
                 .bind(viewer.0)
                 .bind(limit as i64)
                 .bind(offset as i64)

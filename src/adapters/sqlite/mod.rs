@@ -444,8 +444,9 @@ impl Store for SqliteStore {
         scope: RoomScope,
         offset: usize,
         limit: usize,
+        attention: bool,
     ) -> Result<Vec<RoomSummary>, StoreError> {
-        let listed = room_list_sql(scope, ["?1", "?2", "?3"]);
+        let listed = room_list_sql(scope, ["?1", "?2", "?3"], attention);
         let sql = format!(
             "SELECT json_group_array(json_array(id, slug, name, kind, last_message_at, role, \
                  read_seq, last_seq, unread, mentions) \
@@ -898,7 +899,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("plan.db").display());
         let store = SqliteStore::connect(&url).await.unwrap();
         for scope in [RoomScope::Visible, RoomScope::Joined, RoomScope::Public] {
-            let sql = super::super::sql::room_list_sql(scope, ["?1", "?2", "?3"]);
+            let sql = super::super::sql::room_list_sql(scope, ["?1", "?2", "?3"], true);
             let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .bind(1_i64)
                 .bind(10_i64)

@@ -100,8 +100,8 @@ struct RoomEntry {
     /// Presence frames waiting for the [`PRESENCE_WINDOW`](presence::PRESENCE_WINDOW) to close.
     presence: Vec<Arc<SharedFrame>>,
     presence_window_open: bool,
-    /// Who is typing, on any process, until when.
-    typing: HashMap<String, Instant>,
+    /// Who is typing, on any process, until when (tokio's clock: see `typing.rs`).
+    typing: HashMap<String, tokio::time::Instant>,
     /// The typing list last sent to the room's sockets.
     typing_sent: Vec<String>,
     typing_tick_armed: bool,
@@ -506,6 +506,44 @@ mod tests {
         tokio::time::sleep(2 * PRESENCE_WINDOW).await;
         hub.deliver(event(&room, None, "e"));
         assert_eq!(received(&mut socket.receiver), ["[e]"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn typing_lists_go_at_once_then_per_tick_and_names_expire() {
+        use super::typing::TYPING_TICK;
+        let (hub, room) = hub_with_room();
+        let mut socket = hub.attach(
+            &room,
+            UserId(1),
+            &Bytes::from_static(b"session"),
+            Instant::now(),
+        );
+        let typing = |user: &str, active| BusEvent::Typing {
+            room: room.id,
+            user: user.into(),
+            active,
+        };
+        hub.deliver(typing("bob", true));
+        assert_eq!(received(&mut socket.receiver), [r#"typing ["bob"]"#]);
+        // Changes within a tick go together at its end.
+        hub.deliver(typing("carol", true));
+        hub.deliver(typing("bob", false));
+        assert_eq!(received(&mut socket.receiver), Vec::<String>::new());
+        tokio::time::sleep(TYPING_TICK + Duration::from_millis(1)).await;
+        assert_eq!(received(&mut socket.receiver), [r#"typing ["carol"]"#]);
+        // Still typing changes no list.
+        hub.deliver(typing("carol", true));
+        tokio::time::sleep(TYPING_TICK * 2).await;
+        assert_eq!(received(&mut socket.receiver), Vec::<String>::new());
+        assert!(hub.is_typing(room.id, "carol"));
+        // Without another `typing` the name expires, on this process's own clock.
+        tokio::time::sleep(TYPING).await;
+        assert_eq!(received(&mut socket.receiver), ["typing []"]);
+        assert!(!hub.is_typing(room.id, "carol"));
+        // The tick has stopped with it: a quiet room's first change goes at once again.
+        hub.deliver(typing("dave", true));
+        assert_eq!(received(&mut socket.receiver), [r#"typing ["dave"]"#]);
+        assert_eq!(hub.typing_now(room.id), ["dave"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,9 +7,11 @@
 //! goes as one frame.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+// Tokio's clock, so a test can move it (a paused runtime) instead of waiting.
+use tokio::time::Instant;
 
 use super::{Delivery, Hub, SharedFrame};
 use crate::domain::RoomId;
