@@ -13,14 +13,7 @@ fn code(body: &Value) -> &str {
 /// Sends `body` over HTTP as `user` (after the quick gap) and returns the stored message.
 async fn posted(user: &TestUser, slug: &str, body: &str) -> Value {
     after_the_quick_gap().await;
-    let (status, posted) = user
-        .post_json(
-            &format!("/api/rooms/{slug}/messages"),
-            &json!({ "body": body }),
-        )
-        .await;
-    assert_eq!(status, 201, "{posted}");
-    posted["message"].clone()
+    user.post_message(slug, body).await
 }
 
 /// `user`'s entry for `slug` in `GET /api/rooms`: `[read_seq, last_seq, unread, mentions]`.

@@ -196,14 +196,7 @@ async fn call(user: &TestUser, method: Method, path: String, body: Option<Value>
 
 /// Sends `body` over HTTP as `user` and returns the stored message.
 async fn posted(user: &TestUser, slug: &str, body: &str) -> Value {
-    let (status, posted) = user
-        .post_json(
-            &format!("/api/rooms/{slug}/messages"),
-            &json!({ "body": body }),
-        )
-        .await;
-    assert_eq!(status, 201, "{posted}");
-    posted["message"].clone()
+    user.post_message(slug, body).await
 }
 
 async fn edits_deletes_and_reactions_follow_the_rules() {

@@ -104,15 +104,10 @@ async fn badges_rise_with_others_messages_and_clear_once_read() {
     // alice writes in Side, once naming bob: his sidebar counts both, the mention apart,
     // and the tab's title the total.
     let post = |slug: &str, body: &str| {
-        let (alice, path, body) = (
-            &alice,
-            format!("/api/rooms/{slug}/messages"),
-            json!({"body": body}),
-        );
+        let (alice, slug, body) = (&alice, slug.to_owned(), body.to_owned());
         async move {
             natter_test_support::after_the_quick_gap().await;
-            let (status, answer) = alice.post_json(&path, &body).await;
-            assert_eq!(status, 201, "{answer}");
+            alice.post_message(&slug, &body).await;
         }
     };
     post(&side, "morning all").await;

@@ -47,13 +47,8 @@ async fn changes_show_in_place_live_and_after_the_page_was_offline() {
     let slug = bob.create_room("Edits").await;
     let messages = format!("/api/rooms/{slug}/messages");
     let post = |body: &str| {
-        let (bob, messages) = (&bob, &messages);
-        let body = json!({ "body": body });
-        async move {
-            let (status, posted) = bob.post_json(messages, &body).await;
-            assert_eq!(status, 201, "{posted}");
-            posted["message"]["id"].as_i64().unwrap()
-        }
+        let (bob, slug, body) = (&bob, &slug, body.to_owned());
+        async move { bob.post_message(slug, &body).await["id"].as_i64().unwrap() }
     };
     let first = post("first draft").await;
     after_the_quick_gap().await;

@@ -100,6 +100,15 @@ impl TestUser {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
 
+    /// Sends `body` to the room over HTTP (`POST /api/rooms/{slug}/messages`) and returns
+    /// the stored message; anything but `201` fails the test.
+    pub async fn post_message(&self, slug: &str, body: &str) -> Value {
+        let path = format!("/api/rooms/{slug}/messages");
+        let (status, answer) = self.post_json(&path, &json!({ "body": body })).await;
+        assert_eq!(status, 201, "{answer}");
+        answer["message"].clone()
+    }
+
     /// `method path` as this user, with a JSON body when one is given: the status and the
     /// JSON answer (`null` when there is none).
     pub async fn call(
