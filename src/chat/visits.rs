@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, watch};
 
 use super::hub::{Hub, RoomChannel};
 use super::messages::{changes_after, Updates, RESUME_MAX};
-use super::{store_call, AuthSession, ChatError, CloseReason, Delivery, Entry};
+use super::{store_call, AuthSession, ChatError, CloseReason, Delivery, Entry, SharedFrame};
 use crate::domain::{HistoryRange, Message, ReplyRef, Rev, Room, RoomId, Seq, User};
 use crate::ports::{Bus, BusEvent, Departure, MessageCache, Presence, Store};
 use crate::protocol::ServerFrame;
@@ -58,6 +58,8 @@ pub struct Visit {
     pub deliveries: broadcast::Receiver<Delivery>,
     /// Becomes `Some` when the server must close the socket.
     pub closed: watch::Receiver<Option<CloseReason>>,
+    /// The user's latest `read` frame in the room (CONTRACT §11), as their marker moves.
+    pub reads: watch::Receiver<Option<Arc<SharedFrame>>>,
     session: Bytes,
     connection: u64,
     channel: Arc<RoomChannel>,
@@ -112,6 +114,7 @@ impl Visits {
             typing,
             deliveries: attachment.receiver,
             closed: attachment.closed,
+            reads: attachment.reads,
             session: session.token_hash.clone(),
             connection: attachment.connection,
             channel: attachment.channel,

@@ -56,11 +56,6 @@ pub enum Delivery {
     Resync,
     /// Who is typing now (CONTRACT §11), the whole list.
     Typing(Arc<TypingList>),
-    /// A frame for one user's sockets only (their `read`, CONTRACT §11).
-    ForUser {
-        user: UserId,
-        frame: Arc<SharedFrame>,
-    },
 }
 
 /// Why the server closes a socket.
@@ -110,6 +105,10 @@ struct RoomEntry {
 /// The close signals of some open sockets, by connection number.
 type Closers = HashMap<u64, watch::Sender<Option<CloseReason>>>;
 
+/// The latest `read` frame (CONTRACT §11) of some open sockets, by connection number.
+/// Only the latest matters, so each is a watch: no queue to grow.
+type ReadSenders = HashMap<u64, watch::Sender<Option<Arc<SharedFrame>>>>;
+
 #[derive(Default)]
 struct HubState {
     rooms: HashMap<RoomId, RoomEntry>,
@@ -117,6 +116,9 @@ struct HubState {
     sessions: HashMap<Bytes, Closers>,
     /// Open sockets by room and user, so a removal closes them.
     members: HashMap<(RoomId, UserId), Closers>,
+    /// The same sockets' read markers: a user's `read` goes to their sockets only, not
+    /// to every socket of the room.
+    reads: HashMap<(RoomId, UserId), ReadSenders>,
     /// When each recent removal arrived here: a socket whose access was checked before
     /// then may have been let in by a check that missed it.
     removals: HashMap<(RoomId, UserId), Instant>,
@@ -137,6 +139,8 @@ pub(crate) struct Attachment {
     pub channel: Arc<RoomChannel>,
     pub receiver: broadcast::Receiver<Delivery>,
     pub closed: watch::Receiver<Option<CloseReason>>,
+    /// The user's latest `read` frame in this room, as their marker moves.
+    pub reads: watch::Receiver<Option<Arc<SharedFrame>>>,
     pub connection: u64,
     /// This is the user's first connection to the room on this process.
     pub first_for_user: bool,
@@ -194,6 +198,12 @@ impl Hub {
             .entry(session.clone())
             .or_default()
             .insert(connection, close_tx);
+        let (reads_tx, reads) = watch::channel(None);
+        state
+            .reads
+            .entry((room.id, user))
+            .or_default()
+            .insert(connection, reads_tx);
 
         let entry = state.rooms.entry(room.id).or_insert_with(|| {
             self.metrics.rooms_active.inc();
@@ -222,6 +232,7 @@ impl Hub {
             channel: entry.channel.clone(),
             receiver: entry.channel.sender.subscribe(),
             closed,
+            reads,
             connection,
             first_for_user: *count == 1,
         }
@@ -239,6 +250,12 @@ impl Hub {
             connections.remove(&connection);
             if connections.is_empty() {
                 state.members.remove(&(room, user));
+            }
+        }
+        if let Some(connections) = state.reads.get_mut(&(room, user)) {
+            connections.remove(&connection);
+            if connections.is_empty() {
+                state.reads.remove(&(room, user));
             }
         }
         let Some(entry) = state.rooms.get_mut(&room) else {
@@ -316,10 +333,10 @@ impl BusListener for Hub {
             }
             BusEvent::Typing { room, user, active } => self.deliver_typing(room, user, active),
             BusEvent::Read { room, user, frame } => {
-                if let Some(entry) = self.state().rooms.get(&room) {
-                    if entry.users.contains_key(&user) {
-                        let frame = Arc::new(SharedFrame::new(frame));
-                        let _ = entry.channel.sender.send(Delivery::ForUser { user, frame });
+                if let Some(sockets) = self.state().reads.get(&(room, user)) {
+                    let frame = Arc::new(SharedFrame::new(frame));
+                    for socket in sockets.values() {
+                        socket.send_replace(Some(frame.clone()));
                     }
                 }
             }
@@ -445,7 +462,6 @@ mod tests {
                 }
                 Delivery::Resync => "resync".into(),
                 Delivery::Typing(list) => format!("typing {:?}", list.users),
-                Delivery::ForUser { user, .. } => format!("for {}", user.0),
             })
             .collect()
     }
@@ -506,6 +522,29 @@ mod tests {
         tokio::time::sleep(2 * PRESENCE_WINDOW).await;
         hub.deliver(event(&room, None, "e"));
         assert_eq!(received(&mut socket.receiver), ["[e]"]);
+    }
+
+    #[tokio::test]
+    async fn a_read_reaches_its_users_sockets_only_and_keeps_the_latest() {
+        let (hub, room) = hub_with_room();
+        let session = Bytes::from_static(b"session");
+        let mut bobs = hub.attach(&room, UserId(2), &session, Instant::now());
+        let mut bobs_other = hub.attach(&room, UserId(2), &session, Instant::now());
+        let mut carols = hub.attach(&room, UserId(3), &session, Instant::now());
+        for seq in [4, 5] {
+            hub.deliver(BusEvent::Read {
+                room: room.id,
+                user: UserId(2),
+                frame: Bytes::from(format!("read {seq}")),
+            });
+        }
+        for socket in [&mut bobs, &mut bobs_other] {
+            assert!(socket.reads.has_changed().unwrap());
+            let latest = socket.reads.borrow_and_update().clone().unwrap();
+            assert_eq!(&latest.json()[..], b"read 5");
+        }
+        assert!(!carols.reads.has_changed().unwrap(), "not carol's");
+        assert_eq!(received(&mut carols.receiver), Vec::<String>::new());
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::frames::{self, Keep};
 use super::handshake::Socket as WebSocket;
 use crate::chat::{AuthSession, ChatError, CloseReason, Delivery, Entry, Visit};
-use crate::domain::{Rev, Seq, UserId};
+use crate::domain::{Rev, Seq};
 use crate::http::AppState;
 use crate::protocol::{RoomView, ServerFrame, UserView};
 
@@ -85,7 +85,6 @@ pub async fn run(
             .to_json(),
         ),
         username: visit.user.username.clone(),
-        user_id: visit.user.id,
         typing_sent: Vec::new(),
         unsent: Vec::new(),
         unsent_bytes: 0,
@@ -147,6 +146,8 @@ async fn closed_by_server(closed: &mut watch::Receiver<Option<CloseReason>>) -> 
 enum Event {
     Signal(Signal),
     Delivery(Result<Delivery, RecvError>),
+    /// The user's read marker in the room moved (their latest `read` frame).
+    Read,
     Incoming(Option<Result<Message, WsError>>),
     PingTime,
 }
@@ -162,7 +163,6 @@ struct Socket {
     own_arrival: Bytes,
     /// This connection's user, whom its typing lists leave out.
     username: String,
-    user_id: UserId,
     /// The typing list this client was last sent (without its own user).
     typing_sent: Vec<String>,
     /// Wire frames queued and not yet written, and their size.
@@ -196,12 +196,20 @@ impl Socket {
                 signal = closed_by_server(&mut self.closed) => Event::Signal(signal),
                 _ = self.session_ends.as_mut() => Event::Signal(Signal::SessionExpired),
                 delivery = visit.deliveries.recv() => Event::Delivery(delivery),
+                Ok(()) = visit.reads.changed() => Event::Read,
                 incoming = self.ws.next() => Event::Incoming(incoming),
                 _ = ping.tick() => Event::PingTime,
             };
             let outcome = match event {
                 Event::Signal(signal) => Err(signal.end()),
                 Event::Delivery(delivery) => self.forward(delivery, &mut visit).await,
+                Event::Read => {
+                    let read = visit.reads.borrow_and_update().clone();
+                    match read {
+                        Some(frame) => self.write_shared(&frame).await,
+                        None => Ok(()),
+                    }
+                }
                 Event::Incoming(incoming) => {
                     last_heard = Instant::now();
                     self.receive(state, &visit, incoming).await

@@ -37,11 +37,13 @@ impl Socket {
             }
             Delivery::Resync => self.queue_resync().await,
             Delivery::Typing(list) => self.queue_typing(&list).await,
-            Delivery::ForUser { user, frame } if user == self.user_id => {
-                self.queue_shared(&frame).await
-            }
-            Delivery::ForUser { .. } => Ok(()),
         }
+    }
+
+    /// A shared frame on its own, written out at once.
+    pub(super) async fn write_shared(&mut self, frame: &SharedFrame) -> Result<(), End> {
+        self.queue_shared(frame).await?;
+        self.write_out().await
     }
 
     pub(super) async fn queue_shared(&mut self, frame: &SharedFrame) -> Result<(), End> {
